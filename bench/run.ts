@@ -1,0 +1,15 @@
+// `npm run bench [-- suite…]`: runs every benchmark suite (or the named ones) and prints
+// throughput, latency and memory. Latest numbers are kept in bench/RESULTS.md.
+import { machine, type BenchSuite } from './util.js';
+
+const suites: (() => Promise<BenchSuite>)[] = [
+];
+
+const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+console.log(`wx bench — ${new Date().toISOString()} — ${machine()}`);
+for (const load of suites) {
+  const suite = await load();
+  if (wanted.length > 0 && !wanted.includes(suite.name)) continue;
+  console.log(`\n## ${suite.name}: ${suite.description}\n`);
+  await suite.run(process.argv.slice(2));
+}

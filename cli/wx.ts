@@ -1,0 +1,29 @@
+// The `wx` command: parses arguments, talks to the daemon (or runs in-process where a command
+// says so), renders results. Each command group lives in cli/commands/ and registers itself here.
+import { Command, CommanderError } from 'commander';
+import { WxError } from '../daemon/errors.js';
+import { VERSION } from '../daemon/version.js';
+import { EXIT } from './exit.js';
+import { registerDebug } from './commands/debug.js';
+
+const program = new Command('wx')
+  .description('wx: local, private speech-to-text (a warm Whisper model, watched folders, search, dictation)')
+  .version(VERSION)
+  .showHelpAfterError()
+  .exitOverride();
+
+registerDebug(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  } else if (err instanceof WxError) {
+    process.stderr.write(`wx: ${err.message}\n`);
+    process.exitCode = EXIT.failure;
+  } else {
+    process.stderr.write(`wx: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exitCode = EXIT.internal;
+  }
+}

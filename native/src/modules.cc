@@ -1,0 +1,5 @@
+#include "modules.h"
+
+namespace wx {
+void RegisterAll(Napi::Env, Napi::Object) {}
+}

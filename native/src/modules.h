@@ -1,0 +1,7 @@
+// Registration hooks of the addon's modules (one per source file).
+#pragma once
+#include <napi.h>
+
+namespace wx {
+void RegisterAll(Napi::Env env, Napi::Object exports);
+}
