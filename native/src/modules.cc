@@ -1,5 +1,7 @@
 #include "modules.h"
 
 namespace wx {
-void RegisterAll(Napi::Env, Napi::Object) {}
+void RegisterAll(Napi::Env env, Napi::Object exports) {
+  RegisterPeerCred(env, exports);
 }
+}  // namespace wx

@@ -4,4 +4,6 @@
 
 namespace wx {
 void RegisterAll(Napi::Env env, Napi::Object exports);
-}
+
+void RegisterPeerCred(Napi::Env env, Napi::Object exports);
+}  // namespace wx
