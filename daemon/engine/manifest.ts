@@ -1,0 +1,40 @@
+// What an installed model is: `$WX_HOME/models/<name>/manifest.json` plus the ONNX graphs and the
+// tokenizer files beside it. The importer writes it last (after everything else is in place and
+// the directory has been renamed into `models/`), so a manifest that exists means a whole model.
+export type Precision = 'fp32' | 'int8';
+
+export interface ModelDims {
+  nMels: number;
+  nAudioCtx: number; // encoder positions (1500 for 30-s windows)
+  dModel: number;
+  encoderLayers: number;
+  encoderHeads: number;
+  decoderLayers: number;
+  decoderHeads: number;
+  nVocab: number;
+  nTextCtx: number; // max_target_positions (448)
+  encoderFfn: number;
+  decoderFfn: number;
+}
+
+export interface ModelManifest {
+  /** Layout version of this manifest; bumped when graphs change incompatibly. */
+  formatVersion: number;
+  name: string;
+  /** Where it came from: a Hub repo id (`openai/whisper-tiny`), or `local:<absolute dir>`. */
+  source: string;
+  revision?: string;
+  importedAt: string;
+  dims: ModelDims;
+  multilingual: boolean;
+  precisions: Precision[];
+  /** Relative file names of the graphs per precision. */
+  files: Record<Precision, { encoder: string; decoder: string } | undefined>;
+  /** sha256 of every input file that went into the import (config, tokenizer, weights). */
+  inputs: Record<string, string>;
+  /** Total bytes of the model directory per precision (graphs + shared files). */
+  sizeBytes: Partial<Record<Precision, number>>;
+}
+
+export const MANIFEST_FILE = 'manifest.json';
+export const MANIFEST_FORMAT_VERSION = 1;
