@@ -1,0 +1,145 @@
+// The decoder graph: one call advances every row of a batch by S tokens. The self-attention
+// cache is an INPUT (the caller owns the buffers and writes the new keys/values the graph
+// returns into them), so nothing proportional to the cache crosses the binding as an output.
+// Rows carry their own positions (`offset`), so rows at different steps share a batch.
+//
+// Attention against the cache and against the new tokens is scored separately and joined
+// before one softmax, which avoids concatenating the cache inside the graph at every step.
+import { Graph, float } from '../onnx/graph.js';
+import type { ModelDims } from '../manifest.js';
+import { LayerBuilder, type LinearPrecision } from './layers.js';
+import type { WeightReader } from './encoder.js';
+
+export interface DecoderGraphOptions {
+  linear: LinearPrecision;
+  /** Output projection (tied embedding): float32, or int8 for the candidate scores. */
+  logits: LinearPrecision;
+}
+
+export const DECODER_IO = {
+  tokens: 'tokens', // [B, S] int64
+  offset: 'offset', // [B] int64: how many cached positions each row has
+  gather: 'gather_pos', // [P] int64: positions within S whose logits are returned
+  logits: 'logits', // [B, P, V]
+  selfK: (l: number) => `self_k_${l}`, // [B, H, dh, C]  (keys transposed)
+  selfV: (l: number) => `self_v_${l}`, // [B, H, C, dh]
+  crossK: (l: number) => `cross_k_${l}`, // [B, H, dh, T]
+  crossV: (l: number) => `cross_v_${l}`, // [B, H, T, dh]
+  newK: (l: number) => `new_k_${l}`, // [B, H, S, dh]
+  newV: (l: number) => `new_v_${l}`, // [B, H, S, dh]
+};
+
+const NEG = -1e9;
+
+export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: DecoderGraphOptions): Graph {
+  const g = new Graph('wx_whisper_decoder');
+  const L = new LayerBuilder(g);
+  const d = dims.dModel;
+  const H = dims.decoderHeads;
+  const dh = d / H;
+  const V = dims.nVocab;
+  const T = dims.nAudioCtx;
+  const p = 'model.decoder';
+  const qScale = 1 / Math.sqrt(dh);
+
+  const tokens = g.input(DECODER_IO.tokens, 'int64', ['batch', 'seq']);
+  const offset = g.input(DECODER_IO.offset, 'int64', ['batch']);
+  const gather = g.input(DECODER_IO.gather, 'int64', ['npos']);
+  const selfK: string[] = [];
+  const selfV: string[] = [];
+  const crossK: string[] = [];
+  const crossV: string[] = [];
+  for (let l = 0; l < dims.decoderLayers; l++) {
+    selfK.push(g.input(DECODER_IO.selfK(l), 'float32', ['batch', H, dh, 'cache']));
+    selfV.push(g.input(DECODER_IO.selfV(l), 'float32', ['batch', H, 'cache', dh]));
+    crossK.push(g.input(DECODER_IO.crossK(l), 'float32', ['batch', H, dh, T]));
+    crossV.push(g.input(DECODER_IO.crossV(l), 'float32', ['batch', H, T, dh]));
+  }
+
+  // Embeddings: token + learned position (per row: offset + 0..S-1).
+  const embed = read(`${p}.embed_tokens.weight`, [V, d]);
+  const embedName = L.weight(`${p}.embed_tokens.weight`, [V, d], embed);
+  const seqLen = g.op('Gather', [g.op('Shape', [tokens]), L.i64([1], [])], { axis: 0 }); // scalar S
+  const steps = g.op('Range', [L.i64([0], []), seqLen, L.i64([1], [])]); // [S]
+  const positions = g.op('Add', [g.op('Unsqueeze', [offset, L.i64([1])]), g.op('Unsqueeze', [steps, L.i64([0])])]); // [B, S]
+  const posTable = L.weight(`${p}.embed_positions.weight`, [dims.nTextCtx, d], read(`${p}.embed_positions.weight`, [dims.nTextCtx, d]));
+  let x = g.op('Add', [g.op('Gather', [embedName, tokens], { axis: 0 }), g.op('Gather', [posTable, positions], { axis: 0 })]);
+
+  // Masks: cache slot c is visible to row b iff c < offset[b]; new token j is visible to new
+  // token i iff j <= i.
+  const cacheLen = g.op('Gather', [g.op('Shape', [selfK[0]!]), L.i64([3], [])], { axis: 0 });
+  const slots = g.op('Range', [L.i64([0], []), cacheLen, L.i64([1], [])]); // [C]
+  const visible = g.op('Less', [g.op('Unsqueeze', [slots, L.i64([0])]), g.op('Unsqueeze', [offset, L.i64([1])])]); // [B, C]
+  const cacheMask = g.op('Unsqueeze', [g.op('Where', [visible, L.f32([0], []), L.f32([NEG], [])]), L.i64([1, 2])]); // [B,1,1,C]
+  const future = g.op('Greater', [g.op('Unsqueeze', [steps, L.i64([0])]), g.op('Unsqueeze', [steps, L.i64([1])])]); // [S,S]: j > i
+  const causalMask = g.op('Where', [future, L.f32([NEG], []), L.f32([0], [])]); // [S, S], broadcasts
+  const splitSizes = g.op('Concat', [g.op('Unsqueeze', [cacheLen, L.i64([0])]), g.op('Unsqueeze', [seqLen, L.i64([0])])], { axis: 0 });
+
+  let pendingOut: string | undefined;
+  let pendingBias: Float32Array | undefined;
+  const ln = (name: string): string => {
+    const gamma = read(`${name}.weight`, [d]);
+    const beta = read(`${name}.bias`, [d]);
+    if (!pendingOut) return L.layerNorm(x, name, gamma, beta);
+    const [h, sum] = L.skipLayerNorm(pendingOut, x, name, gamma, beta, pendingBias);
+    x = sum;
+    pendingOut = undefined;
+    return h;
+  };
+  const scaled = (w: Float32Array, s: number) => w.map((v) => v * s);
+
+  for (let l = 0; l < dims.decoderLayers; l++) {
+    const lp = `${p}.layers.${l}`;
+    // Self-attention with the cache.
+    const h = ln(`${lp}.self_attn_layer_norm`);
+    const a = `${lp}.self_attn`;
+    const wqkv = new Float32Array(3 * d * d);
+    wqkv.set(scaled(read(`${a}.q_proj.weight`, [d, d]), qScale), 0);
+    wqkv.set(read(`${a}.k_proj.weight`, [d, d]), d * d);
+    wqkv.set(read(`${a}.v_proj.weight`, [d, d]), 2 * d * d);
+    const bqkv = new Float32Array(3 * d);
+    bqkv.set(scaled(read(`${a}.q_proj.bias`, [d]), qScale), 0);
+    bqkv.set(read(`${a}.v_proj.bias`, [d]), 2 * d);
+    const qkv = L.linear(h, `${a}.qkv`, wqkv, 3 * d, d, bqkv, opts.linear);
+    const [q, k, v] = g.opN('Split', [qkv, L.i64([d, d, d])], 3, { axis: -1 });
+    const q4 = L.splitHeads(q!, H, dh);
+    const k4 = L.splitHeads(k!, H, dh);
+    const v4 = L.splitHeads(v!, H, dh);
+    g.output(k4, DECODER_IO.newK(l), 'float32', ['batch', H, 'seq', dh]);
+    g.output(v4, DECODER_IO.newV(l), 'float32', ['batch', H, 'seq', dh]);
+    const sCache = g.op('Add', [g.op('MatMul', [q4, selfK[l]!]), cacheMask]);
+    const sNew = g.op('Add', [g.op('MatMul', [q4, g.op('Transpose', [k4], { perm: [0, 1, 3, 2] })]), causalMask]);
+    const probs = g.op('Softmax', [g.op('Concat', [sCache, sNew], { axis: 3 })], { axis: -1 });
+    const [pCache, pNew] = g.opN('Split', [probs, splitSizes], 2, { axis: 3 });
+    const ctx = g.op('Add', [g.op('MatMul', [pCache!, selfV[l]!]), g.op('MatMul', [pNew!, v4])]);
+    pendingOut = L.linear(L.mergeHeads(ctx, d), `${a}.out_proj`, read(`${a}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear);
+    pendingBias = read(`${a}.out_proj.bias`, [d]);
+
+    // Cross-attention against the window's precomputed keys/values.
+    const hc = ln(`${lp}.encoder_attn_layer_norm`);
+    const c = `${lp}.encoder_attn`;
+    const qc = L.linear(hc, `${c}.q_proj`, scaled(read(`${c}.q_proj.weight`, [d, d]), qScale), d, d, scaled(read(`${c}.q_proj.bias`, [d]), qScale), opts.linear);
+    const pc = g.op('Softmax', [g.op('MatMul', [L.splitHeads(qc, H, dh), crossK[l]!])], { axis: -1 });
+    const cctx = g.op('MatMul', [pc, crossV[l]!]);
+    pendingOut = L.linear(L.mergeHeads(cctx, d), `${c}.out_proj`, read(`${c}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear);
+    pendingBias = read(`${c}.out_proj.bias`, [d]);
+
+    const hm = ln(`${lp}.final_layer_norm`);
+    const f = dims.decoderFfn;
+    const up = L.gelu(L.linear(hm, `${lp}.fc1`, read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]), opts.linear));
+    pendingOut = L.linear(up, `${lp}.fc2`, read(`${lp}.fc2.weight`, [d, f]), d, f, undefined, opts.linear);
+    pendingBias = read(`${lp}.fc2.bias`, [d]);
+  }
+  const out = ln(`${p}.layer_norm`); // [B, S, d]
+  const picked = g.op('Gather', [out, gather], { axis: 1 }); // [B, P, d]
+  const flat = g.op('Reshape', [picked, L.i64([-1, d])]);
+  let logits2d: string;
+  if (opts.logits === 'int8') {
+    logits2d = L.linear(flat, `${p}.logits`, embed, V, d, undefined, 'int8');
+  } else {
+    logits2d = g.op('Gemm', [flat, embedName], { transB: 1, alpha: float(1), beta: float(0) });
+  }
+  const outShape = g.op('Concat', [g.op('Shape', [picked], { end: 2 }), L.i64([V])], { axis: 0 });
+  g.output(g.op('Reshape', [logits2d, outShape]), DECODER_IO.logits, 'float32', ['batch', 'npos', V]);
+  return g;
+}

@@ -1,0 +1,193 @@
+// `wx models import`: a Hugging Face Whisper directory → an installed model under
+// `$WX_HOME/models/<name>/` (ONNX graphs per precision, tokenizer files, manifest). Everything is
+// written into a temporary sibling directory and renamed into place at the end, so a crash or a
+// bad checkpoint never leaves a half-installed model where the daemon would look.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { WxError } from '../errors.js';
+import { wxPaths } from '../paths.js';
+import { encodeModel, type Graph } from './onnx/graph.js';
+import { SafetensorsCheckpoint } from './model/safetensors.js';
+import { readWhisperConfig } from './model/config.js';
+import { buildEncoderGraph, type WeightReader } from './graphs/encoder.js';
+import { buildDecoderGraph } from './graphs/decoder.js';
+import { MANIFEST_FILE, MANIFEST_FORMAT_VERSION, type ModelManifest, type Precision } from './manifest.js';
+
+export type ImportPrecision = Precision | 'both';
+
+export interface ImportOptions {
+  home: string;
+  name?: string;
+  precision?: ImportPrecision;
+  source?: string;
+  revision?: string;
+  /** Replace an installed model of the same name. */
+  force?: boolean;
+  onProgress?: (p: { step: string; fraction: number }) => void;
+}
+
+export interface InstalledModel {
+  name: string;
+  dir: string;
+  manifest: ModelManifest;
+}
+
+/** Files copied next to the graphs (the tokenizer and the configs the runtime reads). */
+export const MODEL_SIDE_FILES = [
+  'config.json', 'generation_config.json', 'preprocessor_config.json', 'tokenizer.json', 'vocab.json',
+  'merges.txt', 'added_tokens.json', 'special_tokens_map.json', 'tokenizer_config.json', 'normalizer.json',
+];
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+/** A model name derived from a directory or repo id: `openai/whisper-tiny.en` → `whisper-tiny.en`. */
+export function defaultModelName(srcOrRepo: string): string {
+  const base = path.basename(srcOrRepo.replace(/[\\/]+$/, ''));
+  return base.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'model';
+}
+
+function sha256File(file: string): string {
+  const h = crypto.createHash('sha256');
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(4 << 20);
+    let n: number;
+    let pos = 0;
+    while ((n = fs.readSync(fd, buf, 0, buf.length, pos)) > 0) {
+      h.update(buf.subarray(0, n));
+      pos += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest('hex');
+}
+
+/** Graphs above this size keep their weights in an external data file (protobuf's 2 GB limit). */
+const EXTERNAL_DATA_THRESHOLD = 1.5 * 2 ** 30;
+
+function writeGraph(graph: Graph, file: string): number {
+  const bytesGuess = graph.initializers.reduce((s, i) => s + i.tensor.data.length, 0);
+  if (bytesGuess < EXTERNAL_DATA_THRESHOLD) {
+    const bytes = encodeModel(graph);
+    fs.writeFileSync(file, bytes);
+    return bytes.length;
+  }
+  const location = `${path.basename(file)}.data`;
+  const fd = fs.openSync(path.join(path.dirname(file), location), 'w');
+  let offset = 0;
+  try {
+    const sink = {
+      location,
+      append(bytes: Uint8Array): number {
+        // 4 KiB alignment lets ORT map the tensors directly.
+        const pad = (4096 - (offset % 4096)) % 4096;
+        if (pad) fs.writeSync(fd, new Uint8Array(pad));
+        offset += pad;
+        fs.writeSync(fd, bytes);
+        const at = offset;
+        offset += bytes.length;
+        return at;
+      },
+    };
+    const bytes = encodeModel(graph, { external: { sink, minBytes: 1024 } });
+    fs.writeFileSync(file, bytes);
+    return bytes.length + offset;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export const GRAPH_FILES: Record<Precision, { encoder: string; decoder: string }> = {
+  fp32: { encoder: 'encoder.fp32.onnx', decoder: 'decoder.fp32.onnx' },
+  int8: { encoder: 'encoder.int8.onnx', decoder: 'decoder.int8.onnx' },
+};
+
+/** Builds and writes the graphs of one precision from an opened checkpoint. */
+export function writeModelGraphs(srcDir: string, outDir: string, precision: Precision, onStep?: (step: string) => void): number {
+  const cfg = readWhisperConfig(srcDir);
+  const ckpt = SafetensorsCheckpoint.open(srcDir);
+  const cache = new Map<string, Float32Array>();
+  const read: WeightReader = (name, shape) => {
+    let t = cache.get(name);
+    if (!t) {
+      t = ckpt.float32(name, shape);
+      cache.set(name, t);
+    }
+    return t;
+  };
+  const files = GRAPH_FILES[precision];
+  onStep?.(`encoder ${precision}`);
+  const enc = buildEncoderGraph(cfg.dims, read, { linear: precision, crossKv: precision });
+  let bytes = writeGraph(enc, path.join(outDir, files.encoder));
+  onStep?.(`decoder ${precision}`);
+  const dec = buildDecoderGraph(cfg.dims, read, { linear: precision === 'int8' ? 'int8' : 'fp32', logits: 'fp32' });
+  bytes += writeGraph(dec, path.join(outDir, files.decoder));
+  return bytes;
+}
+
+export async function importModel(srcDir: string, opts: ImportOptions): Promise<InstalledModel> {
+  const src = path.resolve(srcDir);
+  const name = opts.name ?? defaultModelName(src);
+  if (!NAME_RE.test(name)) throw new WxError('model.bad_name', `invalid model name ${JSON.stringify(name)} (letters, digits, . _ - only)`, { name });
+  const precisions: Precision[] = opts.precision === 'both' ? ['int8', 'fp32'] : [opts.precision ?? 'int8'];
+  const progress = opts.onProgress ?? (() => {});
+  const cfg = readWhisperConfig(src); // validates config before any work
+  SafetensorsCheckpoint.open(src); // and that weights exist
+
+  const modelsDir = wxPaths(opts.home).models;
+  const finalDir = path.join(modelsDir, name);
+  if (fs.existsSync(path.join(finalDir, MANIFEST_FILE)) && !opts.force) {
+    throw new WxError('model.exists', `a model named ${name} is already installed (${finalDir}); remove it first or pick another --name`, { name });
+  }
+  fs.mkdirSync(modelsDir, { recursive: true });
+  const tmp = fs.mkdtempSync(path.join(modelsDir, `.import-${name}-`));
+  try {
+    const inputs: Record<string, string> = {};
+    const steps = precisions.length * 2 + 2;
+    let done = 0;
+    progress({ step: 'hashing inputs', fraction: 0 });
+    const weightFiles = fs.readdirSync(src).filter((f) => f.endsWith('.safetensors') || f === 'model.safetensors.index.json');
+    for (const f of [...MODEL_SIDE_FILES, ...weightFiles]) {
+      const file = path.join(src, f);
+      if (!fs.existsSync(file)) continue;
+      inputs[f] = sha256File(file);
+      if (MODEL_SIDE_FILES.includes(f)) fs.copyFileSync(file, path.join(tmp, f));
+    }
+    progress({ step: 'hashing inputs', fraction: ++done / steps });
+    const sizeBytes: Partial<Record<Precision, number>> = {};
+    const sideBytes = MODEL_SIDE_FILES.reduce((s, f) => s + (fs.existsSync(path.join(tmp, f)) ? fs.statSync(path.join(tmp, f)).size : 0), 0);
+    for (const precision of precisions) {
+      const bytes = writeModelGraphs(src, tmp, precision, (step) => progress({ step, fraction: ++done / steps }));
+      sizeBytes[precision] = bytes + sideBytes;
+    }
+    const manifest: ModelManifest = {
+      formatVersion: MANIFEST_FORMAT_VERSION,
+      name,
+      source: opts.source ?? `local:${src}`,
+      ...(opts.revision ? { revision: opts.revision } : {}),
+      importedAt: new Date().toISOString(),
+      dims: cfg.dims,
+      multilingual: cfg.dims.nVocab >= 51865,
+      precisions,
+      files: { fp32: precisions.includes('fp32') ? GRAPH_FILES.fp32 : undefined, int8: precisions.includes('int8') ? GRAPH_FILES.int8 : undefined },
+      inputs,
+      sizeBytes,
+    };
+    fs.writeFileSync(path.join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
+    if (fs.existsSync(finalDir)) {
+      const old = `${finalDir}.old-${process.pid}`;
+      fs.renameSync(finalDir, old);
+      fs.renameSync(tmp, finalDir);
+      fs.rmSync(old, { recursive: true, force: true });
+    } else {
+      fs.renameSync(tmp, finalDir);
+    }
+    progress({ step: 'done', fraction: 1 });
+    return { name, dir: finalDir, manifest };
+  } catch (err) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}

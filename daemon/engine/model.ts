@@ -1,0 +1,239 @@
+// A loaded Whisper model: the encoder and decoder graphs of one precision, the dims they were
+// built with, and the buffers that let many decoder rows share one call.
+import fs from 'node:fs';
+import path from 'node:path';
+import { WxError } from '../errors.js';
+import type { Backend, FeedTensor, InferenceGraph } from './backend.js';
+import { ortCpuBackend } from './ort-backend.js';
+import { ENCODER_IO } from './graphs/encoder.js';
+import { DECODER_IO } from './graphs/decoder.js';
+import { readWhisperConfig, type WhisperConfig } from './model/config.js';
+import { MANIFEST_FILE, type ModelDims, type ModelManifest, type Precision } from './manifest.js';
+
+export interface LoadOptions {
+  precision: Precision;
+  threads?: number;
+  backend?: Backend;
+}
+
+export function readManifest(dir: string): ModelManifest {
+  const file = path.join(dir, MANIFEST_FILE);
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as ModelManifest;
+  } catch (err) {
+    throw new WxError('model.not_installed', `${dir} is not an installed wx model (${(err as Error).message})`, { file });
+  }
+}
+
+/** Cross-attention keys/values of B encoded windows, per decoder layer. */
+export class EncodedWindows {
+  constructor(
+    readonly batch: number,
+    readonly crossK: Float32Array[],
+    readonly crossV: Float32Array[],
+    /** Per-window element count of one layer's K (= V) block. */
+    readonly perWindow: number,
+  ) {}
+}
+
+export class WhisperModel {
+  private constructor(
+    readonly dir: string,
+    readonly manifest: ModelManifest,
+    readonly config: WhisperConfig,
+    readonly precision: Precision,
+    readonly encoder: InferenceGraph,
+    readonly decoder: InferenceGraph,
+  ) {}
+
+  get dims(): ModelDims {
+    return this.manifest.dims;
+  }
+
+  static async load(dir: string, opts: LoadOptions): Promise<WhisperModel> {
+    const manifest = readManifest(dir);
+    const files = manifest.files[opts.precision];
+    if (!files) {
+      throw new WxError('model.precision_missing', `model ${manifest.name} was installed without ${opts.precision} graphs (has: ${manifest.precisions.join(', ')})`, { model: manifest.name });
+    }
+    const backend = opts.backend ?? ortCpuBackend;
+    const threads = opts.threads ?? 0;
+    const [encoder, decoder] = await Promise.all([
+      backend.load(path.join(dir, files.encoder), { threads }),
+      backend.load(path.join(dir, files.decoder), { threads }),
+    ]);
+    return new WhisperModel(dir, manifest, readWhisperConfig(dir), opts.precision, encoder, decoder);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.encoder.close(), this.decoder.close()]);
+  }
+
+  /** Runs the encoder on B windows of log-mel features ([B, n_mels, 2·n_audio_ctx]). */
+  async encode(mel: Float32Array, batch: number, opts: { hidden?: boolean } = {}): Promise<EncodedWindows & { hidden?: Float32Array }> {
+    const d = this.dims;
+    const frames = 2 * d.nAudioCtx;
+    if (mel.length !== batch * d.nMels * frames) {
+      throw new WxError('engine.bad_input', `encoder input has ${mel.length} values, expected ${batch}×${d.nMels}×${frames}`);
+    }
+    const fetch: string[] = [];
+    for (let l = 0; l < d.decoderLayers; l++) fetch.push(ENCODER_IO.crossK(l), ENCODER_IO.crossV(l));
+    if (opts.hidden) fetch.push(ENCODER_IO.hidden);
+    const out = await this.encoder.run({ [ENCODER_IO.mel]: { type: 'float32', data: mel, dims: [batch, d.nMels, frames] } }, fetch);
+    const ks: Float32Array[] = [];
+    const vs: Float32Array[] = [];
+    for (let l = 0; l < d.decoderLayers; l++) {
+      ks.push(out[ENCODER_IO.crossK(l)]!.data);
+      vs.push(out[ENCODER_IO.crossV(l)]!.data);
+    }
+    const enc = new EncodedWindows(batch, ks, vs, d.dModel * d.nAudioCtx) as EncodedWindows & { hidden?: Float32Array };
+    if (opts.hidden) enc.hidden = out[ENCODER_IO.hidden]!.data;
+    return enc;
+  }
+
+  newBatch(maxRows: number, cacheCapacity = this.dims.nTextCtx): DecoderBatch {
+    return new DecoderBatch(this, maxRows, cacheCapacity);
+  }
+}
+
+/** One sequence being decoded: its slot in the batch buffers and how many positions it has cached. */
+export class DecoderRow {
+  /** Number of positions in the self-attention cache. */
+  length = 0;
+  constructor(public slot: number, readonly id: number) {}
+}
+
+/**
+ * Rows that are decoded together. Row-major buffers hold every row's self-attention cache and
+ * cross-attention keys/values; rows occupy slots 0..n-1 so the first n slots form contiguous
+ * [n, …] tensors. A row that leaves is replaced by the last one (swap-remove), so rows join and
+ * leave at any step without disturbing the others.
+ */
+export class DecoderBatch {
+  readonly rows: DecoderRow[] = [];
+  private readonly selfK: Float32Array[] = [];
+  private readonly selfV: Float32Array[] = [];
+  private readonly crossK: Float32Array[] = [];
+  private readonly crossV: Float32Array[] = [];
+  private readonly selfSlot: number; // elements per slot per layer (K or V)
+  private readonly crossSlot: number;
+  private nextId = 0;
+
+  constructor(private readonly model: WhisperModel, readonly maxRows: number, readonly capacity: number) {
+    const d = model.dims;
+    this.selfSlot = d.dModel * capacity;
+    this.crossSlot = d.dModel * d.nAudioCtx;
+    for (let l = 0; l < d.decoderLayers; l++) {
+      this.selfK.push(new Float32Array(maxRows * this.selfSlot));
+      this.selfV.push(new Float32Array(maxRows * this.selfSlot));
+      this.crossK.push(new Float32Array(maxRows * this.crossSlot));
+      this.crossV.push(new Float32Array(maxRows * this.crossSlot));
+    }
+  }
+
+  get size(): number {
+    return this.rows.length;
+  }
+
+  /** Adds window `index` of `enc` as a new row (empty cache). */
+  add(enc: EncodedWindows, index: number): DecoderRow {
+    if (this.rows.length >= this.maxRows) throw new WxError('engine.batch_full', `decoder batch is full (${this.maxRows} rows)`);
+    const row = new DecoderRow(this.rows.length, this.nextId++);
+    const n = this.crossSlot;
+    for (let l = 0; l < this.crossK.length; l++) {
+      this.crossK[l]!.set(enc.crossK[l]!.subarray(index * n, (index + 1) * n), row.slot * n);
+      this.crossV[l]!.set(enc.crossV[l]!.subarray(index * n, (index + 1) * n), row.slot * n);
+    }
+    this.rows.push(row);
+    return row;
+  }
+
+  remove(row: DecoderRow): void {
+    const i = this.rows.indexOf(row);
+    if (i < 0) return;
+    const last = this.rows[this.rows.length - 1]!;
+    if (last !== row) {
+      const move = (bufs: Float32Array[], n: number) => {
+        for (const b of bufs) b.copyWithin(row.slot * n, last.slot * n, (last.slot + 1) * n);
+      };
+      move(this.selfK, this.selfSlot);
+      move(this.selfV, this.selfSlot);
+      move(this.crossK, this.crossSlot);
+      move(this.crossV, this.crossSlot);
+      last.slot = row.slot;
+      this.rows[i] = last;
+    }
+    this.rows.pop();
+  }
+
+  /** Forgets a row's cached positions (reuse the row for a new prompt on the same window). */
+  reset(row: DecoderRow): void {
+    row.length = 0;
+  }
+
+  /**
+   * Feeds `tokens[r]` (all the same length S) to `rows` and returns, per row, the logits at the
+   * positions `gather` (indices into the S new tokens): [rows.length, gather.length, V].
+   * `rows` must be either all rows of the batch (in slot order) or a single row.
+   */
+  async step(rows: readonly DecoderRow[], tokens: readonly (readonly number[])[], gather: readonly number[]): Promise<Float32Array> {
+    const d = this.model.dims;
+    const B = rows.length;
+    const S = tokens[0]!.length;
+    const first = rows[0]!.slot;
+    if (B > 1 && (B !== this.rows.length || rows.some((r, i) => r.slot !== i))) {
+      throw new WxError('engine.bad_input', 'a multi-row decoder step must cover every row of the batch in slot order');
+    }
+    for (const r of rows) {
+      if (r.length + S > this.capacity) throw new WxError('engine.context_full', `decoder context is full (${this.capacity} positions)`);
+    }
+    const tok = new BigInt64Array(B * S);
+    const off = new BigInt64Array(B);
+    for (let b = 0; b < B; b++) {
+      const t = tokens[b]!;
+      if (t.length !== S) throw new WxError('engine.bad_input', 'all rows of a decoder step must feed the same number of tokens');
+      for (let s = 0; s < S; s++) tok[b * S + s] = BigInt(t[s]!);
+      off[b] = BigInt(rows[b]!.length);
+    }
+    const H = d.decoderHeads;
+    const dh = d.dModel / H;
+    const feeds: Record<string, FeedTensor> = {
+      [DECODER_IO.tokens]: { type: 'int64', data: tok, dims: [B, S] },
+      [DECODER_IO.offset]: { type: 'int64', data: off, dims: [B] },
+      [DECODER_IO.gather]: { type: 'int64', data: BigInt64Array.from(gather.map((g) => BigInt(g))), dims: [gather.length] },
+    };
+    const view = (buf: Float32Array, n: number) => buf.subarray(first * n, (first + B) * n);
+    const fetch: string[] = [DECODER_IO.logits];
+    for (let l = 0; l < d.decoderLayers; l++) {
+      feeds[DECODER_IO.selfK(l)] = { type: 'float32', data: view(this.selfK[l]!, this.selfSlot), dims: [B, H, dh, this.capacity] };
+      feeds[DECODER_IO.selfV(l)] = { type: 'float32', data: view(this.selfV[l]!, this.selfSlot), dims: [B, H, this.capacity, dh] };
+      feeds[DECODER_IO.crossK(l)] = { type: 'float32', data: view(this.crossK[l]!, this.crossSlot), dims: [B, H, dh, d.nAudioCtx] };
+      feeds[DECODER_IO.crossV(l)] = { type: 'float32', data: view(this.crossV[l]!, this.crossSlot), dims: [B, H, d.nAudioCtx, dh] };
+      fetch.push(DECODER_IO.newK(l), DECODER_IO.newV(l));
+    }
+    const out = await this.model.decoder.run(feeds, fetch);
+    // Append the new keys (transposed into [H, dh, C]) and values ([H, C, dh]) to each row's cache.
+    const C = this.capacity;
+    for (let l = 0; l < d.decoderLayers; l++) {
+      const nk = out[DECODER_IO.newK(l)]!.data;
+      const nv = out[DECODER_IO.newV(l)]!.data;
+      const K = this.selfK[l]!;
+      const Vb = this.selfV[l]!;
+      for (let b = 0; b < B; b++) {
+        const row = rows[b]!;
+        const base = row.slot * this.selfSlot;
+        for (let h = 0; h < H; h++) {
+          for (let s = 0; s < S; s++) {
+            const src = ((b * H + h) * S + s) * dh;
+            const pos = row.length + s;
+            const kBase = base + h * dh * C + pos;
+            for (let j = 0; j < dh; j++) K[kBase + j * C] = nk[src + j]!;
+            Vb.set(nv.subarray(src, src + dh), base + (h * C + pos) * dh);
+          }
+        }
+      }
+    }
+    for (const r of rows) r.length += S;
+    return out[DECODER_IO.logits]!.data;
+  }
+}
