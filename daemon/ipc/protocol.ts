@@ -1,0 +1,275 @@
+// The client–daemon protocol: the ONE file both sides import (cli/, the menu-bar client, the
+// daemon). Every method crossing $WX_HOME/run/wx.sock is declared here with its params and
+// result; nothing else is part of the wire contract.
+//
+// Wire format: JSON-RPC 2.0, one JSON message per line ("\n"-terminated, UTF-8), so a session
+// can be read and typed with `socat - UNIX-CONNECT:$WX_HOME/run/wx.sock`. The first request
+// on a connection must be `initialize` (protocol version check); anything else before it gets
+// `notInitialized`.
+import type { Segment, Transcript, OutputFormat } from '../pipeline/types.js';
+
+/** Bumped on any incompatible change to the methods below. Checked by `initialize`. */
+export const PROTOCOL_VERSION = 1;
+
+/** Largest accepted message (one line), in bytes. A longer line gets an error and the
+ *  connection is closed; the daemon and its other clients are unaffected. */
+export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/** JSON-RPC error codes. The standard ones (-32700…-32603) plus wx's own in the
+ *  implementation-defined server range. Clients switch on these numbers, never on messages. */
+export const ErrorCode = {
+  parseError: -32700,
+  invalidRequest: -32600,
+  methodNotFound: -32601,
+  invalidParams: -32602,
+  internalError: -32603,
+  /** Client and daemon speak different protocol versions (e.g. after an upgrade). */
+  protocolMismatch: -32000,
+  /** A method other than `initialize` was called first. */
+  notInitialized: -32001,
+  /** A transcription job failed; `data.context` names the job and file. */
+  jobFailed: -32002,
+  /** The job, recording, transcript or watch does not exist. */
+  notFound: -32003,
+  /** Params are well-formed JSON-RPC but unusable (missing file, bad query, bad option). */
+  badParams: -32004,
+  /** The daemon cannot take this now (shutting down, queue full). */
+  busy: -32005,
+  /** The request was cancelled by `$/cancelRequest` or by the daemon shutting down. */
+  cancelled: -32006,
+  /** The message exceeded MAX_MESSAGE_BYTES; the connection is closed after this reply. */
+  messageTooLarge: -32007,
+  /** The peer belongs to another user; the connection is closed after this reply. */
+  unauthorized: -32008,
+} as const;
+export type ErrorCodeName = keyof typeof ErrorCode;
+
+/** `error.data` on every wx error: the WxError code (e.g. `audio.truncated`) and its context
+ *  (file, job, step), so a client can print the same clear message the daemon would. */
+export interface ErrorData {
+  code: string;
+  context: Record<string, string | number | boolean | null | undefined>;
+}
+
+export interface RpcError {
+  code: number;
+  message: string;
+  data?: ErrorData;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Envelopes
+
+export type RequestId = number | string;
+
+export interface RpcRequest {
+  jsonrpc: '2.0';
+  id: RequestId;
+  method: string;
+  params?: unknown;
+}
+export interface RpcNotification {
+  jsonrpc: '2.0';
+  method: string;
+  params?: unknown;
+}
+export interface RpcSuccess {
+  jsonrpc: '2.0';
+  id: RequestId;
+  result: unknown;
+}
+export interface RpcFailure {
+  jsonrpc: '2.0';
+  id: RequestId | null;
+  error: RpcError;
+}
+export type RpcResponse = RpcSuccess | RpcFailure;
+export type RpcMessage = RpcRequest | RpcNotification | RpcResponse;
+
+// ---------------------------------------------------------------------------------------------
+// Shapes (these are also the `--json` outputs of the CLI, documented in the README)
+
+export type Precision = 'int8' | 'fp32';
+
+export interface TranscribeOptions {
+  model?: string;
+  precision?: Precision;
+  language?: string;
+  task?: 'transcribe' | 'translate';
+  strategy?: 'vad' | 'sequential';
+  initialPrompt?: string;
+}
+
+export interface ModelStatus {
+  name: string;
+  precision: Precision;
+  /** e.g. `onnxruntime-cpu`. */
+  backend: string;
+  /** Wall time to load the model at daemon start. */
+  load_ms: number;
+}
+
+export interface QueueStats {
+  queued: number;
+  running: number;
+  done: number;
+  failed: number;
+  cancelled: number;
+  /** Seconds of audio waiting in queued jobs. */
+  queued_audio_s: number;
+}
+
+export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+
+/** `wx jobs --json` is an array of these. */
+export interface JobInfo {
+  id: number;
+  path: string;
+  state: JobState;
+  error: string | null;
+  attempts: number;
+  /** ISO 8601 timestamps. */
+  created_at?: string;
+  updated_at?: string;
+  recording_id?: number;
+}
+
+export interface WatchInfo {
+  dir: string;
+  recursive: boolean;
+  include: string[];
+  exclude: string[];
+  output_dir: string | null;
+  formats: OutputFormat[];
+  /** `ok`, or why it is not being watched right now (e.g. the drive is unmounted). */
+  state: 'ok' | 'missing' | 'error';
+  error?: string | null;
+}
+
+/** `wx status --json`. */
+export interface StatusResult {
+  pid: number;
+  version: string;
+  protocol_version: number;
+  uptime_s: number;
+  /** null while no model is loaded (e.g. none installed yet). */
+  model: ModelStatus | null;
+  rss_mb: number;
+  queue: QueueStats;
+  watch: WatchInfo[];
+  /** The most recent job failure or daemon error, if any. */
+  last_error: { at: string; message: string; job?: number; path?: string } | null;
+  home: string;
+  socket: string;
+}
+
+/** `wx search --json` is an array of these, best first. */
+export interface SearchHit {
+  path: string;
+  recording_id: number;
+  /** Seconds from the start of the recording. */
+  start: number;
+  end: number;
+  text: string;
+  /** Text with matches wrapped in `[` `]`. */
+  snippet: string;
+  /** Relevance from bm25, negated so that higher is better. */
+  score: number;
+}
+
+export interface StoredTranscript {
+  recording_id: number;
+  path: string;
+  model: string;
+  precision: Precision;
+  transcript: Transcript;
+}
+
+export interface ModelInfo {
+  name: string;
+  dir: string;
+  precisions: Precision[];
+  isDefault: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Methods: name → params, result. Both sides are typed by this map.
+
+export interface Methods {
+  initialize: {
+    params: { protocolVersion: number; client: { name: string; version: string; pid?: number } };
+    result: { protocolVersion: number; daemonVersion: string; pid: number; model?: string };
+  };
+  status: { params: Record<string, never> | undefined; result: StatusResult };
+  /** Queues the files (absolute paths). With `wait`, replies once all are done, sending
+   *  `progress` notifications meanwhile; cancelling the request cancels its jobs. */
+  transcribe: {
+    params: { files: string[]; options?: TranscribeOptions; wait?: boolean; priority?: 'interactive' | 'backlog' };
+    result: { jobs: JobInfo[]; transcripts: (StoredTranscript | null)[] };
+  };
+  'jobs.list': { params: { state?: JobState; limit?: number } | undefined; result: JobInfo[] };
+  'jobs.retry': { params: { id: number }; result: JobInfo };
+  'jobs.cancel': { params: { id: number }; result: JobInfo };
+  'transcripts.get': { params: { recordingId?: number; jobId?: number; path?: string }; result: StoredTranscript };
+  search: { params: { query: string; limit?: number; since?: string; path?: string }; result: SearchHit[] };
+  'watch.add': {
+    params: {
+      dir: string;
+      recursive?: boolean;
+      include?: string[];
+      exclude?: string[];
+      outputDir?: string;
+      formats?: OutputFormat[];
+      backfill?: boolean;
+    };
+    result: WatchInfo;
+  };
+  'watch.ls': { params: Record<string, never> | undefined; result: WatchInfo[] };
+  'watch.rm': { params: { dir: string }; result: { removed: boolean } };
+  'models.ls': { params: Record<string, never> | undefined; result: ModelInfo[] };
+  'models.pull': { params: { source: string; name?: string }; result: ModelInfo };
+  'models.default': { params: { name?: string; precision?: Precision }; result: { name: string; precision: Precision } };
+  /** Replies, then the daemon shuts down cleanly (running job re-queued or finished). */
+  'daemon.shutdown': { params: Record<string, never> | undefined; result: { pid: number } };
+  // Dictation (issue 8). Declared now so clients compile against one file; the daemon answers
+  // methodNotFound until the streaming engine lands.
+  'dictation.start': {
+    params: { mode: 'low' | 'balanced' | 'high'; source: 'client' | 'mic'; sampleRate?: number };
+    result: { sessionId: string };
+  };
+  /** Audio frames as base64 of s16le mono samples at the session's sample rate. */
+  'dictation.audio': { params: { sessionId: string; seq: number; pcm: string }; result: { accepted: number } };
+  'dictation.stop': { params: { sessionId: string }; result: DictationFinal };
+  'dictation.cancel': { params: { sessionId: string }; result: { cancelled: boolean } };
+}
+export type MethodName = keyof Methods;
+export type ParamsOf<M extends MethodName> = Methods[M]['params'];
+export type ResultOf<M extends MethodName> = Methods[M]['result'];
+
+export interface DictationFinal {
+  sessionId: string;
+  text: string;
+  segments: Segment[];
+  latency_ms: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notifications (no reply). Daemon → client unless marked otherwise.
+
+export interface Notifications {
+  /** Progress of a transcription: tied to the request that asked for it and/or its job. */
+  progress: { requestId?: RequestId; jobId?: number; file: string; processedS: number; durationS: number };
+  /** Client → daemon: abort the request with this id; it then fails with `cancelled`. */
+  '$/cancelRequest': { id: RequestId };
+  /** A log line the client may show (e.g. a warning about one file of many). */
+  log: { level: 'debug' | 'info' | 'warn' | 'error'; message: string; context?: Record<string, unknown> };
+  'dictation.partial': { sessionId: string; committed: string; tentative: string };
+  'dictation.final': DictationFinal;
+}
+export type NotificationName = keyof Notifications;
+
+/** Methods the daemon answers with methodNotFound for now (declared for typed clients). */
+export const PLANNED_METHODS: readonly MethodName[] = ['dictation.start', 'dictation.audio', 'dictation.stop', 'dictation.cancel'];
