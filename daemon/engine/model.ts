@@ -205,14 +205,14 @@ export class DecoderBatch {
     const view = (buf: Float32Array, n: number) => buf.subarray(first * n, (first + B) * n);
     const fetch: string[] = [DECODER_IO.logits];
     for (let l = 0; l < d.decoderLayers; l++) {
-      feeds[DECODER_IO.selfK(l)] = { type: 'float32', data: view(this.selfK[l]!, this.selfSlot), dims: [B, H, dh, this.capacity] };
+      feeds[DECODER_IO.selfK(l)] = { type: 'float32', data: view(this.selfK[l]!, this.selfSlot), dims: [B, H, this.capacity, dh] };
       feeds[DECODER_IO.selfV(l)] = { type: 'float32', data: view(this.selfV[l]!, this.selfSlot), dims: [B, H, this.capacity, dh] };
-      feeds[DECODER_IO.crossK(l)] = { type: 'float32', data: view(this.crossK[l]!, this.crossSlot), dims: [B, H, dh, d.nAudioCtx] };
+      feeds[DECODER_IO.crossK(l)] = { type: 'float32', data: view(this.crossK[l]!, this.crossSlot), dims: [B, H, d.nAudioCtx, dh] };
       feeds[DECODER_IO.crossV(l)] = { type: 'float32', data: view(this.crossV[l]!, this.crossSlot), dims: [B, H, d.nAudioCtx, dh] };
       fetch.push(DECODER_IO.newK(l), DECODER_IO.newV(l));
     }
     const out = await this.model.decoder.run(feeds, fetch);
-    // Append the new keys (transposed into [H, dh, C]) and values ([H, C, dh]) to each row's cache.
+    // Append the new keys and values ([H, C, dh] per row) to each row's cache.
     const C = this.capacity;
     for (let l = 0; l < d.decoderLayers; l++) {
       const nk = out[DECODER_IO.newK(l)]!.data;
@@ -226,8 +226,7 @@ export class DecoderBatch {
           for (let s = 0; s < S; s++) {
             const src = ((b * H + h) * S + s) * dh;
             const pos = row.length + s;
-            const kBase = base + h * dh * C + pos;
-            for (let j = 0; j < dh; j++) K[kBase + j * C] = nk[src + j]!;
+            K.set(nk.subarray(src, src + dh), base + (h * C + pos) * dh);
             Vb.set(nv.subarray(src, src + dh), base + (h * C + pos) * dh);
           }
         }

@@ -3,8 +3,6 @@
 // returns into them), so nothing proportional to the cache crosses the binding as an output.
 // Rows carry their own positions (`offset`), so rows at different steps share a batch.
 //
-// Attention against the cache and against the new tokens is scored separately and joined
-// before one softmax, which avoids concatenating the cache inside the graph at every step.
 import { Graph, float } from '../onnx/graph.js';
 import type { ModelDims } from '../manifest.js';
 import { LayerBuilder, type LinearPrecision } from './layers.js';
@@ -21,9 +19,9 @@ export const DECODER_IO = {
   offset: 'offset', // [B] int64: how many cached positions each row has
   gather: 'gather_pos', // [P] int64: positions within S whose logits are returned
   logits: 'logits', // [B, P, V]
-  selfK: (l: number) => `self_k_${l}`, // [B, H, dh, C]  (keys transposed)
+  selfK: (l: number) => `self_k_${l}`, // [B, H, C, dh]
   selfV: (l: number) => `self_v_${l}`, // [B, H, C, dh]
-  crossK: (l: number) => `cross_k_${l}`, // [B, H, dh, T]
+  crossK: (l: number) => `cross_k_${l}`, // [B, H, T, dh]
   crossV: (l: number) => `cross_v_${l}`, // [B, H, T, dh]
   newK: (l: number) => `new_k_${l}`, // [B, H, S, dh]
   newV: (l: number) => `new_v_${l}`, // [B, H, S, dh]
@@ -50,9 +48,9 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
   const crossK: string[] = [];
   const crossV: string[] = [];
   for (let l = 0; l < dims.decoderLayers; l++) {
-    selfK.push(g.input(DECODER_IO.selfK(l), 'float32', ['batch', H, dh, 'cache']));
+    selfK.push(g.input(DECODER_IO.selfK(l), 'float32', ['batch', H, 'cache', dh]));
     selfV.push(g.input(DECODER_IO.selfV(l), 'float32', ['batch', H, 'cache', dh]));
-    crossK.push(g.input(DECODER_IO.crossK(l), 'float32', ['batch', H, dh, T]));
+    crossK.push(g.input(DECODER_IO.crossK(l), 'float32', ['batch', H, T, dh]));
     crossV.push(g.input(DECODER_IO.crossV(l), 'float32', ['batch', H, T, dh]));
   }
 
@@ -67,13 +65,18 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
 
   // Masks: cache slot c is visible to row b iff c < offset[b]; new token j is visible to new
   // token i iff j <= i.
-  const cacheLen = g.op('Gather', [g.op('Shape', [selfK[0]!]), L.i64([3], [])], { axis: 0 });
+  const cacheLen = g.op('Gather', [g.op('Shape', [selfK[0]!]), L.i64([2], [])], { axis: 0 });
   const slots = g.op('Range', [L.i64([0], []), cacheLen, L.i64([1], [])]); // [C]
   const visible = g.op('Less', [g.op('Unsqueeze', [slots, L.i64([0])]), g.op('Unsqueeze', [offset, L.i64([1])])]); // [B, C]
   const cacheMask = g.op('Unsqueeze', [g.op('Where', [visible, L.f32([0], []), L.f32([NEG], [])]), L.i64([1, 2])]); // [B,1,1,C]
   const future = g.op('Greater', [g.op('Unsqueeze', [steps, L.i64([0])]), g.op('Unsqueeze', [steps, L.i64([1])])]); // [S,S]: j > i
   const causalMask = g.op('Where', [future, L.f32([NEG], []), L.f32([0], [])]); // [S, S], broadcasts
-  const splitSizes = g.op('Concat', [g.op('Unsqueeze', [cacheLen, L.i64([0])]), g.op('Unsqueeze', [seqLen, L.i64([0])])], { axis: 0 });
+  // [B, 1, S, C + S]: cache part per row, causal part shared.
+  const zerosS = g.op('Unsqueeze', [g.op('Mul', [g.op('Cast', [steps], { to: 1 }), L.f32([0], [])]), L.i64([0, 1, 3])]); // [1,1,S,1]
+  const cachePart = g.op('Add', [cacheMask, zerosS]); // [B,1,S,C]
+  const batchZeros = g.op('Unsqueeze', [g.op('Mul', [g.op('Cast', [offset], { to: 1 }), L.f32([0], [])]), L.i64([1, 2, 3])]); // [B,1,1,1]
+  const causalPart = g.op('Add', [g.op('Unsqueeze', [causalMask, L.i64([0, 1])]), batchZeros]); // [B,1,S,S]
+  const attnMask = g.op('Concat', [cachePart, causalPart], { axis: 3 });
 
   let pendingOut: string | undefined;
   let pendingBias: Float32Array | undefined;
@@ -102,26 +105,25 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
     bqkv.set(read(`${a}.v_proj.bias`, [d]), 2 * d);
     const qkv = L.linear(h, `${a}.qkv`, wqkv, 3 * d, d, bqkv, opts.linear);
     const [q, k, v] = g.opN('Split', [qkv, L.i64([d, d, d])], 3, { axis: -1 });
-    const q4 = L.splitHeads(q!, H, dh);
     const k4 = L.splitHeads(k!, H, dh);
     const v4 = L.splitHeads(v!, H, dh);
     g.output(k4, DECODER_IO.newK(l), 'float32', ['batch', H, 'seq', dh]);
     g.output(v4, DECODER_IO.newV(l), 'float32', ['batch', H, 'seq', dh]);
-    const sCache = g.op('Add', [g.op('MatMul', [q4, selfK[l]!]), cacheMask]);
-    const sNew = g.op('Add', [g.op('MatMul', [q4, g.op('Transpose', [k4], { perm: [0, 1, 3, 2] })]), causalMask]);
-    const probs = g.op('Softmax', [g.op('Concat', [sCache, sNew], { axis: 3 })], { axis: -1 });
-    const [pCache, pNew] = g.opN('Split', [probs, splitSizes], 2, { axis: 3 });
-    const ctx = g.op('Add', [g.op('MatMul', [pCache!, selfV[l]!]), g.op('MatMul', [pNew!, v4])]);
-    pendingOut = L.linear(L.mergeHeads(ctx, d), `${a}.out_proj`, read(`${a}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear);
+    // Keys/values of the cache followed by the new tokens; the mask hides unused cache slots and
+    // future tokens. The concatenation copies C·d floats per layer, far less than the per-node
+    // overhead of doing attention in loose ops.
+    const kAll = g.op('Concat', [selfK[l]!, k4], { axis: 2 });
+    const vAll = g.op('Concat', [selfV[l]!, v4], { axis: 2 });
+    const ctx = g.msOp('MultiHeadAttention', [q!, kAll, vAll, '', '', attnMask], { num_heads: H, scale: float(1) });
+    pendingOut = L.linear(ctx, `${a}.out_proj`, read(`${a}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear);
     pendingBias = read(`${a}.out_proj.bias`, [d]);
 
     // Cross-attention against the window's precomputed keys/values.
     const hc = ln(`${lp}.encoder_attn_layer_norm`);
     const c = `${lp}.encoder_attn`;
     const qc = L.linear(hc, `${c}.q_proj`, scaled(read(`${c}.q_proj.weight`, [d, d]), qScale), d, d, scaled(read(`${c}.q_proj.bias`, [d]), qScale), opts.linear);
-    const pc = g.op('Softmax', [g.op('MatMul', [L.splitHeads(qc, H, dh), crossK[l]!])], { axis: -1 });
-    const cctx = g.op('MatMul', [pc, crossV[l]!]);
-    pendingOut = L.linear(L.mergeHeads(cctx, d), `${c}.out_proj`, read(`${c}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear);
+    const cctx = g.msOp('MultiHeadAttention', [qc, crossK[l]!, crossV[l]!], { num_heads: H, scale: float(1) });
+    pendingOut = L.linear(cctx, `${c}.out_proj`, read(`${c}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear);
     pendingBias = read(`${c}.out_proj.bias`, [d]);
 
     const hm = ln(`${lp}.final_layer_norm`);

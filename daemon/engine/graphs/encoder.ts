@@ -90,15 +90,14 @@ export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: Enc
   const hidden = ln(`${p}.layer_norm`);
   g.output(hidden, ENCODER_IO.hidden, 'float32', ['batch', T, d]);
 
-  // Cross-attention keys (pre-transposed to [B, H, dh, T]) and values ([B, H, T, dh]).
+  // Cross-attention keys and values, [B, H, T, dh] each.
   const Hd = dims.decoderHeads;
   const dh = d / Hd;
   for (let l = 0; l < dims.decoderLayers; l++) {
     const a = `model.decoder.layers.${l}.encoder_attn`;
     const k = L.linear(hidden, `${a}.k_proj`, read(`${a}.k_proj.weight`, [d, d]), d, d, undefined, opts.crossKv);
     const v = L.linear(hidden, `${a}.v_proj`, read(`${a}.v_proj.weight`, [d, d]), d, d, read(`${a}.v_proj.bias`, [d]), opts.crossKv);
-    const k4 = g.op('Transpose', [g.op('Reshape', [k, L.i64([0, 0, Hd, dh])])], { perm: [0, 2, 3, 1] });
-    g.output(k4, ENCODER_IO.crossK(l), 'float32', ['batch', Hd, dh, T]);
+    g.output(L.splitHeads(k, Hd, dh), ENCODER_IO.crossK(l), 'float32', ['batch', Hd, T, dh]);
     g.output(L.splitHeads(v, Hd, dh), ENCODER_IO.crossV(l), 'float32', ['batch', Hd, T, dh]);
   }
   return g;
