@@ -5,6 +5,11 @@ import { WxError } from '../daemon/errors.js';
 import { VERSION } from '../daemon/version.js';
 import { EXIT } from './exit.js';
 import { registerDebug } from './commands/debug.js';
+import { registerDaemon } from './commands/daemon.js';
+import { registerStatus } from './commands/status.js';
+import { registerSearch } from './commands/search.js';
+import { registerJobs } from './commands/jobs.js';
+import { registerModels } from './commands/models.js';
 
 const program = new Command('wx')
   .description('wx: local, private speech-to-text (a warm Whisper model, watched folders, search, dictation)')
@@ -13,6 +18,11 @@ const program = new Command('wx')
   .exitOverride();
 
 registerDebug(program);
+registerDaemon(program);
+registerStatus(program);
+registerSearch(program);
+registerJobs(program);
+registerModels(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,213 @@
+// `wx models …`: list, pull from the Hugging Face Hub, remove, choose the default, import a local
+// checkpoint. Runs in-process (the logic lives in daemon/models, which the daemon also calls).
+import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { WxError } from '../../daemon/errors.js';
+import { wxHome } from '../../daemon/paths.js';
+import { importModel, type ImportPrecision } from '../../daemon/engine/import.js';
+import { getDefaultModel, listInstalled, MODEL_ALIASES, pullModel, removeModel, setDefaultModel, type PullProgress } from '../../daemon/models/registry.js';
+import { EXIT } from '../exit.js';
+
+function parsePrecision(v: string): ImportPrecision {
+  if (v === 'int8' || v === 'fp32' || v === 'both') return v;
+  throw new WxError('cli.usage', `--precision must be int8, fp32 or both (got ${JSON.stringify(v)})`, { option: 'precision' });
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KB', 'MB', 'GB', 'TB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
+}
+
+function formatEta(s: number | null): string {
+  if (s === null || !Number.isFinite(s)) return '--:--';
+  const t = Math.round(s);
+  const h = Math.floor(t / 3600);
+  const m = Math.floor((t % 3600) / 60);
+  const sec = t % 60;
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${String(sec).padStart(2, '0')}` : `${m}:${String(sec).padStart(2, '0')}`;
+}
+
+/** Renders pull progress: a bar on a terminal, a line every few seconds otherwise. */
+function progressRenderer(stream: NodeJS.WriteStream): { update(p: PullProgress): void; stop(): void } {
+  if (stream.isTTY) {
+    let bar: cliProgress.SingleBar | undefined;
+    let phase = '';
+    return {
+      update(p) {
+        if (p.phase === 'download') {
+          if (!bar) {
+            bar = new cliProgress.SingleBar(
+              { format: '{phase} |{bar}| {percentage}% {done}/{all} {speed} ETA {eta2} {file}', hideCursor: true, stream, fps: 8 },
+              cliProgress.Presets.shades_classic,
+            );
+            bar.start(Math.max(1, p.bytesTotal), 0);
+          }
+          bar.setTotal(Math.max(1, p.bytesTotal));
+          bar.update(p.bytesDone, { phase: 'download', done: formatBytes(p.bytesDone), all: formatBytes(p.bytesTotal), speed: `${formatBytes(p.speedBps)}/s`, eta2: formatEta(p.etaSeconds), file: p.file });
+        } else if (p.phase === 'import') {
+          if (phase !== 'import') {
+            bar?.stop();
+            bar = new cliProgress.SingleBar({ format: 'convert  |{bar}| {percentage}% {step}', hideCursor: true, stream, fps: 8 }, cliProgress.Presets.shades_classic);
+            bar.start(1000, 0, { step: p.step });
+          }
+          bar!.update(Math.round(p.fraction * 1000), { step: p.step });
+        }
+        phase = p.phase;
+      },
+      stop() {
+        bar?.stop();
+      },
+    };
+  }
+  let lastLine = 0;
+  let lastStep = '';
+  return {
+    update(p) {
+      const now = performance.now();
+      if (p.phase === 'download' && (now - lastLine > 5000 || p.bytesDone === p.bytesTotal) && p.bytesTotal > 0) {
+        lastLine = now;
+        const pct = ((100 * p.bytesDone) / p.bytesTotal).toFixed(0);
+        stream.write(`download ${pct}% ${formatBytes(p.bytesDone)}/${formatBytes(p.bytesTotal)} ${formatBytes(p.speedBps)}/s ETA ${formatEta(p.etaSeconds)}\n`);
+      } else if (p.phase === 'import' && p.step !== lastStep) {
+        lastStep = p.step;
+        stream.write(`convert ${(p.fraction * 100).toFixed(0)}% ${p.step}\n`);
+      }
+    },
+    stop() {},
+  };
+}
+
+export function registerModels(program: Command): Command {
+  const models = program.command('models').description('installed models: list, pull from the Hugging Face Hub, remove, default, import');
+
+  models
+    .command('ls')
+    .description('installed models (name, source, precisions, size; * = default), then the known aliases')
+    .option('--json', 'machine-readable output')
+    .action((o: { json?: boolean }) => {
+      const home = wxHome();
+      const installed = listInstalled(home);
+      const def = getDefaultModel(home);
+      const defaultName = def && installed.some((m) => m.name === def.model) ? def.model : undefined;
+      if (o.json) {
+        const out = {
+          installed: installed.map((m) => ({
+            name: m.name,
+            dir: m.dir,
+            source: m.manifest.source,
+            revision: m.manifest.revision ?? null,
+            precisions: m.manifest.precisions,
+            sizeBytes: m.diskBytes,
+            default: m.name === defaultName,
+            importedAt: m.manifest.importedAt,
+          })),
+          default: def ?? null,
+          aliases: MODEL_ALIASES,
+        };
+        process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+        return;
+      }
+      if (installed.length === 0) process.stdout.write('no models installed (wx models pull tiny.en)\n');
+      else {
+        const rows = installed.map((m) => [
+          `${m.name === defaultName ? '*' : ' '} ${m.name}`,
+          m.manifest.source + (m.manifest.revision ? `@${m.manifest.revision.slice(0, 10)}` : ''),
+          m.manifest.precisions.join('+'),
+          formatBytes(m.diskBytes),
+        ]);
+        const header = ['  NAME', 'SOURCE', 'PRECISION', 'SIZE'];
+        const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+        for (const r of [header, ...rows]) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+      }
+      if (def && !defaultName) process.stdout.write(`default (${def.from}): ${def.model}\n`);
+      process.stdout.write('\nknown models (wx models pull <name>):\n');
+      for (const [alias, repo] of Object.entries(MODEL_ALIASES)) process.stdout.write(`  ${alias.padEnd(18)} ${repo}\n`);
+    });
+
+  models
+    .command('pull <model>')
+    .description('download a model (alias or Hub repo id) from the Hugging Face Hub, verify and install it (honours HF_ENDPOINT, HF_TOKEN)')
+    .option('--revision <rev>', 'branch, tag or commit', 'main')
+    .option('--precision <p>', 'int8, fp32 or both', parsePrecision, 'int8')
+    .option('--name <name>', 'installed name (default: the alias or the repo name)')
+    .option('--force', 'download and convert again even if installed')
+    .action(async (model: string, o: { revision: string; precision: ImportPrecision; name?: string; force?: boolean }) => {
+      const abort = new AbortController();
+      const onSigint = () => abort.abort();
+      process.once('SIGINT', onSigint);
+      const render = progressRenderer(process.stderr);
+      try {
+        const r = await pullModel(model, {
+          home: wxHome(),
+          revision: o.revision,
+          precision: o.precision,
+          ...(o.name ? { name: o.name } : {}),
+          force: !!o.force,
+          signal: abort.signal,
+          onProgress: (p) => render.update(p),
+        });
+        render.stop();
+        if (r.alreadyInstalled) process.stdout.write(`${r.name} is already installed (${r.repo}@${r.manifest.revision ?? '?'}); --force to fetch it again\n`);
+        else process.stdout.write(`installed ${r.name} from ${r.repo}@${r.manifest.revision ?? o.revision} (${r.manifest.precisions.join('+')}) in ${r.dir}\n`);
+      } catch (err) {
+        render.stop();
+        if (err instanceof WxError && err.code === 'hub.aborted') {
+          process.stderr.write('wx: interrupted; the downloaded part is kept: run the same command to resume\n');
+          process.exitCode = EXIT.interrupted;
+          return;
+        }
+        throw err;
+      } finally {
+        process.off('SIGINT', onSigint);
+      }
+    });
+
+  models
+    .command('rm <name>')
+    .description('remove an installed model')
+    .action((name: string) => {
+      const r = removeModel(wxHome(), name);
+      process.stdout.write(`removed ${r.name}${r.wasDefault ? ' (it was the default; none is set now)' : ''}\n`);
+    });
+
+  models
+    .command('default [name]')
+    .description('show or set the default model (WX_MODEL overrides it)')
+    .action(async (name?: string) => {
+      const home = wxHome();
+      if (name === undefined) {
+        const def = getDefaultModel(home);
+        process.stdout.write(def ? `${def.model} (from ${def.from})\n` : 'no default model (wx models default <name>)\n');
+        return;
+      }
+      const m = await setDefaultModel(home, name);
+      process.stdout.write(`default model: ${m.name}\n`);
+      if (process.env.WX_MODEL) process.stderr.write(`wx: note: WX_MODEL=${process.env.WX_MODEL} overrides it in this environment\n`);
+    });
+
+  models
+    .command('import <dir>')
+    .description('convert a Hugging Face Whisper directory (config.json, model.safetensors, tokenizer) and install it')
+    .option('--name <name>', 'installed name (default: the directory name)')
+    .option('--precision <p>', 'int8, fp32 or both', parsePrecision, 'int8')
+    .option('--force', 'replace an installed model of the same name')
+    .action(async (dir: string, o: { name?: string; precision: ImportPrecision; force?: boolean }) => {
+      const render = progressRenderer(process.stderr);
+      try {
+        const m = await importModel(dir, { home: wxHome(), precision: o.precision, force: !!o.force, ...(o.name ? { name: o.name } : {}), onProgress: (p) => render.update({ phase: 'import', ...p }) });
+        render.stop();
+        process.stdout.write(`installed ${m.name} (${m.manifest.precisions.join('+')}) in ${m.dir}\n`);
+      } finally {
+        render.stop();
+      }
+    });
+
+  return models;
+}
