@@ -1,0 +1,626 @@
+// Whisper's tokenizer: byte-level BPE over GPT-2's byte↔unicode alphabet, plus the special,
+// language, task and timestamp tokens that steer the decoder. Every id comes from the model's
+// own files (tokenizer.json, or vocab.json + merges.txt + added_tokens.json), so English-only
+// (51864), multilingual (51865) and large-v3 (51866) layouts all work without a table of ids.
+import fs from 'node:fs';
+import path from 'node:path';
+import { WxError } from '../errors.js';
+
+/** Seconds per timestamp step (`<|0.02|>` is one step after `<|0.00|>`). */
+export const TIMESTAMP_STEP_SECONDS = 0.02;
+/** Timestamp tokens in a full layout: `<|0.00|>` … `<|30.00|>`. */
+const TIMESTAMP_TOKEN_COUNT = 1501;
+
+// Language names users may type instead of codes. Codes not listed here still work by code.
+const LANGUAGE_NAMES: Record<string, string> = {
+  en: 'english', zh: 'chinese', de: 'german', es: 'spanish', ru: 'russian', ko: 'korean',
+  fr: 'french', ja: 'japanese', pt: 'portuguese', tr: 'turkish', pl: 'polish', ca: 'catalan',
+  nl: 'dutch', ar: 'arabic', sv: 'swedish', it: 'italian', id: 'indonesian', hi: 'hindi',
+  fi: 'finnish', vi: 'vietnamese', he: 'hebrew', iw: 'hebrew', uk: 'ukrainian', el: 'greek',
+  ms: 'malay', cs: 'czech', ro: 'romanian', da: 'danish', hu: 'hungarian', ta: 'tamil',
+  no: 'norwegian', th: 'thai', ur: 'urdu', hr: 'croatian', bg: 'bulgarian', lt: 'lithuanian',
+  la: 'latin', mi: 'maori', ml: 'malayalam', cy: 'welsh', sk: 'slovak', te: 'telugu',
+  fa: 'persian', lv: 'latvian', bn: 'bengali', sr: 'serbian', az: 'azerbaijani', sl: 'slovenian',
+  kn: 'kannada', et: 'estonian', mk: 'macedonian', br: 'breton', eu: 'basque', is: 'icelandic',
+  hy: 'armenian', ne: 'nepali', mn: 'mongolian', bs: 'bosnian', kk: 'kazakh', sq: 'albanian',
+  sw: 'swahili', gl: 'galician', mr: 'marathi', pa: 'punjabi', si: 'sinhala', km: 'khmer',
+  sn: 'shona', yo: 'yoruba', so: 'somali', af: 'afrikaans', oc: 'occitan', ka: 'georgian',
+  be: 'belarusian', tg: 'tajik', sd: 'sindhi', gu: 'gujarati', am: 'amharic', yi: 'yiddish',
+  lo: 'lao', uz: 'uzbek', fo: 'faroese', ht: 'haitian creole', ps: 'pashto', tk: 'turkmen',
+  nn: 'nynorsk', mt: 'maltese', sa: 'sanskrit', lb: 'luxembourgish', my: 'myanmar', bo: 'tibetan',
+  tl: 'tagalog', mg: 'malagasy', as: 'assamese', tt: 'tatar', haw: 'hawaiian', ln: 'lingala',
+  ha: 'hausa', ba: 'bashkir', jw: 'javanese', jv: 'javanese', su: 'sundanese', yue: 'cantonese',
+};
+const LANGUAGE_ALIASES: Record<string, string> = {
+  burmese: 'my', valencian: 'ca', flemish: 'nl', haitian: 'ht', letzeburgesch: 'lb', pushto: 'ps',
+  panjabi: 'pa', moldavian: 'ro', moldovan: 'ro', sinhalese: 'si', castilian: 'es', mandarin: 'zh',
+  farsi: 'fa',
+};
+
+// Symbols OpenAI suppresses with `suppress_tokens = -1` (they make the model write sound
+// annotations instead of speech); the ids differ per vocabulary, so they are found by encoding.
+const NON_SPEECH_SYMBOLS = [
+  ...'"#()*+/:;<=>@[\\]^_`{|}~「」『』',
+  '<<', '>>', '<<<', '>>>', '--', '---', '-(', '-[', "('", '("', '((', '))', '(((', ')))', '[[', ']]',
+  '{{', '}}', '♪♪', '♪♪♪',
+];
+const MUSIC_SYMBOLS = [...'♩♪♫♬♭♮♯'];
+
+// GPT-2's pre-tokenisation: contractions, letter runs, digit runs, other-symbol runs (each with
+// an optional leading space), and whitespace not followed by a non-space.
+const PRETOKENIZE = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
+
+const LANGUAGE_CONTENT = /^<\|([a-z]{2,3})\|>$/;
+
+/** GPT-2's reversible map from bytes to printable unicode characters (so BPE never sees raw
+ *  control bytes or spaces): printable Latin-1 bytes map to themselves, the rest to 256+n. */
+function byteToUnicodeTable(): string[] {
+  const table: string[] = new Array(256);
+  const printable = (b: number) => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  let next = 0;
+  for (let b = 0; b < 256; b++) {
+    table[b] = String.fromCharCode(printable(b) ? b : 256 + next++);
+  }
+  return table;
+}
+const BYTE_TO_UNICODE = byteToUnicodeTable();
+const UNICODE_TO_BYTE = new Map<string, number>(BYTE_TO_UNICODE.map((ch, b) => [ch, b]));
+
+interface AddedToken {
+  id: number;
+  content: string;
+}
+
+interface TokenizerFiles {
+  vocab: Record<string, number>;
+  merges: [string, string][];
+  added: AddedToken[];
+  source: string;
+  /** `is_multilingual` from generation_config.json, when the model has one. */
+  declaredMultilingual: boolean | undefined;
+  /** `vocab_size` from config.json, when present (covers files that omit timestamp tokens). */
+  configVocabSize: number | undefined;
+}
+
+export interface SotOptions {
+  language?: string;
+  task?: 'transcribe' | 'translate';
+  timestamps: boolean;
+}
+
+export interface WordTokens {
+  word: string;
+  tokens: number[];
+}
+
+const utf8 = new TextEncoder();
+const utf8Decoder = new TextDecoder('utf-8', { fatal: false });
+const WORD_CACHE_LIMIT = 50_000;
+
+export class WhisperTokenizer {
+  readonly vocabSize: number;
+  readonly multilingual: boolean;
+  readonly eot: number;
+  readonly sot: number;
+  readonly sotPrev: number;
+  readonly sotLm: number | undefined;
+  readonly noTimestamps: number;
+  readonly noSpeech: number;
+  readonly transcribe: number | undefined;
+  readonly translate: number | undefined;
+  readonly timestampBegin: number;
+  readonly languages: readonly string[];
+  /** Where the vocabulary was read from (for error messages). */
+  readonly source: string;
+
+  private readonly tokenToId: Map<string, number>;
+  /** Bytes of each ordinary (text) token, indexed by id; undefined for special ids. */
+  private readonly idToBytes: (Uint8Array | undefined)[];
+  private readonly idToContent: Map<number, string>;
+  private readonly mergeRanks: Map<string, number>;
+  private readonly languageIds: Map<string, number>;
+  private readonly languageById: Map<number, string>;
+  private readonly wordCache = new Map<string, number[]>();
+  private nonSpeechCache: number[] | undefined;
+
+  private constructor(files: TokenizerFiles, multilingualOverride?: boolean) {
+    this.source = files.source;
+    this.tokenToId = new Map(Object.entries(files.vocab));
+    this.idToContent = new Map();
+    let maxId = -1;
+    for (const [token, id] of this.tokenToId) {
+      if (!Number.isInteger(id) || id < 0) throw corrupt(files.source, `token ${JSON.stringify(token)} has invalid id ${id}`);
+      this.idToContent.set(id, token);
+      if (id > maxId) maxId = id;
+    }
+    const specialIds = new Set<number>();
+    for (const a of files.added) {
+      if (!Number.isInteger(a.id) || a.id < 0) throw corrupt(files.source, `added token ${JSON.stringify(a.content)} has invalid id ${a.id}`);
+      this.tokenToId.set(a.content, a.id);
+      this.idToContent.set(a.id, a.content);
+      specialIds.add(a.id);
+      if (a.id > maxId) maxId = a.id;
+    }
+
+    const required = (content: string): number => {
+      const id = this.tokenToId.get(content);
+      if (id === undefined) {
+        throw new WxError('tokenizer.missing_token', `tokenizer ${files.source} has no ${content} token: not a Whisper tokenizer`, {
+          file: files.source,
+          token: content,
+        });
+      }
+      return id;
+    };
+    this.eot = required('<|endoftext|>');
+    this.sot = required('<|startoftranscript|>');
+    this.sotPrev = required('<|startofprev|>');
+    this.noTimestamps = required('<|notimestamps|>');
+    this.sotLm = this.tokenToId.get('<|startoflm|>');
+    this.transcribe = this.tokenToId.get('<|transcribe|>');
+    this.translate = this.tokenToId.get('<|translate|>');
+    const noSpeech = this.tokenToId.get('<|nospeech|>') ?? this.tokenToId.get('<|nocaptions|>');
+    if (noSpeech === undefined) {
+      throw new WxError('tokenizer.missing_token', `tokenizer ${files.source} has neither <|nospeech|> nor <|nocaptions|>`, {
+        file: files.source,
+        token: '<|nospeech|>',
+      });
+    }
+    this.noSpeech = noSpeech;
+
+    // Some older Hub tokenizer files stop at <|notimestamps|>; the timestamps still follow it.
+    const zero = this.tokenToId.get('<|0.00|>');
+    this.timestampBegin = zero ?? this.noTimestamps + 1;
+    const fullLayout = this.timestampBegin + TIMESTAMP_TOKEN_COUNT;
+    this.vocabSize = Math.max(maxId + 1, zero === undefined ? Math.max(fullLayout, files.configVocabSize ?? 0) : 0);
+
+    const languageIds = new Map<string, number>();
+    for (const [content, id] of this.tokenToId) {
+      const m = LANGUAGE_CONTENT.exec(content);
+      if (m && id > this.eot && id < this.timestampBegin) languageIds.set(m[1]!, id);
+    }
+    // An English-only layout keeps the language tokens as unused ids; generation_config.json says
+    // which kind of model this is. Without it, OpenAI's own rule applies: multilingual checkpoints
+    // have one more ordinary token than GPT-2's English vocabulary, i.e. at least 51865 ids.
+    const multilingual =
+      multilingualOverride ?? files.declaredMultilingual ?? (languageIds.size > 0 && this.vocabSize >= 51865);
+    this.multilingual = multilingual && languageIds.size > 0;
+    const ordered = [...languageIds].sort((a, b) => a[1] - b[1]);
+    this.languages = this.multilingual ? ordered.map(([code]) => code) : [];
+    this.languageIds = this.multilingual ? new Map(ordered) : new Map();
+    this.languageById = new Map([...this.languageIds].map(([code, id]) => [id, code]));
+
+    this.idToBytes = new Array(this.vocabSize);
+    for (const [token, id] of Object.entries(files.vocab)) {
+      if (id >= this.eot) continue;
+      const bytes = new Uint8Array(token.length);
+      let n = 0;
+      for (const ch of token) {
+        const b = UNICODE_TO_BYTE.get(ch);
+        if (b === undefined) throw corrupt(files.source, `token ${JSON.stringify(token)} (id ${id}) has a character outside the byte-level alphabet`);
+        bytes[n++] = b;
+      }
+      this.idToBytes[id] = bytes.subarray(0, n);
+    }
+    // Added tokens below <|endoftext|> that are not special (rare) are plain text.
+    for (const a of files.added) {
+      if (a.id < this.eot && !specialIds.has(a.id)) this.idToBytes[a.id] = utf8.encode(a.content);
+    }
+
+    this.mergeRanks = new Map();
+    files.merges.forEach(([a, b], rank) => {
+      const key = `${a} ${b}`;
+      if (!this.mergeRanks.has(key)) this.mergeRanks.set(key, rank);
+    });
+  }
+
+  /** Reads the tokenizer of a Hugging Face model directory: tokenizer.json if present, else
+   *  vocab.json + merges.txt + added_tokens.json. `generation_config.json` (if present) says
+   *  whether the model is multilingual. */
+  static fromModelDir(dir: string, opts: { multilingual?: boolean } = {}): WhisperTokenizer {
+    const tokenizerJson = path.join(dir, 'tokenizer.json');
+    const vocabJson = path.join(dir, 'vocab.json');
+    let files: Omit<TokenizerFiles, 'declaredMultilingual' | 'configVocabSize'>;
+    if (fs.existsSync(tokenizerJson)) {
+      files = readTokenizerJson(tokenizerJson);
+    } else if (fs.existsSync(vocabJson)) {
+      files = readVocabAndMerges(dir);
+    } else {
+      throw new WxError(
+        'tokenizer.missing',
+        `no tokenizer in ${dir}: expected tokenizer.json, or vocab.json + merges.txt + added_tokens.json`,
+        { dir, file: tokenizerJson },
+      );
+    }
+    const gen = readOptionalJson(path.join(dir, 'generation_config.json'));
+    const config = readOptionalJson(path.join(dir, 'config.json'));
+    const declaredMultilingual = typeof gen?.is_multilingual === 'boolean' ? gen.is_multilingual : undefined;
+    const configVocabSize = typeof config?.vocab_size === 'number' ? config.vocab_size : undefined;
+    return new WhisperTokenizer({ ...files, declaredMultilingual, configVocabSize }, opts.multilingual);
+  }
+
+  // ---- ids ----------------------------------------------------------------------------------
+
+  isTimestamp(id: number): boolean {
+    return id >= this.timestampBegin && id < this.vocabSize;
+  }
+
+  timestampSeconds(id: number): number {
+    if (!this.isTimestamp(id)) throw new WxError('tokenizer.not_timestamp', `token ${id} is not a timestamp token`, { token: id });
+    return Math.round((id - this.timestampBegin) * TIMESTAMP_STEP_SECONDS * 100) / 100;
+  }
+
+  /** The timestamp token for a time in seconds (rounded to the nearest step, clamped to 0…30 s). */
+  timestampToken(seconds: number): number {
+    const step = Math.round(seconds / TIMESTAMP_STEP_SECONDS);
+    return this.timestampBegin + Math.min(Math.max(step, 0), this.vocabSize - 1 - this.timestampBegin);
+  }
+
+  isSpecial(id: number): boolean {
+    return id >= this.eot;
+  }
+
+  /** The literal content of a token as stored in the files (`Ġthe`, `<|en|>`). */
+  tokenContent(id: number): string | undefined {
+    if (this.isTimestamp(id) && !this.idToContent.has(id)) return `<|${this.timestampSeconds(id).toFixed(2)}|>`;
+    return this.idToContent.get(id);
+  }
+
+  /** The id of a token's literal content, if the vocabulary has it. */
+  tokenId(content: string): number | undefined {
+    return this.tokenToId.get(content);
+  }
+
+  // ---- languages and prompts ------------------------------------------------------------------
+
+  /** Normalises `'en'`, `'EN'` or `'English'` to the code this model uses; WxError if unknown. */
+  languageCode(language: string): string {
+    const key = language.trim().toLowerCase();
+    const candidates = [key, LANGUAGE_ALIASES[key]];
+    for (const [code, name] of Object.entries(LANGUAGE_NAMES)) if (name === key) candidates.push(code);
+    // Hebrew appears as `he` (OpenAI) or `iw` (some Hub files); Javanese as `jw` or `jv`.
+    if (key === 'he' || key === 'iw') candidates.push('he', 'iw');
+    if (key === 'jw' || key === 'jv') candidates.push('jw', 'jv');
+    for (const c of candidates) if (c !== undefined && this.languageIds.has(c)) return c;
+    const known = this.multilingual ? `known: ${this.languages.join(', ')}` : 'this model is English-only';
+    throw new WxError('tokenizer.unknown_language', `unknown language "${language}" (${known})`, { language, source: this.source });
+  }
+
+  languageToken(code: string): number {
+    return this.languageIds.get(this.languageCode(code))!;
+  }
+
+  languageOfToken(id: number): string | undefined {
+    return this.languageById.get(id);
+  }
+
+  /** All language token ids in id order (for language detection). */
+  languageTokenIds(): number[] {
+    return [...this.languageIds.values()];
+  }
+
+  /** The decoder prompt: `[sot]` for English-only models, `[sot, language, task]` for
+   *  multilingual ones, followed by `<|notimestamps|>` unless timestamps are wanted. */
+  sotSequence(opts: SotOptions): number[] {
+    const seq = [this.sot];
+    const task = opts.task ?? 'transcribe';
+    if (this.multilingual) {
+      if (opts.language !== undefined) seq.push(this.languageToken(opts.language));
+      const taskId = task === 'translate' ? this.translate : this.transcribe;
+      if (taskId === undefined) {
+        throw new WxError('tokenizer.missing_token', `tokenizer ${this.source} has no <|${task}|> token`, { task, file: this.source });
+      }
+      seq.push(taskId);
+    } else {
+      if (opts.language !== undefined && !['en', 'english'].includes(opts.language.trim().toLowerCase())) {
+        throw new WxError('tokenizer.english_only', `language "${opts.language}" requested, but the model is English-only`, {
+          language: opts.language,
+          source: this.source,
+        });
+      }
+      if (task === 'translate') {
+        throw new WxError('tokenizer.english_only', 'translation requested, but the model is English-only', { source: this.source });
+      }
+    }
+    if (!opts.timestamps) seq.push(this.noTimestamps);
+    return seq;
+  }
+
+  /** Token ids of symbols and sound annotations OpenAI suppresses for `suppress_tokens = -1`. */
+  nonSpeechTokens(): number[] {
+    if (this.nonSpeechCache) return [...this.nonSpeechCache];
+    const result = new Set<number>();
+    for (const s of [' -', " '"]) {
+      const first = this.encode(s)[0];
+      if (first !== undefined) result.add(first);
+    }
+    for (const symbol of [...NON_SPEECH_SYMBOLS, ...MUSIC_SYMBOLS]) {
+      const music = MUSIC_SYMBOLS.includes(symbol);
+      for (const ids of [this.encode(symbol), this.encode(' ' + symbol)]) {
+        // Multi-token music symbols still start with a byte token specific to them.
+        if (ids.length === 1 || (music && ids.length > 0)) result.add(ids[0]!);
+      }
+    }
+    this.nonSpeechCache = [...result].sort((a, b) => a - b);
+    return [...this.nonSpeechCache];
+  }
+
+  // ---- encode ------------------------------------------------------------------------------
+
+  /** Byte-level BPE of plain text. Special-token spellings in the text (`<|en|>`) are encoded as
+   *  ordinary characters, so user text can never inject control tokens. */
+  encode(text: string): number[] {
+    const out: number[] = [];
+    for (const m of text.matchAll(PRETOKENIZE)) {
+      const piece = m[0];
+      let ids = this.wordCache.get(piece);
+      if (ids === undefined) {
+        ids = this.bpe(piece);
+        if (this.wordCache.size >= WORD_CACHE_LIMIT) this.wordCache.clear();
+        this.wordCache.set(piece, ids);
+      }
+      for (const id of ids) out.push(id);
+    }
+    return out;
+  }
+
+  private bpe(piece: string): number[] {
+    const bytes = utf8.encode(piece);
+    let parts: string[] = new Array(bytes.length);
+    for (let i = 0; i < bytes.length; i++) parts[i] = BYTE_TO_UNICODE[bytes[i]!]!;
+    // Merge the lowest-ranked adjacent pair (every occurrence, left to right) until none applies.
+    while (parts.length > 1) {
+      let bestRank = Infinity;
+      let bestIdx = -1;
+      for (let i = 0; i < parts.length - 1; i++) {
+        const rank = this.mergeRanks.get(parts[i] + ' ' + parts[i + 1]);
+        if (rank !== undefined && rank < bestRank) {
+          bestRank = rank;
+          bestIdx = i;
+        }
+      }
+      if (bestIdx < 0) break;
+      const left = parts[bestIdx]!;
+      const right = parts[bestIdx + 1]!;
+      const merged: string[] = [];
+      for (let i = 0; i < parts.length; ) {
+        if (i < parts.length - 1 && parts[i] === left && parts[i + 1] === right) {
+          merged.push(left + right);
+          i += 2;
+        } else {
+          merged.push(parts[i]!);
+          i += 1;
+        }
+      }
+      parts = merged;
+    }
+    const ids: number[] = [];
+    for (const p of parts) {
+      const id = this.tokenToId.get(p);
+      if (id !== undefined && id < this.eot) {
+        ids.push(id);
+        continue;
+      }
+      // A merge result missing from the vocabulary means inconsistent files; fall back to bytes.
+      for (const ch of p) {
+        const byteId = this.tokenToId.get(ch);
+        if (byteId === undefined) {
+          throw corrupt(this.source, `byte token ${JSON.stringify(ch)} is missing from the vocabulary`);
+        }
+        ids.push(byteId);
+      }
+    }
+    return ids;
+  }
+
+  // ---- decode ------------------------------------------------------------------------------
+
+  private textBytes(id: number): Uint8Array | undefined {
+    return id >= 0 && id < this.eot ? this.idToBytes[id] : undefined;
+  }
+
+  /** Text of the ordinary tokens; special and timestamp tokens are dropped. UTF-8 sequences split
+   *  across tokens are joined before decoding; invalid bytes become U+FFFD. */
+  decode(ids: readonly number[]): string {
+    return decodeBytes(this.collectBytes(ids));
+  }
+
+  /** Like `decode`, but timestamp tokens are rendered as `<|1.23|>` in place. */
+  decodeWithTimestamps(ids: readonly number[]): string {
+    let out = '';
+    let run: number[] = [];
+    for (const id of ids) {
+      if (this.isTimestamp(id)) {
+        out += decodeBytes(this.collectBytes(run)) + `<|${this.timestampSeconds(id).toFixed(2)}|>`;
+        run = [];
+      } else {
+        run.push(id);
+      }
+    }
+    return out + decodeBytes(this.collectBytes(run));
+  }
+
+  private collectBytes(ids: readonly number[]): Uint8Array {
+    let total = 0;
+    for (const id of ids) total += this.textBytes(id)?.length ?? 0;
+    const buf = new Uint8Array(total);
+    let off = 0;
+    for (const id of ids) {
+      const b = this.textBytes(id);
+      if (b) {
+        buf.set(b, off);
+        off += b.length;
+      }
+    }
+    return buf;
+  }
+
+  /** The text of one token on its own (a partial UTF-8 sequence decodes to U+FFFD). Special and
+   *  timestamp tokens give their spelling, e.g. `<|en|>`, `<|1.00|>`. */
+  tokenText(id: number): string {
+    const b = this.textBytes(id);
+    if (b) return decodeBytes(b);
+    return this.tokenContent(id) ?? '';
+  }
+
+  /** Groups tokens into words for space-delimited languages: a word starts at a token beginning
+   *  with a space, at punctuation, or at a special token; tokens that only together form a valid
+   *  UTF-8 character stay in one unit. Timestamp and special tokens are each their own word. */
+  splitToWords(ids: readonly number[]): WordTokens[] {
+    const words: WordTokens[] = [];
+    for (const unit of this.splitToCharacterUnits(ids)) {
+      const special = unit.tokens.length === 1 && this.isSpecial(unit.tokens[0]!);
+      const startsWord = special || /^\s/u.test(unit.word) || isPunctuationOnly(unit.word);
+      const prev = words[words.length - 1];
+      const prevClosed =
+        prev === undefined || (prev.tokens.length === 1 && this.isSpecial(prev.tokens[0]!)) || isPunctuationOnly(prev.word);
+      if (startsWord || prevClosed) {
+        words.push({ word: unit.word, tokens: [...unit.tokens] });
+      } else {
+        prev.word += unit.word;
+        prev.tokens.push(...unit.tokens);
+      }
+    }
+    return words;
+  }
+
+  /** Groups consecutive ordinary tokens until their bytes form complete UTF-8 characters. */
+  private splitToCharacterUnits(ids: readonly number[]): WordTokens[] {
+    const units: WordTokens[] = [];
+    let pending: number[] = [];
+    const flush = () => {
+      if (pending.length > 0) units.push({ word: this.decode(pending), tokens: pending });
+      pending = [];
+    };
+    for (const id of ids) {
+      if (this.isSpecial(id)) {
+        flush();
+        units.push({ word: this.tokenText(id), tokens: [id] });
+        continue;
+      }
+      pending.push(id);
+      if (isCompleteUtf8(this.collectBytes(pending))) flush();
+    }
+    flush();
+    return units;
+  }
+}
+
+function decodeBytes(bytes: Uint8Array): string {
+  return bytes.length === 0 ? '' : utf8Decoder.decode(bytes);
+}
+
+/** True when the bytes do not end inside a multi-byte UTF-8 sequence. */
+function isCompleteUtf8(bytes: Uint8Array): boolean {
+  let i = bytes.length - 1;
+  let continuation = 0;
+  while (i >= 0 && (bytes[i]! & 0xc0) === 0x80 && continuation < 3) {
+    continuation++;
+    i--;
+  }
+  if (i < 0) return continuation === 0;
+  const lead = bytes[i]!;
+  const need = lead < 0x80 ? 0 : (lead & 0xe0) === 0xc0 ? 1 : (lead & 0xf0) === 0xe0 ? 2 : (lead & 0xf8) === 0xf0 ? 3 : 0;
+  return continuation >= need;
+}
+
+function isPunctuationOnly(text: string): boolean {
+  const t = text.trim();
+  return t.length > 0 && /^[\p{P}\p{S}]+$/u.test(t);
+}
+
+function corrupt(file: string, detail: string): WxError {
+  return new WxError('tokenizer.corrupt', `tokenizer file ${file} is corrupt: ${detail}`, { file });
+}
+
+function readJsonFile(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new WxError('tokenizer.missing', `cannot read tokenizer file ${file}: ${(err as Error).message}`, { file }, { cause: err });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new WxError('tokenizer.corrupt', `tokenizer file ${file} is not valid JSON: ${(err as Error).message}`, { file }, { cause: err });
+  }
+}
+
+function readOptionalJson(file: string): Record<string, unknown> | undefined {
+  if (!fs.existsSync(file)) return undefined;
+  try {
+    const v: unknown = JSON.parse(fs.readFileSync(file, 'utf8'));
+    return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : undefined;
+  } catch (err) {
+    throw new WxError('tokenizer.corrupt', `model file ${file} is not valid JSON: ${(err as Error).message}`, { file }, { cause: err });
+  }
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function checkVocab(v: unknown, file: string): Record<string, number> {
+  if (!isRecord(v)) throw corrupt(file, 'the vocabulary is not an object of token → id');
+  for (const [k, id] of Object.entries(v)) {
+    if (typeof id !== 'number') throw corrupt(file, `token ${JSON.stringify(k)} has a non-numeric id`);
+  }
+  return v as Record<string, number>;
+}
+
+function parseMerges(list: unknown, file: string): [string, string][] {
+  if (!Array.isArray(list)) throw corrupt(file, 'merges is not a list');
+  return list.map((m, i) => {
+    // Two spellings exist: "Ġ t" (older files) and ["Ġ", "t"] (newer ones).
+    if (typeof m === 'string') {
+      const sp = m.indexOf(' ');
+      if (sp <= 0 || sp === m.length - 1) throw corrupt(file, `merge ${i} (${JSON.stringify(m)}) is not "left right"`);
+      return [m.slice(0, sp), m.slice(sp + 1)];
+    }
+    if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string') return [m[0], m[1]];
+    throw corrupt(file, `merge ${i} is neither "left right" nor [left, right]`);
+  });
+}
+
+function readTokenizerJson(file: string): Omit<TokenizerFiles, 'declaredMultilingual' | 'configVocabSize'> {
+  const json = readJsonFile(file);
+  if (!isRecord(json) || !isRecord(json.model)) throw corrupt(file, 'no "model" object');
+  const model = json.model;
+  if (model.type !== undefined && model.type !== 'BPE') throw corrupt(file, `model type is ${String(model.type)}, expected BPE`);
+  const vocab = checkVocab(model.vocab, file);
+  const merges = parseMerges(model.merges, file);
+  const addedList = json.added_tokens ?? [];
+  if (!Array.isArray(addedList)) throw corrupt(file, 'added_tokens is not a list');
+  const added: AddedToken[] = addedList.map((a: unknown, i) => {
+    if (!isRecord(a) || typeof a.id !== 'number' || typeof a.content !== 'string') throw corrupt(file, `added token ${i} lacks id/content`);
+    return { id: a.id, content: a.content };
+  });
+  return { vocab, merges, added, source: file };
+}
+
+function readVocabAndMerges(dir: string): Omit<TokenizerFiles, 'declaredMultilingual' | 'configVocabSize'> {
+  const vocabFile = path.join(dir, 'vocab.json');
+  const mergesFile = path.join(dir, 'merges.txt');
+  const addedFile = path.join(dir, 'added_tokens.json');
+  const vocab = checkVocab(readJsonFile(vocabFile), vocabFile);
+  let mergesText: string;
+  try {
+    mergesText = fs.readFileSync(mergesFile, 'utf8');
+  } catch (err) {
+    throw new WxError('tokenizer.missing', `cannot read tokenizer file ${mergesFile}: ${(err as Error).message}`, { file: mergesFile }, { cause: err });
+  }
+  const lines = mergesText.split('\n').filter((l) => l.length > 0 && !l.startsWith('#version'));
+  const merges = parseMerges(lines, mergesFile);
+  const added: AddedToken[] = [];
+  if (fs.existsSync(addedFile)) {
+    const a = readJsonFile(addedFile);
+    if (!isRecord(a)) throw corrupt(addedFile, 'not an object of token → id');
+    for (const [content, id] of Object.entries(a)) {
+      if (typeof id !== 'number') throw corrupt(addedFile, `token ${JSON.stringify(content)} has a non-numeric id`);
+      added.push({ id, content });
+    }
+  }
+  return { vocab, merges, added, source: vocabFile };
+}
+
