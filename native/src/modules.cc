@@ -3,5 +3,7 @@
 namespace wx {
 void RegisterAll(Napi::Env env, Napi::Object exports) {
   RegisterPeerCred(env, exports);
+  RegisterAudioWav(env, exports);
+  RegisterAudioMel(env, exports);
 }
 }  // namespace wx

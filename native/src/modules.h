@@ -6,4 +6,6 @@ namespace wx {
 void RegisterAll(Napi::Env env, Napi::Object exports);
 
 void RegisterPeerCred(Napi::Env env, Napi::Object exports);
+void RegisterAudioWav(Napi::Env env, Napi::Object exports);
+void RegisterAudioMel(Napi::Env env, Napi::Object exports);
 }  // namespace wx
