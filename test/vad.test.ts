@@ -163,6 +163,16 @@ describe('dev-long.wav', () => {
     expect(common / Math.max(total(a), total(b))).toBeGreaterThanOrEqual(0.98);
   });
 
+  it('two threads (a worker session) give exactly the one-thread probabilities', async () => {
+    const two = await SileroVad.load({ threads: 2 });
+    try {
+      expect(Array.from(await two.probabilities(long))).toEqual(Array.from(longBatched));
+    } finally {
+      await two.close();
+    }
+    await expect(two.probabilities(long)).rejects.toMatchObject({ code: 'vad.closed' });
+  });
+
   it('a short clip (one row) gives exactly the sequential probabilities', async () => {
     const clip = readWav16k(sharedPath('fixtures', 'fx-multi.wav'));
     expect(Array.from(await vad.probabilities(clip))).toEqual(Array.from(await vad.probabilitiesSequential(clip)));

@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import { WxError } from '../errors.js';
 
@@ -241,7 +242,7 @@ export function regionsFromProbabilities(probs: Float32Array, nSamples: number, 
 }
 
 export interface VadLoadOptions {
-  /** onnxruntime intra-op threads (1). */
+  /** Cores `probabilities()` may use (1); each one past the first is a worker thread. */
   threads?: number;
   /** A Silero VAD v5 ONNX file to use instead of the packaged one. */
   modelPath?: string;
@@ -261,27 +262,135 @@ const MIN_ROW_FRAMES = 256;
  */
 const WARMUP_FRAMES = 32;
 
-export class SileroVad {
+/** Runs the graph on a batch of frames: the main-thread session or one in a worker thread. */
+interface FrameRunner {
+  run(input: Float32Array, state: Float32Array, rows: number): Promise<{ probs: Float32Array; state: Float32Array }>;
+}
+
+const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
+  intraOpNumThreads: 1,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: 'all',
+  executionMode: 'sequential',
+};
+
+// onnxruntime-node runs a session on the calling thread, so the only way to put a second core
+// to work is a second session in a worker. The worker is plain JavaScript (evaluated, not a
+// file) so that it runs the same from the TypeScript sources under vitest and from dist/.
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const ort = require(workerData.ortPath);
+const sr = new ort.Tensor('int64', BigInt64Array.from([BigInt(workerData.sampleRate)]), []);
+let session;
+ort.InferenceSession.create(workerData.modelPath, workerData.sessionOptions).then(
+  (s) => { session = s; parentPort.postMessage({ ready: true }); },
+  (err) => parentPort.postMessage({ error: String((err && err.message) || err) }),
+);
+parentPort.on('message', async ({ input, state, rows }) => {
+  try {
+    const r = await session.run({
+      input: new ort.Tensor('float32', input, [rows, workerData.frameInput]),
+      state: new ort.Tensor('float32', state, [2, rows, 128]),
+      sr,
+    });
+    const probs = Float32Array.from(r.output.data);
+    const next = Float32Array.from(r.stateN.data);
+    parentPort.postMessage({ probs, state: next }, [probs.buffer, next.buffer]);
+  } catch (err) {
+    parentPort.postMessage({ error: String((err && err.message) || err) });
+  }
+});
+`;
+
+type WorkerReply = { ready: true } | { error: string } | { probs: Float32Array; state: Float32Array };
+
+/** A Silero session in a worker thread; one request at a time. */
+class WorkerRunner implements FrameRunner {
+  private pending: ((reply: WorkerReply) => void) | undefined;
+  private failure: Error | undefined;
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (reply: WorkerReply) => {
+      const resolve = this.pending;
+      this.pending = undefined;
+      resolve?.(reply);
+    });
+    worker.on('error', (err) => this.fail(err));
+    worker.on('exit', (code) => this.fail(new Error(`VAD worker exited with code ${code}`)));
+  }
+
+  static async start(modelPath: string): Promise<WorkerRunner> {
+    const ortPath = createRequire(import.meta.url).resolve('onnxruntime-node');
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { ortPath, modelPath, sampleRate: VAD_SAMPLE_RATE, frameInput: VAD_INPUT, sessionOptions: SESSION_OPTIONS },
+    });
+    worker.unref();
+    const runner = new WorkerRunner(worker);
+    const reply = await runner.next();
+    if ('error' in reply) {
+      await worker.terminate();
+      throw new WxError('vad.model_load', `cannot load the Silero VAD model ${modelPath} in a worker: ${reply.error}`, { model: modelPath });
+    }
+    return runner;
+  }
+
+  async run(input: Float32Array, state: Float32Array, rows: number): Promise<{ probs: Float32Array; state: Float32Array }> {
+    const replied = this.next();
+    // Copies: the caller keeps filling its buffers while the worker runs.
+    this.worker.postMessage({ input: input.slice(), state: state.slice(), rows });
+    const reply = await replied;
+    if ('error' in reply) throw new WxError('vad.run', `VAD worker failed: ${reply.error}`);
+    if (!('probs' in reply)) throw new WxError('vad.run', 'VAD worker sent an unexpected reply');
+    return reply;
+  }
+
+  async close(): Promise<void> {
+    this.failure ??= new Error('VAD worker closed');
+    await this.worker.terminate();
+  }
+
+  private next(): Promise<WorkerReply> {
+    if (this.failure) return Promise.reject(new WxError('vad.run', `VAD worker is gone: ${this.failure.message}`));
+    return new Promise((resolve) => {
+      this.pending = resolve;
+    });
+  }
+
+  private fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    const resolve = this.pending;
+    this.pending = undefined;
+    resolve?.({ error: err.message });
+  }
+}
+
+export class SileroVad implements FrameRunner {
   private readonly sr: ort.Tensor;
   private closed = false;
 
   private constructor(
     private readonly session: ort.InferenceSession,
+    private readonly workers: WorkerRunner[],
     readonly modelPath: string,
   ) {
     this.sr = new ort.Tensor('int64', BigInt64Array.from([BigInt(VAD_SAMPLE_RATE)]), []);
   }
 
+  /**
+   * Loads the model. `threads` is how many cores `probabilities()` may use (1): each extra one
+   * is a worker thread with its own session. Streams always run on the calling thread.
+   */
   static async load(opts: VadLoadOptions = {}): Promise<SileroVad> {
     const modelPath = opts.modelPath ?? resolveSileroModel();
+    const threads = opts.threads ?? 1;
+    if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
+      throw new WxError('vad.bad_option', `VAD threads must be an integer from 1 to 64, got ${threads}`, { threads });
+    }
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(modelPath, {
-        intraOpNumThreads: opts.threads ?? 1,
-        interOpNumThreads: 1,
-        graphOptimizationLevel: 'all',
-        executionMode: 'sequential',
-      });
+      session = await ort.InferenceSession.create(modelPath, SESSION_OPTIONS);
     } catch (err) {
       throw new WxError('vad.model_load', `cannot load the Silero VAD model ${modelPath}: ${(err as Error).message}`, { model: modelPath }, { cause: err });
     }
@@ -294,11 +403,19 @@ export class SileroVad {
         { model: modelPath },
       );
     }
-    return new SileroVad(session, modelPath);
+    const workers: WorkerRunner[] = [];
+    try {
+      for (let i = 1; i < threads; i++) workers.push(await WorkerRunner.start(modelPath));
+    } catch (err) {
+      await Promise.all(workers.map((w) => w.close()));
+      await session.release();
+      throw err;
+    }
+    return new SileroVad(session, workers, modelPath);
   }
 
   /** One model call on `rows` frames of `VAD_INPUT` samples each, with state [2, rows, 128]. */
-  async runFrames(input: Float32Array, state: Float32Array, rows: number): Promise<{ probs: Float32Array; state: Float32Array }> {
+  async run(input: Float32Array, state: Float32Array, rows: number): Promise<{ probs: Float32Array; state: Float32Array }> {
     if (this.closed) throw new WxError('vad.closed', 'the VAD model was closed');
     const result = await this.session.run({
       input: new ort.Tensor('float32', input, [rows, VAD_INPUT]),
@@ -311,30 +428,18 @@ export class SileroVad {
   /**
    * Speech probability of every 512-sample frame of `samples` (16 kHz mono; the last partial
    * frame is zero-padded). Long audio is cut into sub-streams that run side by side as rows of
-   * one batch, each starting WARMUP_FRAMES early.
+   * a batch, each starting WARMUP_FRAMES early; with several threads the rows are shared out.
    */
   async probabilities(samples: Float32Array): Promise<Float32Array> {
     if (!(samples instanceof Float32Array)) throw new WxError('vad.bad_input', 'VAD input must be a Float32Array of 16 kHz samples');
+    if (this.closed) throw new WxError('vad.closed', 'the VAD model was closed');
     const nFrames = Math.ceil(samples.length / VAD_FRAME);
     const probs = new Float32Array(nFrames);
     if (nFrames === 0) return probs;
     const plan = planRows(nFrames);
-    const rows = plan.length;
-    const steps = Math.max(...plan.map((r) => r.end - r.from));
-    const input = new Float32Array(rows * VAD_INPUT);
-    let state: Float32Array = new Float32Array(2 * rows * STATE_PER_ROW);
-    for (let t = 0; t < steps; t++) {
-      for (let k = 0; k < rows; k++) {
-        const frame = plan[k]!.from + t;
-        fillFrame(samples, frame < plan[k]!.end ? frame : -1, input, k * VAD_INPUT);
-      }
-      const out = await this.runFrames(input, state, rows);
-      state = out.state;
-      for (let k = 0; k < rows; k++) {
-        const frame = plan[k]!.from + t;
-        if (frame >= plan[k]!.reportFrom && frame < plan[k]!.end) probs[frame] = out.probs[k]!;
-      }
-    }
+    const runners: FrameRunner[] = [this, ...this.workers].slice(0, plan.length);
+    const share = Math.ceil(plan.length / runners.length);
+    await Promise.all(runners.map((runner, i) => runRows(runner, samples, plan.slice(i * share, (i + 1) * share), probs)));
     return probs;
   }
 
@@ -359,7 +464,29 @@ export class SileroVad {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await Promise.all(this.workers.map((w) => w.close()));
     await this.session.release();
+  }
+}
+
+/** Runs a group of rows in lockstep on one runner, writing each row's reported frames into probs. */
+async function runRows(runner: FrameRunner, samples: Float32Array, plan: RowPlan[], probs: Float32Array): Promise<void> {
+  const rows = plan.length;
+  if (rows === 0) return;
+  const steps = Math.max(...plan.map((r) => r.end - r.from));
+  const input = new Float32Array(rows * VAD_INPUT);
+  let state: Float32Array = new Float32Array(2 * rows * STATE_PER_ROW);
+  for (let t = 0; t < steps; t++) {
+    for (let k = 0; k < rows; k++) {
+      const frame = plan[k]!.from + t;
+      fillFrame(samples, frame < plan[k]!.end ? frame : -1, input, k * VAD_INPUT);
+    }
+    const out = await runner.run(input, state, rows);
+    state = out.state;
+    for (let k = 0; k < rows; k++) {
+      const frame = plan[k]!.from + t;
+      if (frame >= plan[k]!.reportFrom && frame < plan[k]!.end) probs[frame] = out.probs[k]!;
+    }
   }
 }
 
@@ -424,7 +551,7 @@ export class VadStream {
       throw new WxError('vad.bad_frame', `VAD frames must be ${VAD_FRAME} samples at 16 kHz, got ${frame.length}`, { samples: frame.length });
     }
     this.input.set(frame, VAD_CONTEXT);
-    const out = await this.vad.runFrames(this.input, this.state, 1);
+    const out = await this.vad.run(this.input, this.state, 1);
     this.state = out.state;
     // The tail of this frame is the next frame's context.
     this.input.copyWithin(0, VAD_INPUT - VAD_CONTEXT);
