@@ -153,7 +153,10 @@ export async function importModel(srcDir: string, opts: ImportOptions): Promise<
       const file = path.join(src, f);
       if (!fs.existsSync(file)) continue;
       inputs[f] = sha256File(file);
-      if (MODEL_SIDE_FILES.includes(f)) fs.copyFileSync(file, path.join(tmp, f));
+      if (MODEL_SIDE_FILES.includes(f)) {
+        fs.copyFileSync(file, path.join(tmp, f));
+        fs.chmodSync(path.join(tmp, f), 0o644); // sources may be read-only; ours stay removable
+      }
     }
     progress({ step: 'hashing inputs', fraction: ++done / steps });
     const sizeBytes: Partial<Record<Precision, number>> = {};

@@ -1,0 +1,222 @@
+// Decoding one 30-s window: the prompt, the logit filters and the choice of each next token, as
+// one object per sequence (the shape of openai/whisper's DecodingTask). `decodeWindows` drives
+// many of them through a shared DecoderBatch: a row that finishes leaves at once and the next
+// waiting window takes its place at the next step.
+import { WxError } from '../../errors.js';
+import type { DecoderBatch, DecoderRow, EncodedWindows, WhisperModel } from '../model.js';
+import type { WhisperTokenizer } from '../tokenizer.js';
+import { SuppressBlank, SuppressRange, SuppressTokens, TimestampRules, type LogitFilter } from './filters.js';
+import { argmax, logSumExp, sampleWithTemperature, seededRandom } from './numerics.js';
+
+export interface DecodeOptions {
+  /** 0 = greedy. */
+  temperature?: number;
+  timestamps?: boolean;
+  /** Multilingual models: a language code; detected from the audio when absent. */
+  language?: string;
+  task?: 'transcribe' | 'translate';
+  /** Previous text as tokens, given after `<|startofprev|>`. */
+  previousTokens?: readonly number[];
+  /** Most tokens sampled in this window (default: half the text context). */
+  sampleLen?: number;
+  /** Latest allowed first timestamp, in seconds (default 1.0). */
+  maxInitialTimestamp?: number;
+  /**
+   * `whisper`: the model's suppress_tokens + non-speech symbols, a blank start, the timestamp
+   * grammar. `plain`: only special tokens are banned (timestamps allowed when `timestamps`),
+   * plain argmax: the semantics of the reference outputs, for parity checks.
+   */
+  rules?: 'whisper' | 'plain';
+  seed?: number;
+}
+
+export interface DecodeResult {
+  /** Sampled tokens, without the prompt and without the final `<|endoftext|>`. */
+  tokens: number[];
+  text: string;
+  language: string | undefined;
+  sumLogprob: number;
+  avgLogprob: number;
+  /** Probability of `<|nospeech|>` right after `<|startoftranscript|>`. */
+  noSpeechProb: number;
+  temperature: number;
+  /** True when the model ended the window itself (not cut at `sampleLen`). */
+  completed: boolean;
+  /** Raw logits of the first sampled positions, before any filter, when asked for (debugging). */
+  firstLogits?: Float32Array[];
+}
+
+export class SequenceDecoder {
+  readonly prompt: number[];
+  readonly sotIndex: number;
+  readonly sampled: number[] = [];
+  private readonly filters: LogitFilter[] = [];
+  private readonly temperature: number;
+  private readonly sampleLen: number;
+  private readonly random: () => number;
+  sumLogprob = 0;
+  noSpeechProb = NaN;
+  done = false;
+  completed = false;
+  readonly firstLogits: Float32Array[] = [];
+
+  constructor(
+    private readonly tok: WhisperTokenizer,
+    model: WhisperModel,
+    readonly language: string | undefined,
+    opts: DecodeOptions,
+    private readonly keepFirstLogits = 0,
+  ) {
+    const dims = model.dims;
+    const timestamps = opts.timestamps ?? false;
+    const sot = tok.sotSequence({ language, task: opts.task, timestamps });
+    const maxPrev = Math.floor(dims.nTextCtx / 2) - 1;
+    const prev = opts.previousTokens?.length ? [tok.sotPrev, ...opts.previousTokens.slice(-maxPrev)] : [];
+    this.prompt = [...prev, ...sot];
+    this.sotIndex = prev.length;
+    this.temperature = opts.temperature ?? 0;
+    this.sampleLen = Math.min(opts.sampleLen ?? Math.floor(dims.nTextCtx / 2), dims.nTextCtx - this.prompt.length);
+    this.random = seededRandom(opts.seed ?? 0x5eed);
+    const V = dims.nVocab;
+    if ((opts.rules ?? 'whisper') === 'plain') {
+      this.filters.push(new SuppressRange(tok.eot + 1, timestamps ? tok.timestampBegin : V));
+    } else {
+      const gen = model.config.generation;
+      const specials: number[] = [tok.sot, tok.sotPrev, tok.noSpeech, tok.noTimestamps];
+      if (tok.sotLm !== undefined) specials.push(tok.sotLm);
+      if (tok.transcribe !== undefined) specials.push(tok.transcribe);
+      if (tok.translate !== undefined) specials.push(tok.translate);
+      specials.push(...tok.languageTokenIds());
+      this.filters.push(new SuppressTokens([...gen.suppressTokens, ...tok.nonSpeechTokens(), ...specials], V));
+      this.filters.push(new SuppressBlank([...tok.encode(' '), tok.eot]));
+      // Ids between the last special token and the first timestamp (none in the standard
+      // layouts) and anything past the vocabulary the tokenizer knows are never text.
+      if (timestamps) {
+        const maxInitial = opts.maxInitialTimestamp ?? 1.0;
+        this.filters.push(new TimestampRules(tok, Math.round(maxInitial / 0.02)));
+      } else {
+        this.filters.push(new SuppressRange(tok.timestampBegin, V));
+      }
+    }
+  }
+
+  /** Takes the logits at the last fed position; returns the next token to feed, or -1 when done. */
+  consume(logits: Float32Array): number {
+    if (this.firstLogits.length < this.keepFirstLogits) this.firstLogits.push(Float32Array.from(logits));
+    for (const f of this.filters) f.apply(logits, this.sampled);
+    const token = this.temperature > 0 ? sampleWithTemperature(logits, this.temperature, this.random) : argmax(logits);
+    if (token < 0) throw new WxError('engine.no_token', 'every token was suppressed (decoder produced no candidate)');
+    if (token === this.tok.eot) {
+      this.done = true;
+      this.completed = true;
+      return -1;
+    }
+    this.sumLogprob += logits[token]! - logSumExp(logits);
+    this.sampled.push(token);
+    if (this.sampled.length >= this.sampleLen) {
+      this.done = true;
+      return -1;
+    }
+    return token;
+  }
+
+  setNoSpeechFrom(logitsAtSot: Float32Array): void {
+    this.noSpeechProb = Math.exp(logitsAtSot[this.tok.noSpeech]! - logSumExp(logitsAtSot));
+  }
+
+  result(): DecodeResult {
+    const text = this.tok.decode(this.sampled.filter((t) => t < this.tok.eot));
+    return {
+      tokens: [...this.sampled],
+      text,
+      language: this.language,
+      sumLogprob: this.sumLogprob,
+      avgLogprob: this.sumLogprob / (this.sampled.length + 1),
+      noSpeechProb: this.noSpeechProb,
+      temperature: this.temperature,
+      completed: this.completed,
+      ...(this.keepFirstLogits ? { firstLogits: this.firstLogits } : {}),
+    };
+  }
+}
+
+export interface WindowJob {
+  enc: EncodedWindows;
+  index: number;
+  options: DecodeOptions;
+  /** Keep the raw logits of this many first steps in the result. */
+  keepFirstLogits?: number;
+}
+
+/**
+ * Decodes windows with up to `maxRows` rows in flight. Each row's prompt runs on its own (rows
+ * feed different prompt lengths); then all rows advance one token per decoder call. Results are
+ * independent of batching: a row sees exactly the tokens it would see alone.
+ */
+export async function decodeWindows(model: WhisperModel, tok: WhisperTokenizer, jobs: readonly WindowJob[], opts: { maxRows?: number } = {}): Promise<DecodeResult[]> {
+  const results: DecodeResult[] = new Array(jobs.length);
+  if (jobs.length === 0) return results;
+  const maxRows = Math.max(1, Math.min(opts.maxRows ?? 8, jobs.length));
+  const V = model.dims.nVocab;
+  const batch = model.newBatch(maxRows, model.dims.nTextCtx);
+  type Live = { row: DecoderRow; seq: SequenceDecoder; job: number; next: number };
+  const live = new Map<number, Live>(); // by row id
+  let nextJob = 0;
+
+  const finish = (l: Live) => {
+    results[l.job] = l.seq.result();
+    batch.remove(l.row);
+    live.delete(l.row.id);
+  };
+
+  while (nextJob < jobs.length || live.size > 0) {
+    while (live.size < maxRows && nextJob < jobs.length) {
+      const j = nextJob++;
+      const job = jobs[j]!;
+      const row = batch.add(job.enc, job.index);
+      let language = job.options.language;
+      if (tok.multilingual && language === undefined) {
+        language = await detectLanguageOnRow(batch, row, tok);
+        batch.reset(row);
+      }
+      const seq = new SequenceDecoder(tok, model, language, job.options, job.keepFirstLogits ?? 0);
+      const logits = await batch.step([row], [seq.prompt], [seq.sotIndex, seq.prompt.length - 1]);
+      seq.setNoSpeechFrom(logits.subarray(0, V));
+      const l: Live = { row, seq, job: j, next: seq.consume(logits.subarray(V, 2 * V)) };
+      live.set(row.id, l);
+      if (l.next < 0) finish(l);
+    }
+    if (live.size === 0) continue;
+    const rows = batch.rows.slice();
+    const lives = rows.map((r) => live.get(r.id)!);
+    const logits = await batch.step(rows, lives.map((l) => [l.next]), [0]);
+    for (let b = 0; b < lives.length; b++) {
+      const l = lives[b]!;
+      l.next = l.seq.consume(logits.subarray(b * V, (b + 1) * V));
+      if (l.next < 0 || l.row.length >= batch.capacity) finish(l);
+    }
+  }
+  return results;
+}
+
+/** Language scores from the logits after `<|startoftranscript|>` alone. */
+async function languageLogits(batch: DecoderBatch, row: DecoderRow, tok: WhisperTokenizer): Promise<{ ids: number[]; scores: Float32Array }> {
+  const logits = await batch.step([row], [[tok.sot]], [0]);
+  const ids = tok.languageTokenIds();
+  return { ids, scores: Float32Array.from(ids.map((id) => logits[id]!)) };
+}
+
+async function detectLanguageOnRow(batch: DecoderBatch, row: DecoderRow, tok: WhisperTokenizer): Promise<string> {
+  const { ids, scores } = await languageLogits(batch, row, tok);
+  return tok.languageOfToken(ids[argmax(scores)]!) ?? 'en';
+}
+
+/** Language probabilities of window `index` (multilingual models). */
+export async function detectLanguage(model: WhisperModel, tok: WhisperTokenizer, enc: EncodedWindows, index: number): Promise<{ language: string; probs: Record<string, number> }> {
+  const batch = model.newBatch(1, 8);
+  const { ids, scores } = await languageLogits(batch, batch.add(enc, index), tok);
+  const lse = logSumExp(scores);
+  const probs: Record<string, number> = {};
+  ids.forEach((id, i) => (probs[tok.languageOfToken(id)!] = Math.exp(scores[i]! - lse)));
+  return { language: tok.languageOfToken(ids[argmax(scores)]!)!, probs };
+}

@@ -1,0 +1,263 @@
+// Long-form transcription of one recording's samples with a loaded engine.
+//
+// `vad` (default): Silero finds speech; regions are packed into chunks of ≤ 30 s cut at
+// silences; all chunks are encoded in small batches and decoded together (rows join and leave
+// the decoder batch at every step); timestamps are mapped back onto the recording's timeline.
+// Silence never reaches the model, which is also the main guard against hallucinated text.
+//
+// `sequential`: openai/whisper's algorithm: 30-s windows that seek to the last complete
+// timestamp, conditioned on the previous text, with temperature fallback.
+import { WxError } from '../errors.js';
+import type { WhisperEngine, DecodeOptions, DecodeResult, EncodedWindows } from '../engine/index.js';
+import { detectSpeech, mergeIntoChunks, type SileroVad, type VadOptions } from '../audio/vad.js';
+import { splitByTimestamps } from './segments.js';
+import { compressionRatio, DEFAULT_THRESHOLDS, isNoSpeech, needsFallback, type QualityThresholds } from './quality.js';
+import type { Segment, Transcript } from './types.js';
+
+export type Strategy = 'vad' | 'sequential';
+
+export interface PipelineOptions {
+  strategy?: Strategy;
+  language?: string;
+  task?: 'transcribe' | 'translate';
+  initialPrompt?: string;
+  /** Temperatures tried in order when a window fails the quality checks. */
+  temperatures?: readonly number[];
+  /** Condition each window on the previous text (sequential strategy). */
+  conditionOnPreviousText?: boolean;
+  thresholds?: Partial<QualityThresholds>;
+  vad?: VadOptions;
+  /** Windows per encoder run (vad strategy). */
+  encoderBatch?: number;
+  /** Decoder rows in flight. */
+  decoderRows?: number;
+}
+
+export interface PipelineProgress {
+  processedS: number;
+  durationS: number;
+}
+
+export interface PipelineHooks {
+  onProgress?: (p: PipelineProgress) => void;
+  signal?: AbortSignal;
+}
+
+export const SAMPLE_RATE = 16000;
+const DEFAULT_TEMPERATURES = [0, 0.2, 0.4, 0.6, 0.8, 1.0];
+
+function checkAbort(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new WxError('job.cancelled', 'transcription cancelled');
+}
+
+interface WindowSpec {
+  /** First sample of the window. */
+  offset: number;
+  length: number;
+  /** Seconds on the recording's timeline where segments may start/end. */
+  clipStart: number;
+  clipEnd: number;
+}
+
+interface WindowOutcome {
+  result: DecodeResult;
+  compression: number;
+}
+
+/** Decodes windows with temperature fallback: every window starts at T=0; those failing the
+ *  quality checks are decoded again, together, at the next temperature. */
+async function decodeWithFallback(
+  engine: WhisperEngine,
+  enc: EncodedWindows,
+  indices: readonly number[],
+  base: (i: number) => DecodeOptions,
+  opts: PipelineOptions,
+): Promise<WindowOutcome[]> {
+  const temps = opts.temperatures ?? DEFAULT_TEMPERATURES;
+  const th = { ...DEFAULT_THRESHOLDS, ...opts.thresholds };
+  const out: WindowOutcome[] = new Array(indices.length);
+  let pending = indices.map((_, k) => k);
+  for (let ti = 0; ti < temps.length && pending.length > 0; ti++) {
+    const temperature = temps[ti]!;
+    const results = await engine.decode(
+      pending.map((k) => ({ enc, index: indices[k]!, options: { ...base(k), temperature, seed: 1000 * k + ti } })),
+      { maxRows: opts.decoderRows ?? 8 },
+    );
+    const retry: number[] = [];
+    pending.forEach((k, j) => {
+      const r = results[j]!;
+      const q = { avgLogprob: r.avgLogprob, noSpeechProb: r.noSpeechProb, compressionRatio: compressionRatio(r.text) };
+      out[k] = { result: r, compression: q.compressionRatio };
+      if (ti < temps.length - 1 && needsFallback(q, th)) retry.push(k);
+    });
+    pending = retry;
+  }
+  return out;
+}
+
+function toSegments(
+  engine: WhisperEngine,
+  outcome: WindowOutcome,
+  win: WindowSpec,
+  seekFrames: number,
+  startId: number,
+): Segment[] {
+  const tok = engine.tokenizer;
+  const r = outcome.result;
+  const windowS = win.length / SAMPLE_RATE;
+  const split = splitByTimestamps(r.tokens, tok, windowS);
+  const offsetS = win.offset / SAMPLE_RATE;
+  const segs: Segment[] = [];
+  for (const s of split.segments) {
+    const text = tok.decode(s.textTokens);
+    if (!text.trim()) continue;
+    let start = Math.max(win.clipStart, offsetS + s.start);
+    let end = Math.min(win.clipEnd, offsetS + s.end);
+    if (end < start) end = start;
+    start = round3(start);
+    end = round3(end);
+    segs.push({
+      id: startId + segs.length,
+      seek: seekFrames,
+      start,
+      end,
+      text,
+      tokens: s.tokens,
+      temperature: r.temperature,
+      avg_logprob: r.avgLogprob,
+      compression_ratio: outcome.compression,
+      no_speech_prob: r.noSpeechProb,
+    });
+  }
+  return segs;
+}
+
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+
+function finish(segments: Segment[], language: string, durationS: number): Transcript {
+  const text = segments.map((s) => s.text).join('').trim();
+  return { text, segments, language, duration: round3(durationS) };
+}
+
+async function resolveLanguage(engine: WhisperEngine, samples: Float32Array, opts: PipelineOptions, firstOffset: number): Promise<string> {
+  if (!engine.tokenizer.multilingual) {
+    if (opts.task === 'translate') throw new WxError('pipeline.english_only', `model ${engine.name} is English-only: it cannot translate`);
+    if (opts.language && !['en', 'english'].includes(opts.language.toLowerCase())) {
+      throw new WxError('pipeline.english_only', `model ${engine.name} is English-only; --language ${opts.language} is not available`);
+    }
+    return 'en';
+  }
+  if (opts.language) return engine.tokenizer.languageCode(opts.language);
+  const len = Math.min(engine.windowSamples, samples.length - firstOffset);
+  const enc = await engine.encodeAudio(samples, [firstOffset], [Math.max(0, len)]);
+  return (await engine.detectLanguage(enc, 0)).language;
+}
+
+function promptTokens(engine: WhisperEngine, text: string | undefined): number[] {
+  return text ? engine.tokenizer.encode(' ' + text.trim()) : [];
+}
+
+export async function transcribeSamples(engine: WhisperEngine, vad: SileroVad | undefined, samples: Float32Array, opts: PipelineOptions = {}, hooks: PipelineHooks = {}): Promise<Transcript> {
+  const strategy = opts.strategy ?? 'vad';
+  if (strategy === 'vad') {
+    if (!vad) throw new WxError('pipeline.no_vad', 'the vad strategy needs the Silero VAD model');
+    return transcribeWithVad(engine, vad, samples, opts, hooks);
+  }
+  return transcribeSequential(engine, samples, opts, hooks);
+}
+
+async function transcribeWithVad(engine: WhisperEngine, vad: SileroVad, samples: Float32Array, opts: PipelineOptions, hooks: PipelineHooks): Promise<Transcript> {
+  const durationS = samples.length / SAMPLE_RATE;
+  const progress = (s: number) => hooks.onProgress?.({ processedS: Math.min(s, durationS), durationS });
+  checkAbort(hooks.signal);
+  const regions = await detectSpeech(vad, samples, opts.vad);
+  const maxChunkS = engine.windowSamples / SAMPLE_RATE;
+  const chunks = mergeIntoChunks(regions, { maxChunkS });
+  if (chunks.length === 0) {
+    progress(durationS);
+    const language = engine.tokenizer.multilingual ? (opts.language ?? 'en') : 'en';
+    return finish([], language, durationS);
+  }
+  // Widen each chunk into the silence around it (up to 0.2 s, half of each gap), so no word
+  // onset or tail is clipped, without exceeding a window.
+  const windows: WindowSpec[] = chunks.map((c, i) => {
+    const prevEnd = i > 0 ? chunks[i - 1]!.end : 0;
+    const nextStart = i < chunks.length - 1 ? chunks[i + 1]!.start : durationS;
+    const room = maxChunkS - (c.end - c.start);
+    const before = Math.max(0, Math.min(0.2, (c.start - prevEnd) / 2, room / 2));
+    const after = Math.max(0, Math.min(0.2, (nextStart - c.end) / 2, room - before));
+    const start = c.start - before;
+    const end = c.end + after;
+    const offset = Math.max(0, Math.floor(start * SAMPLE_RATE));
+    const length = Math.min(samples.length - offset, Math.ceil(end * SAMPLE_RATE) - offset, engine.windowSamples);
+    return { offset, length, clipStart: offset / SAMPLE_RATE, clipEnd: (offset + length) / SAMPLE_RATE };
+  });
+  const language = await resolveLanguage(engine, samples, opts, windows[0]!.offset);
+  const prompt = promptTokens(engine, opts.initialPrompt);
+  const encBatch = Math.max(1, opts.encoderBatch ?? 4);
+  const segments: Segment[] = [];
+  const th = { ...DEFAULT_THRESHOLDS, ...opts.thresholds };
+  for (let g = 0; g < windows.length; g += encBatch) {
+    checkAbort(hooks.signal);
+    const group = windows.slice(g, g + encBatch);
+    const enc = await engine.encodeAudio(samples, group.map((w) => w.offset), group.map((w) => w.length));
+    checkAbort(hooks.signal);
+    const outcomes = await decodeWithFallback(
+      engine,
+      enc,
+      group.map((_, i) => i),
+      () => ({ timestamps: true, language, task: opts.task, ...(prompt.length ? { previousTokens: prompt } : {}) }),
+      opts,
+    );
+    outcomes.forEach((o, i) => {
+      const q = { avgLogprob: o.result.avgLogprob, noSpeechProb: o.result.noSpeechProb, compressionRatio: o.compression };
+      if (isNoSpeech(q, th)) return;
+      const w = group[i]!;
+      segments.push(...toSegments(engine, o, w, Math.round(w.offset / 160), segments.length));
+    });
+    progress(group[group.length - 1]!.clipEnd);
+  }
+  progress(durationS);
+  return finish(segments, language, durationS);
+}
+
+async function transcribeSequential(engine: WhisperEngine, samples: Float32Array, opts: PipelineOptions, hooks: PipelineHooks): Promise<Transcript> {
+  const durationS = samples.length / SAMPLE_RATE;
+  const win = engine.windowSamples;
+  const hop = 160;
+  const language = await resolveLanguage(engine, samples, opts, 0);
+  const th = { ...DEFAULT_THRESHOLDS, ...opts.thresholds };
+  const condition = opts.conditionOnPreviousText ?? true;
+  const allTokens: number[] = promptTokens(engine, opts.initialPrompt);
+  let promptResetSince = 0;
+  const segments: Segment[] = [];
+  let seek = 0; // in samples, always a multiple of the hop
+  const tsBegin = engine.tokenizer.timestampBegin;
+  while (seek < samples.length) {
+    checkAbort(hooks.signal);
+    const length = Math.min(win, samples.length - seek);
+    if (length < hop) break;
+    const enc = await engine.encodeAudio(samples, [seek], [length]);
+    const previous = condition ? allTokens.slice(promptResetSince) : [];
+    const [outcome] = await decodeWithFallback(engine, enc, [0], () => ({ timestamps: true, language, task: opts.task, ...(previous.length ? { previousTokens: previous } : {}) }), opts);
+    const r = outcome!.result;
+    const q = { avgLogprob: r.avgLogprob, noSpeechProb: r.noSpeechProb, compressionRatio: outcome!.compression };
+    const spec: WindowSpec = { offset: seek, length, clipStart: seek / SAMPLE_RATE, clipEnd: (seek + length) / SAMPLE_RATE };
+    if (isNoSpeech(q, th)) {
+      seek += length;
+      hooks.onProgress?.({ processedS: Math.min(seek / SAMPLE_RATE, durationS), durationS });
+      continue;
+    }
+    const split = splitByTimestamps(r.tokens, engine.tokenizer, length / SAMPLE_RATE);
+    const segs = toSegments(engine, outcome!, spec, Math.round(seek / hop), segments.length);
+    segments.push(...segs);
+    for (const s of split.segments) allTokens.push(...s.textTokens);
+    if (split.segments.length === 0) allTokens.push(...r.tokens.filter((t) => t < tsBegin && t < engine.tokenizer.eot));
+    // Seek to the last complete timestamp when the window ended mid-sentence; else past it.
+    const advance = split.lastCompleteS !== undefined && split.lastCompleteS > 0 ? Math.round((split.lastCompleteS * SAMPLE_RATE) / hop) * hop : length;
+    seek += Math.min(advance, length);
+    if (!condition || r.temperature > 0.5) promptResetSince = allTokens.length;
+    hooks.onProgress?.({ processedS: Math.min(seek / SAMPLE_RATE, durationS), durationS });
+  }
+  return finish(segments, language, durationS);
+}

@@ -1,0 +1,163 @@
+// The engine against the reference outputs in ../shared: import, encoder parity, greedy parity
+// (with and without timestamps), and the import of layouts the shared model does not have.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { importModel } from '../daemon/engine/import.js';
+import { WhisperModel } from '../daemon/engine/model.js';
+import { WhisperTokenizer } from '../daemon/engine/tokenizer.js';
+import { decodeWindows } from '../daemon/engine/decoding/task.js';
+import { WxError } from '../daemon/errors.js';
+import { sharedPath, tinyModelDir } from './shared.js';
+import { writeSafetensors, writeSyntheticCheckpoint } from './helpers/synthetic-checkpoint.js';
+
+interface RefMode { prompt: number[]; tokens: number[]; top5_logits_first_steps?: [number, number][][] }
+type Reference = Record<string, { greedy_notimestamps: RefMode; greedy_timestamps: RefMode; mel_shape: number[]; encoder_shape: number[] }>;
+
+const refDir = () => sharedPath('fixtures', 'reference');
+const readF32 = (file: string) => {
+  const b = fs.readFileSync(file);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+};
+
+let home: string;
+let reference: Reference;
+let fp32: WhisperModel;
+let tok: WhisperTokenizer;
+
+beforeAll(async () => {
+  reference = JSON.parse(fs.readFileSync(path.join(refDir(), 'reference.json'), 'utf8')) as Reference;
+  home = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-engine-'));
+  const installed = await importModel(tinyModelDir(), { home, name: 'tiny', precision: 'both' });
+  fp32 = await WhisperModel.load(installed.dir, { precision: 'fp32', threads: 2 });
+  tok = WhisperTokenizer.fromModelDir(installed.dir);
+});
+
+afterAll(async () => {
+  await fp32?.close();
+  if (home) fs.rmSync(home, { recursive: true, force: true });
+});
+
+describe('import', () => {
+  it('writes a manifest with dims from config.json and INT8 graphs ≤ 30% of FP32', () => {
+    const dir = path.join(home, 'models', 'tiny');
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+    const cfg = JSON.parse(fs.readFileSync(path.join(tinyModelDir(), 'config.json'), 'utf8'));
+    expect(manifest.dims.dModel).toBe(cfg.d_model);
+    expect(manifest.dims.nVocab).toBe(cfg.vocab_size);
+    expect(manifest.dims.decoderLayers).toBe(cfg.decoder_layers);
+    expect(manifest.inputs['model.safetensors']).toMatch(/^[0-9a-f]{64}$/);
+    const size = (p: string) => fs.statSync(path.join(dir, manifest.files[p].encoder)).size + fs.statSync(path.join(dir, manifest.files[p].decoder)).size;
+    expect(size('int8') / size('fp32')).toBeLessThanOrEqual(0.3);
+    expect(fs.readdirSync(path.join(home, 'models')).filter((f) => f.startsWith('.import'))).toEqual([]);
+  });
+});
+
+describe('FP32 parity with the reference', () => {
+  it('encoder output of fx-short within 1e-3', async () => {
+    const mel = readF32(path.join(refDir(), 'fx-short.mel.f32'));
+    const expected = readF32(path.join(refDir(), 'fx-short.encoder.f32'));
+    const enc = await fp32.encode(mel, 1, { hidden: true });
+    expect(enc.hidden!.length).toBe(expected.length);
+    let max = 0;
+    for (let i = 0; i < expected.length; i++) max = Math.max(max, Math.abs(enc.hidden![i]! - expected[i]!));
+    expect(max).toBeLessThan(1e-3);
+  });
+
+  for (const fixture of ['fx-short', 'fx-multi', 'fx-silence']) {
+    for (const mode of ['greedy_notimestamps', 'greedy_timestamps'] as const) {
+      it(`${fixture} ${mode}: identical tokens, first-step top-5 logits within 2e-3`, async () => {
+        const ref = reference[fixture]![mode];
+        const mel = readF32(path.join(refDir(), `${fixture}.mel.f32`));
+        const enc = await fp32.encode(mel, 1);
+        const timestamps = mode === 'greedy_timestamps';
+        const [r] = await decodeWindows(fp32, tok, [{ enc, index: 0, options: { rules: 'plain', timestamps }, keepFirstLogits: 12 }]);
+        // The prompt we build from the tokenizer is the reference's prompt.
+        expect(tok.sotSequence({ timestamps })).toEqual(ref.prompt);
+        const tokens = r!.completed ? [...r!.tokens, tok.eot] : r!.tokens;
+        expect(tokens).toEqual(ref.tokens);
+        for (const [step, top] of (ref.top5_logits_first_steps ?? []).entries()) {
+          for (const [id, value] of top) expect(Math.abs(r!.firstLogits![step]![id]! - value)).toBeLessThan(2e-3);
+        }
+      });
+    }
+  }
+
+  it('batched decoding gives the same tokens as one row at a time', async () => {
+    const mels = ['fx-short', 'fx-multi', 'fx-silence'].map((f) => readF32(path.join(refDir(), `${f}.mel.f32`)));
+    const all = new Float32Array(mels.reduce((s, m) => s + m.length, 0));
+    mels.reduce((at, m) => (all.set(m, at), at + m.length), 0);
+    const enc = await fp32.encode(all, 3);
+    const jobs = [0, 1, 2, 1, 0].map((index) => ({ enc, index, options: { timestamps: true } }));
+    const together = await decodeWindows(fp32, tok, jobs, { maxRows: 3 });
+    const alone = [];
+    for (const j of jobs) alone.push((await decodeWindows(fp32, tok, [j], { maxRows: 1 }))[0]!);
+    expect(together.map((r) => r.tokens)).toEqual(alone.map((r) => r.tokens));
+    expect(together[1]!.tokens.length).toBeGreaterThan(5);
+  });
+
+  it('fx-silence: no-speech probability is high and whisper rules give no text', async () => {
+    const enc = await fp32.encode(readF32(path.join(refDir(), 'fx-silence.mel.f32')), 1);
+    const [r] = await decodeWindows(fp32, tok, [{ enc, index: 0, options: { timestamps: true } }]);
+    expect(r!.noSpeechProb).toBeGreaterThan(0.6);
+  });
+});
+
+describe('other layouts and bad checkpoints', () => {
+  it('imports and runs a multilingual, 128-mel, 2-decoder-layer checkpoint with ids from its files', async () => {
+    const src = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-synth-'));
+    try {
+      const layout = writeSyntheticCheckpoint(src, { multilingual: true, nMels: 128, decoderLayers: 2, encoderLayers: 1 });
+      const m = await importModel(src, { home, name: 'synth-multi', precision: 'both' });
+      expect(m.manifest.dims.nMels).toBe(128);
+      expect(m.manifest.dims.decoderLayers).toBe(2);
+      expect(m.manifest.dims.nVocab).toBe(layout.vocabSize);
+      for (const precision of ['fp32', 'int8'] as const) {
+        const model = await WhisperModel.load(m.dir, { precision, threads: 2 });
+        const t = WhisperTokenizer.fromModelDir(m.dir);
+        expect(t.sot).toBe(layout.sot);
+        expect(t.multilingual).toBe(true);
+        const mel = new Float32Array(128 * 3000).map((_, i) => Math.sin(i * 0.01));
+        const enc = await model.encode(mel, 1);
+        const [r] = await decodeWindows(model, t, [{ enc, index: 0, options: { sampleLen: 5, timestamps: true } }]);
+        expect(layout.languages).toContain(r!.language);
+        expect(r!.tokens.length).toBeLessThanOrEqual(5);
+        await model.close();
+      }
+    } finally {
+      fs.rmSync(src, { recursive: true, force: true });
+    }
+  });
+
+  const badCases: [string, (dir: string) => void, RegExp, string][] = [
+    ['missing weights', (dir) => fs.rmSync(path.join(dir, 'model.safetensors')), /model\.safetensors/, 'model.missing_file'],
+    ['truncated safetensors', (dir) => { const f = path.join(dir, 'model.safetensors'); fs.truncateSync(f, Math.floor(fs.statSync(f).size / 2)); }, /model\.safetensors/, 'model.truncated'],
+    ['mismatched shapes', (dir) => {
+      writeSafetensors(path.join(dir, 'model.safetensors'), [{ name: 'model.encoder.conv1.weight', shape: [3, 3, 3], values: new Float32Array(27) }], 'F32');
+    }, /model\.encoder\.conv1\.weight/, 'model.shape_mismatch'],
+    ['unknown architecture', (dir) => {
+      const f = path.join(dir, 'config.json');
+      fs.writeFileSync(f, JSON.stringify({ ...JSON.parse(fs.readFileSync(f, 'utf8')), model_type: 'llama' }));
+    }, /llama/, 'model.unsupported'],
+  ];
+  for (const [what, damage, message, code] of badCases) {
+    it(`${what}: a clear error naming the file or tensor, nothing left in models/`, async () => {
+      const src = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-bad-'));
+      const badHome = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-badhome-'));
+      try {
+        writeSyntheticCheckpoint(src, { multilingual: false, dtype: 'F32' });
+        damage(src);
+        const err = await importModel(src, { home: badHome, name: 'bad', precision: 'int8' }).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(WxError);
+        expect((err as WxError).code).toBe(code);
+        expect((err as WxError).message).toMatch(message);
+        const models = path.join(badHome, 'models');
+        expect(fs.existsSync(models) ? fs.readdirSync(models) : []).toEqual([]);
+      } finally {
+        fs.rmSync(src, { recursive: true, force: true });
+        fs.rmSync(badHome, { recursive: true, force: true });
+      }
+    });
+  }
+});
