@@ -3,6 +3,7 @@
 import { machine, type BenchSuite } from './util.js';
 
 const suites: (() => Promise<BenchSuite>)[] = [
+  async () => (await import('./store.js')).suite,
 ];
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
