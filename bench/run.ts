@@ -3,6 +3,7 @@
 import { machine, type BenchSuite } from './util.js';
 
 const suites: (() => Promise<BenchSuite>)[] = [
+  async () => (await import('./models.js')).suite,
   async () => (await import('./store.js')).suite,
 ];
 

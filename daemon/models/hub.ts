@@ -422,6 +422,8 @@ interface FileCtx {
   report: (file: string) => void;
 }
 
+const WRITE_BATCH_BYTES = 1 << 20;
+
 interface PartialMeta {
   expected: string;
   etag?: string;
@@ -523,21 +525,34 @@ async function fetchAttempt(f: HubFile, expected: Expected, ctx: FileCtx): Promi
   }
   ctx.state.bytesDone += offset;
   const fh = await fsp.open(partial, offset > 0 ? 'a' : 'w');
-  let written = offset;
+  // Chunks arrive in tens of kilobytes: write them in ~1 MB batches (fewer write calls).
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  const flush = async () => {
+    if (pendingBytes === 0) return;
+    const batch = pending;
+    pending = [];
+    pendingBytes = 0;
+    await fh.writev(batch);
+  };
   try {
     if (res.body) {
       try {
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          await fh.write(chunk);
+          pending.push(chunk);
+          pendingBytes += chunk.byteLength;
           hash?.update(chunk);
-          written += chunk.byteLength;
+          if (pendingBytes >= WRITE_BATCH_BYTES) await flush();
           ctx.state.bytesDone += chunk.byteLength;
           ctx.state.bytesFetched += chunk.byteLength;
           ctx.report(f.path);
         }
       } catch (err) {
+        // Keep every byte that arrived: the next attempt resumes after them.
+        await flush();
         throw networkError(err, url, what);
       }
+      await flush();
     }
   } finally {
     await fh.close();
