@@ -2,10 +2,12 @@
 import type { Command } from 'commander';
 import { registerDebugGreedy } from './debug-greedy.js';
 import { registerDebugWer } from './debug-wer.js';
+import { registerDebugMel } from './debug-mel.js';
 
 export function registerDebug(program: Command): Command {
   const debug = program.command('debug').description('developer tools: features, greedy decoding, WER');
   registerDebugGreedy(debug);
   registerDebugWer(debug);
+  registerDebugMel(debug);
   return debug;
 }
