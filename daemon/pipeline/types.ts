@@ -14,6 +14,16 @@ export interface Segment {
   avg_logprob: number;
   compression_ratio: number;
   no_speech_prob: number;
+  /** Per-word timing (OpenAI's `word_timestamps` output), when it was computed. */
+  words?: WordTiming[];
+}
+
+export interface WordTiming {
+  /** The word as decoded, with its leading space. */
+  word: string;
+  start: number;
+  end: number;
+  probability: number;
 }
 
 export interface Transcript {
