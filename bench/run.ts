@@ -5,6 +5,7 @@ import { machine, type BenchSuite } from './util.js';
 const suites: (() => Promise<BenchSuite>)[] = [
   async () => (await import('./models.js')).suite,
   async () => (await import('./store.js')).suite,
+  async () => (await import('./vad.js')).suite,
 ];
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

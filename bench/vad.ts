@@ -1,0 +1,113 @@
+// VAD benchmarks: Silero v5 speed on dev-long.wav (4 min) — one sequential pass vs the batched
+// pass on 1 and 2 threads — streaming per-frame latency, and memory. The pipeline budget is
+// that VAD costs < 2% of a transcription: at the 120× real-time target that is ≥ 6000× for VAD.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SileroVad, SpeechSegmenter, VAD_FRAME, VAD_SAMPLE_RATE, regionsFromProbabilities } from '../daemon/audio/vad.js';
+import { fmt, median, peakRssMb, quantile, rssMb, table, type BenchSuite } from './util.js';
+
+/** The checkout root: the nearest folder above this file with a package.json (bench/ or dist/bench/). */
+function repoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+}
+
+function sharedFile(...parts: string[]): string {
+  const candidates = [process.env.WX_SHARED_DIR, path.resolve(repoRoot(), '..', 'shared')];
+  for (const dir of candidates) if (dir && fs.existsSync(path.join(dir, ...parts))) return path.join(dir, ...parts);
+  throw new Error(`bench vad: ${parts.join('/')} not found in ../shared (set WX_SHARED_DIR)`);
+}
+
+/** 16-bit PCM mono WAV → samples (the fixtures are 16 kHz s16). */
+function readPcm16Wav(file: string): Float32Array {
+  const buf = fs.readFileSync(file);
+  let offset = 12;
+  while (offset + 8 <= buf.length) {
+    const size = buf.readUInt32LE(offset + 4);
+    if (buf.toString('ascii', offset, offset + 4) === 'data') {
+      const out = new Float32Array(size >> 1);
+      for (let i = 0; i < out.length; i++) out[i] = buf.readInt16LE(offset + 8 + 2 * i) / 32768;
+      return out;
+    }
+    offset += 8 + size + (size & 1);
+  }
+  throw new Error(`${file}: no data chunk`);
+}
+
+/** Wall and process CPU milliseconds of each run (CPU includes worker threads). */
+async function measure(fn: () => Promise<unknown>, runs: number): Promise<{ wall: number[]; cpu: number[] }> {
+  await fn();
+  const wall: number[] = [];
+  const cpu: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    await fn();
+    wall.push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1000);
+  }
+  return { wall, cpu };
+}
+
+export const suite: BenchSuite = {
+  name: 'vad',
+  description: 'Silero VAD v5 on dev-long.wav: × real time (sequential vs batched, 1-2 threads), streaming latency, memory',
+  async run() {
+    const audio = readPcm16Wav(sharedFile('fixtures', 'speech', 'dev-long.wav'));
+    const seconds = audio.length / VAD_SAMPLE_RATE;
+    const rssBefore = rssMb();
+    const t0 = performance.now();
+    const vad = await SileroVad.load();
+    const loadMs = performance.now() - t0;
+    const rssLoaded = rssMb();
+    const vad2 = await SileroVad.load({ threads: 2 });
+    try {
+      const runs = 5;
+      const rows: (string | number)[][] = [];
+      const add = (name: string, r: { wall: number[]; cpu: number[] }) => {
+        const wall = median(r.wall);
+        const cpu = median(r.cpu);
+        rows.push([name, fmt(wall, 0), fmt(seconds / (wall / 1000), 0) + '×', fmt(cpu, 0), fmt(seconds / (cpu / 1000), 0) + '×', fmt((100 * wall) / ((seconds / 120) * 1000), 1) + '%']);
+      };
+      add('sequential (1 frame per call)', await measure(() => vad.probabilitiesSequential(audio), runs));
+      add('batched, 1 thread', await measure(() => vad.probabilities(audio), runs));
+      add('batched, 2 threads', await measure(() => vad2.probabilities(audio), runs));
+      const probs = await vad.probabilities(audio);
+      add('regions from probabilities', await measure(async () => regionsFromProbabilities(probs, audio.length), runs));
+      console.log(`dev-long.wav, ${fmt(seconds, 1)} s; medians of ${runs} runs; "share" = wall time as a share of a 120× real-time transcription\n`);
+      console.log(table(['pass', 'wall ms', '× real time', 'CPU ms', '× per CPU-s', 'share @120×'], rows));
+
+      // Streaming: one model call per 32-ms frame, as dictation does.
+      const perFrame: number[] = [];
+      const frames = Math.floor(audio.length / VAD_FRAME);
+      for (let run = 0; run < 3; run++) {
+        const stream = vad.createStream();
+        for (let f = 0; f < frames; f++) {
+          const frame = audio.subarray(f * VAD_FRAME, (f + 1) * VAD_FRAME);
+          const s = performance.now();
+          await stream.push(frame);
+          if (run > 0) perFrame.push((performance.now() - s) * 1000);
+        }
+      }
+      const segTimes = await measure(async () => {
+        const seg = new SpeechSegmenter(vad);
+        for (let i = 0; i < audio.length; i += 320) await seg.push(audio.subarray(i, i + 320));
+        seg.flush();
+      }, 3);
+      console.log('\nstreaming (VadStream.push of one 512-sample frame; SpeechSegmenter fed 20-ms pieces)\n');
+      console.log(
+        table(
+          ['frame latency p50 µs', 'p95 µs', 'p99 µs', 'frame budget µs', 'segmenter × real time', 'CPU per real-time s'],
+          [[fmt(quantile(perFrame, 0.5), 0), fmt(quantile(perFrame, 0.95), 0), fmt(quantile(perFrame, 0.99), 0), fmt((VAD_FRAME / VAD_SAMPLE_RATE) * 1e6, 0), fmt(seconds / (median(segTimes.wall) / 1000), 0) + '×', fmt((median(segTimes.cpu) / seconds), 2) + ' ms']],
+        ),
+      );
+      console.log(`\nmemory: model load ${fmt(loadMs, 0)} ms, RSS +${fmt(rssLoaded - rssBefore, 1)} MB for one session, now ${fmt(rssMb(), 0)} MB, peak ${fmt(peakRssMb(), 0)} MB`);
+    } finally {
+      await vad.close();
+      await vad2.close();
+    }
+  },
+};
