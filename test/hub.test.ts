@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { WxError } from '../daemon/errors.js';
 import { downloadDirFor, downloadModelFiles, fetchRepoInfo } from '../daemon/models/hub.js';
-import { getDefaultModel, listInstalled, pullModel, removeModel, resolveModel, setDefaultModel } from '../daemon/models/registry.js';
+import { getDefaultModel, listDownloads, listInstalled, pullModel, removeModel, resolveModel, setDefaultModel } from '../daemon/models/registry.js';
 import { readConfig } from '../daemon/models/config-file.js';
 import { WhisperModel } from '../daemon/engine/model.js';
 import { WhisperTokenizer } from '../daemon/engine/tokenizer.js';
@@ -153,6 +153,9 @@ describe('pull', () => {
     expect(kept).toBeGreaterThan(cut / 2);
     expect(kept).toBeLessThanOrEqual(cut);
     expect(visibleModelDirs()).toEqual([]);
+    expect(listInstalled(home)).toEqual([]);
+    expect(listDownloads(home)).toEqual([{ key: expect.stringContaining('whisper-tiny-synth@main'), dir, bytes: expect.any(Number) }]);
+    expect(listDownloads(home)[0]!.bytes).toBeGreaterThanOrEqual(kept);
 
     hub.requests.length = 0;
     const r = await downloadModelFiles(hub.repo, { home, endpoint: hub.endpoint, retries: 0 });

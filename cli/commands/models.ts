@@ -5,7 +5,7 @@ import cliProgress from 'cli-progress';
 import { WxError } from '../../daemon/errors.js';
 import { wxHome } from '../../daemon/paths.js';
 import { importModel, type ImportPrecision } from '../../daemon/engine/import.js';
-import { getDefaultModel, listInstalled, MODEL_ALIASES, pullModel, removeModel, setDefaultModel, type PullProgress } from '../../daemon/models/registry.js';
+import { getDefaultModel, listDownloads, listInstalled, MODEL_ALIASES, pullModel, removeModel, setDefaultModel, type PullProgress } from '../../daemon/models/registry.js';
 import { EXIT } from '../exit.js';
 
 function parsePrecision(v: string): ImportPrecision {
@@ -109,6 +109,7 @@ export function registerModels(program: Command): Command {
             importedAt: m.manifest.importedAt,
           })),
           default: def ?? null,
+          downloads: listDownloads(home),
           aliases: MODEL_ALIASES,
         };
         process.stdout.write(JSON.stringify(out, null, 2) + '\n');
@@ -127,6 +128,9 @@ export function registerModels(program: Command): Command {
         for (const r of [header, ...rows]) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
       }
       if (def && !defaultName) process.stdout.write(`default (${def.from}): ${def.model}\n`);
+      for (const d of listDownloads(home)) {
+        process.stdout.write(`interrupted download ${d.key} (${formatBytes(d.bytes)} in ${d.dir}): the same wx models pull resumes it\n`);
+      }
       process.stdout.write('\nknown models (wx models pull <name>):\n');
       for (const [alias, repo] of Object.entries(MODEL_ALIASES)) process.stdout.write(`  ${alias.padEnd(18)} ${repo}\n`);
     });

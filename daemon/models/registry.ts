@@ -81,6 +81,23 @@ export function listInstalled(home: string): InstalledInfo[] {
   return out.sort((a, b) => a.name.localeCompare(b.name));
 }
 
+export interface PendingDownload {
+  /** `<repo>@<revision>` (with `/` as `_`), as the download directory is named. */
+  key: string;
+  dir: string;
+  bytes: number;
+}
+
+/** Downloads left by interrupted pulls (`models/.downloads/*`): the same pull resumes them. */
+export function listDownloads(home: string): PendingDownload[] {
+  const root = path.join(wxPaths(home).models, '.downloads');
+  if (!fs.existsSync(root)) return [];
+  return fs
+    .readdirSync(root, { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => ({ key: e.name, dir: path.join(root, e.name), bytes: dirBytes(path.join(root, e.name)) }));
+}
+
 export function installedModel(home: string, name: string): InstalledModel | undefined {
   if (!NAME_RE.test(name)) return undefined;
   const dir = path.join(wxPaths(home).models, name);
