@@ -71,6 +71,39 @@ function runWx(args: string[], env: Record<string, string>): Promise<{ code: num
   });
 }
 
+
+/** Writes `src`'s checkpoint into `dst` as two safetensors shards plus the index the Hub's
+ *  sharded repos carry (`model.safetensors.index.json` with a weight_map), other files copied. */
+function writeShardedCopy(src: string, dst: string): string[] {
+  const buf = fs.readFileSync(path.join(src, 'model.safetensors'));
+  const headerLen = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + headerLen).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  const names = Object.keys(header).filter((n) => n !== '__metadata__').sort();
+  const shards = [names.slice(0, names.length >> 1), names.slice(names.length >> 1)];
+  const files = shards.map((_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`);
+  const weightMap: Record<string, string> = {};
+  shards.forEach((tensorNames, i) => {
+    const h: Record<string, unknown> = {};
+    const parts: Buffer[] = [];
+    let off = 0;
+    for (const n of tensorNames) {
+      const t = header[n]!;
+      const data = buf.subarray(8 + headerLen + t.data_offsets[0], 8 + headerLen + t.data_offsets[1]);
+      h[n] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + data.length] };
+      parts.push(data);
+      off += data.length;
+      weightMap[n] = files[i]!;
+    }
+    const json = Buffer.from(JSON.stringify(h));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    fs.writeFileSync(path.join(dst, files[i]!), Buffer.concat([len, json, ...parts]));
+  });
+  fs.writeFileSync(path.join(dst, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: buf.length - 8 - headerLen }, weight_map: weightMap }));
+  for (const f of fs.readdirSync(src)) if (f !== 'model.safetensors') fs.copyFileSync(path.join(src, f), path.join(dst, f));
+  return files;
+}
+
 describe('listing', () => {
   it('reads the commit and per-file hashes from the revision API', async () => {
     const info = await fetchRepoInfo(hub.repo, 'main', { endpoint: hub.endpoint });
@@ -137,6 +170,27 @@ describe('pull', () => {
       expect(tok.decode(out.slice(0, -1)).trim().length).toBeGreaterThan(0);
     } finally {
       await model.close();
+    }
+  });
+
+  it('pulls a sharded checkpoint: the index first, then the shards it names', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-sharded-'));
+    const shardFiles = writeShardedCopy(tinyModelDir(), dir);
+    const sharded = { shardFiles, server: await startHubServer(dir, 'wx-test/sharded') };
+    try {
+      const r = await pullModel('wx-test/sharded', { home, endpoint: sharded.server.endpoint, retries: 0 });
+      expect(r.name).toBe('sharded');
+      const fetched = sharded.server.requests.filter((q) => q.url.includes('/resolve/')).map((q) => decodeURIComponent(q.url.split('/').pop()!));
+      expect(fetched.indexOf('model.safetensors.index.json')).toBeLessThan(Math.min(...sharded.shardFiles.map((f) => fetched.indexOf(f))));
+      for (const f of sharded.shardFiles) expect(fetched).toContain(f);
+      expect(Object.keys(r.manifest.inputs)).toEqual(expect.arrayContaining(sharded.shardFiles));
+      expect(r.manifest.dims.dModel).toBeGreaterThan(0);
+      // Same weights as the single-file checkpoint, so the same graphs come out.
+      const single = await resolveModel(tinyModelDir(), { home });
+      expect(fs.statSync(path.join(r.dir, r.manifest.files.int8!.encoder)).size).toBe(fs.statSync(path.join(single.dir, single.manifest.files.int8!.encoder)).size);
+    } finally {
+      await sharded.server.close();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
