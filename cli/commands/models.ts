@@ -47,10 +47,11 @@ function progressRenderer(stream: NodeJS.WriteStream): { update(p: PullProgress)
               { format: '{phase} |{bar}| {percentage}% {done}/{all} {speed} ETA {eta2} {file}', hideCursor: true, stream, fps: 8 },
               cliProgress.Presets.shades_classic,
             );
-            bar.start(Math.max(1, p.bytesTotal), 0);
           }
+          const payload = { phase: 'download', done: formatBytes(p.bytesDone), all: formatBytes(p.bytesTotal), speed: `${formatBytes(p.speedBps)}/s`, eta2: formatEta(p.etaSeconds), file: p.file };
+          if (phase !== 'download') bar.start(Math.max(1, p.bytesTotal), p.bytesDone, payload);
           bar.setTotal(Math.max(1, p.bytesTotal));
-          bar.update(p.bytesDone, { phase: 'download', done: formatBytes(p.bytesDone), all: formatBytes(p.bytesTotal), speed: `${formatBytes(p.speedBps)}/s`, eta2: formatEta(p.etaSeconds), file: p.file });
+          bar.update(p.bytesDone, payload);
         } else if (p.phase === 'import') {
           if (phase !== 'import') {
             bar?.stop();
