@@ -6,6 +6,7 @@ const suites: (() => Promise<BenchSuite>)[] = [
   async () => (await import('./models.js')).suite,
   async () => (await import('./store.js')).suite,
   async () => (await import('./vad.js')).suite,
+  async () => (await import('./text.js')).suite,
 ];
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -64,7 +64,11 @@ function byteToUnicodeTable(): string[] {
   return table;
 }
 const BYTE_TO_UNICODE = byteToUnicodeTable();
-const UNICODE_TO_BYTE = new Map<string, number>(BYTE_TO_UNICODE.map((ch, b) => [ch, b]));
+const UNICODE_TO_BYTE: Int16Array = (() => {
+  const table = new Int16Array(256 + 256).fill(-1);
+  BYTE_TO_UNICODE.forEach((ch, b) => (table[ch.charCodeAt(0)] = b));
+  return table;
+})();
 
 interface AddedToken {
   id: number;
@@ -73,7 +77,8 @@ interface AddedToken {
 
 interface TokenizerFiles {
   vocab: Record<string, number>;
-  merges: [string, string][];
+  /** "left right" keys in rank order. */
+  merges: string[];
   added: AddedToken[];
   source: string;
   /** `is_multilingual` from generation_config.json, when the model has one. */
@@ -113,11 +118,18 @@ export class WhisperTokenizer {
   /** Where the vocabulary was read from (for error messages). */
   readonly source: string;
 
-  private readonly tokenToId: Map<string, number>;
-  /** Bytes of each ordinary (text) token, indexed by id; undefined for special ids. */
-  private readonly idToBytes: (Uint8Array | undefined)[];
-  private readonly idToContent: Map<number, string>;
-  private readonly mergeRanks: Map<string, number>;
+  /** The BPE vocabulary as parsed (token → id); looked up with `ordinaryId`. */
+  private readonly vocab: Record<string, number>;
+  private readonly added: Map<string, number>;
+  private readonly addedById: Map<number, string>;
+  /** Bytes of every ordinary token, back to back; `tokenStart`/`tokenLen` index it by id. */
+  private readonly tokenBytes: Uint8Array;
+  private readonly tokenStart: Uint32Array;
+  private readonly tokenLen: Uint16Array;
+  /** "left right" merge keys in rank order; the rank map is built on the first encode. */
+  private readonly mergeKeys: readonly string[];
+  private mergeRanksCache: Map<string, number> | undefined;
+  private contentByIdCache: string[] | undefined;
   private readonly languageIds: Map<string, number>;
   private readonly languageById: Map<number, string>;
   private readonly wordCache = new Map<string, number[]>();
@@ -125,25 +137,20 @@ export class WhisperTokenizer {
 
   private constructor(files: TokenizerFiles, multilingualOverride?: boolean) {
     this.source = files.source;
-    this.tokenToId = new Map(Object.entries(files.vocab));
-    this.idToContent = new Map();
+    this.vocab = files.vocab;
+    this.mergeKeys = files.merges;
+    this.added = new Map();
+    this.addedById = new Map();
     let maxId = -1;
-    for (const [token, id] of this.tokenToId) {
-      if (!Number.isInteger(id) || id < 0) throw corrupt(files.source, `token ${JSON.stringify(token)} has invalid id ${id}`);
-      this.idToContent.set(id, token);
-      if (id > maxId) maxId = id;
-    }
-    const specialIds = new Set<number>();
     for (const a of files.added) {
       if (!Number.isInteger(a.id) || a.id < 0) throw corrupt(files.source, `added token ${JSON.stringify(a.content)} has invalid id ${a.id}`);
-      this.tokenToId.set(a.content, a.id);
-      this.idToContent.set(a.id, a.content);
-      specialIds.add(a.id);
+      this.added.set(a.content, a.id);
+      this.addedById.set(a.id, a.content);
       if (a.id > maxId) maxId = a.id;
     }
 
     const required = (content: string): number => {
-      const id = this.tokenToId.get(content);
+      const id = this.tokenId(content);
       if (id === undefined) {
         throw new WxError('tokenizer.missing_token', `tokenizer ${files.source} has no ${content} token: not a Whisper tokenizer`, {
           file: files.source,
@@ -156,10 +163,10 @@ export class WhisperTokenizer {
     this.sot = required('<|startoftranscript|>');
     this.sotPrev = required('<|startofprev|>');
     this.noTimestamps = required('<|notimestamps|>');
-    this.sotLm = this.tokenToId.get('<|startoflm|>');
-    this.transcribe = this.tokenToId.get('<|transcribe|>');
-    this.translate = this.tokenToId.get('<|translate|>');
-    const noSpeech = this.tokenToId.get('<|nospeech|>') ?? this.tokenToId.get('<|nocaptions|>');
+    this.sotLm = this.tokenId('<|startoflm|>');
+    this.transcribe = this.tokenId('<|transcribe|>');
+    this.translate = this.tokenId('<|translate|>');
+    const noSpeech = this.tokenId('<|nospeech|>') ?? this.tokenId('<|nocaptions|>');
     if (noSpeech === undefined) {
       throw new WxError('tokenizer.missing_token', `tokenizer ${files.source} has neither <|nospeech|> nor <|nocaptions|>`, {
         file: files.source,
@@ -168,14 +175,55 @@ export class WhisperTokenizer {
     }
     this.noSpeech = noSpeech;
 
+    // One pass over the BPE vocabulary: validate ids and map each token's characters back to
+    // bytes, into one buffer (a typed array per token would cost ~50k objects).
+    const eot = this.eot;
+    this.tokenStart = new Uint32Array(eot);
+    this.tokenLen = new Uint16Array(eot);
+    let bytes = new Uint8Array(1 << 19);
+    let used = 0;
+    const vocab = files.vocab;
+    for (const token in vocab) {
+      const id = vocab[token]!;
+      if (!Number.isInteger(id) || id < 0) throw corrupt(files.source, `token ${JSON.stringify(token)} has invalid id ${String(id)}`);
+      if (id > maxId) maxId = id;
+      if (id >= eot || this.addedById.has(id)) continue;
+      if (used + token.length > bytes.length) {
+        const grown = new Uint8Array(Math.max(bytes.length * 2, used + token.length));
+        grown.set(bytes.subarray(0, used));
+        bytes = grown;
+      }
+      this.tokenStart[id] = used;
+      for (let i = 0; i < token.length; i++) {
+        const code = token.charCodeAt(i);
+        const b = code < UNICODE_TO_BYTE.length ? UNICODE_TO_BYTE[code]! : -1;
+        if (b < 0) throw corrupt(files.source, `token ${JSON.stringify(token)} (id ${id}) has a character outside the byte-level alphabet`);
+        bytes[used++] = b;
+      }
+      this.tokenLen[id] = token.length;
+    }
+    // Added tokens below <|endoftext|> (not in Whisper's files, but allowed) are plain text.
+    for (const [content, id] of this.added) {
+      if (id >= eot) continue;
+      const enc = utf8.encode(content);
+      const grown = new Uint8Array(used + enc.length);
+      grown.set(bytes.subarray(0, used));
+      grown.set(enc, used);
+      bytes = grown;
+      this.tokenStart[id] = used;
+      this.tokenLen[id] = enc.length;
+      used += enc.length;
+    }
+    this.tokenBytes = bytes.subarray(0, used);
+
     // Some older Hub tokenizer files stop at <|notimestamps|>; the timestamps still follow it.
-    const zero = this.tokenToId.get('<|0.00|>');
+    const zero = this.tokenId('<|0.00|>');
     this.timestampBegin = zero ?? this.noTimestamps + 1;
     const fullLayout = this.timestampBegin + TIMESTAMP_TOKEN_COUNT;
     this.vocabSize = Math.max(maxId + 1, zero === undefined ? Math.max(fullLayout, files.configVocabSize ?? 0) : 0);
 
     const languageIds = new Map<string, number>();
-    for (const [content, id] of this.tokenToId) {
+    for (const [content, id] of this.added) {
       const m = LANGUAGE_CONTENT.exec(content);
       if (m && id > this.eot && id < this.timestampBegin) languageIds.set(m[1]!, id);
     }
@@ -189,29 +237,23 @@ export class WhisperTokenizer {
     this.languages = this.multilingual ? ordered.map(([code]) => code) : [];
     this.languageIds = this.multilingual ? new Map(ordered) : new Map();
     this.languageById = new Map([...this.languageIds].map(([code, id]) => [id, code]));
+  }
 
-    this.idToBytes = new Array(this.vocabSize);
-    for (const [token, id] of Object.entries(files.vocab)) {
-      if (id >= this.eot) continue;
-      const bytes = new Uint8Array(token.length);
-      let n = 0;
-      for (const ch of token) {
-        const b = UNICODE_TO_BYTE.get(ch);
-        if (b === undefined) throw corrupt(files.source, `token ${JSON.stringify(token)} (id ${id}) has a character outside the byte-level alphabet`);
-        bytes[n++] = b;
-      }
-      this.idToBytes[id] = bytes.subarray(0, n);
-    }
-    // Added tokens below <|endoftext|> that are not special (rare) are plain text.
-    for (const a of files.added) {
-      if (a.id < this.eot && !specialIds.has(a.id)) this.idToBytes[a.id] = utf8.encode(a.content);
-    }
+  /** Id of a BPE vocabulary entry (own properties only: "constructor" is a GPT-2 token too). */
+  private ordinaryId(token: string): number | undefined {
+    const id = this.vocab[token];
+    return typeof id === 'number' && Object.prototype.hasOwnProperty.call(this.vocab, token) ? id : undefined;
+  }
 
-    this.mergeRanks = new Map();
-    files.merges.forEach(([a, b], rank) => {
-      const key = `${a} ${b}`;
-      if (!this.mergeRanks.has(key)) this.mergeRanks.set(key, rank);
-    });
+  private get mergeRanks(): Map<string, number> {
+    if (!this.mergeRanksCache) {
+      const ranks = new Map<string, number>();
+      this.mergeKeys.forEach((key, rank) => {
+        if (!ranks.has(key)) ranks.set(key, rank);
+      });
+      this.mergeRanksCache = ranks;
+    }
+    return this.mergeRanksCache;
   }
 
   /** Reads the tokenizer of a Hugging Face model directory: tokenizer.json if present, else
@@ -262,13 +304,20 @@ export class WhisperTokenizer {
 
   /** The literal content of a token as stored in the files (`Ġthe`, `<|en|>`). */
   tokenContent(id: number): string | undefined {
-    if (this.isTimestamp(id) && !this.idToContent.has(id)) return `<|${this.timestampSeconds(id).toFixed(2)}|>`;
-    return this.idToContent.get(id);
+    const added = this.addedById.get(id);
+    if (added !== undefined) return added;
+    if (this.isTimestamp(id)) return `<|${this.timestampSeconds(id).toFixed(2)}|>`;
+    if (!this.contentByIdCache) {
+      const byId: string[] = [];
+      for (const token in this.vocab) byId[this.vocab[token]!] = token;
+      this.contentByIdCache = byId;
+    }
+    return this.contentByIdCache[id];
   }
 
   /** The id of a token's literal content, if the vocabulary has it. */
   tokenId(content: string): number | undefined {
-    return this.tokenToId.get(content);
+    return this.added.get(content) ?? this.ordinaryId(content);
   }
 
   // ---- languages and prompts ------------------------------------------------------------------
@@ -396,14 +445,14 @@ export class WhisperTokenizer {
     }
     const ids: number[] = [];
     for (const p of parts) {
-      const id = this.tokenToId.get(p);
+      const id = this.ordinaryId(p);
       if (id !== undefined && id < this.eot) {
         ids.push(id);
         continue;
       }
       // A merge result missing from the vocabulary means inconsistent files; fall back to bytes.
       for (const ch of p) {
-        const byteId = this.tokenToId.get(ch);
+        const byteId = this.ordinaryId(ch);
         if (byteId === undefined) {
           throw corrupt(this.source, `byte token ${JSON.stringify(ch)} is missing from the vocabulary`);
         }
@@ -416,7 +465,11 @@ export class WhisperTokenizer {
   // ---- decode ------------------------------------------------------------------------------
 
   private textBytes(id: number): Uint8Array | undefined {
-    return id >= 0 && id < this.eot ? this.idToBytes[id] : undefined;
+    if (!(id >= 0 && id < this.eot)) return undefined;
+    const len = this.tokenLen[id]!;
+    if (len === 0) return undefined;
+    const start = this.tokenStart[id]!;
+    return this.tokenBytes.subarray(start, start + len);
   }
 
   /** Text of the ordinary tokens; special and timestamp tokens are dropped. UTF-8 sequences split
@@ -562,25 +615,30 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 function checkVocab(v: unknown, file: string): Record<string, number> {
+  // Ids are validated in the constructor's single pass over the vocabulary.
   if (!isRecord(v)) throw corrupt(file, 'the vocabulary is not an object of token → id');
-  for (const [k, id] of Object.entries(v)) {
-    if (typeof id !== 'number') throw corrupt(file, `token ${JSON.stringify(k)} has a non-numeric id`);
-  }
   return v as Record<string, number>;
 }
 
-function parseMerges(list: unknown, file: string): [string, string][] {
+/** Merges as "left right" keys in rank order. Two spellings exist: "Ġ t" (merges.txt, older
+ *  tokenizer.json) and ["Ġ", "t"] (newer tokenizer.json). Byte-level tokens never contain a
+ *  space, so the key is unambiguous. */
+function parseMerges(list: unknown, file: string): string[] {
   if (!Array.isArray(list)) throw corrupt(file, 'merges is not a list');
-  return list.map((m, i) => {
-    // Two spellings exist: "Ġ t" (older files) and ["Ġ", "t"] (newer ones).
+  const keys: string[] = new Array(list.length);
+  for (let i = 0; i < list.length; i++) {
+    const m: unknown = list[i];
     if (typeof m === 'string') {
       const sp = m.indexOf(' ');
-      if (sp <= 0 || sp === m.length - 1) throw corrupt(file, `merge ${i} (${JSON.stringify(m)}) is not "left right"`);
-      return [m.slice(0, sp), m.slice(sp + 1)];
+      if (sp <= 0 || sp === m.length - 1 || m.indexOf(' ', sp + 1) >= 0) throw corrupt(file, `merge ${i} (${JSON.stringify(m)}) is not "left right"`);
+      keys[i] = m;
+    } else if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string') {
+      keys[i] = m[0] + ' ' + m[1];
+    } else {
+      throw corrupt(file, `merge ${i} is neither "left right" nor [left, right]`);
     }
-    if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string') return [m[0], m[1]];
-    throw corrupt(file, `merge ${i} is neither "left right" nor [left, right]`);
-  });
+  }
+  return keys;
 }
 
 function readTokenizerJson(file: string): Omit<TokenizerFiles, 'declaredMultilingual' | 'configVocabSize'> {
@@ -610,7 +668,7 @@ function readVocabAndMerges(dir: string): Omit<TokenizerFiles, 'declaredMultilin
   } catch (err) {
     throw new WxError('tokenizer.missing', `cannot read tokenizer file ${mergesFile}: ${(err as Error).message}`, { file: mergesFile }, { cause: err });
   }
-  const lines = mergesText.split('\n').filter((l) => l.length > 0 && !l.startsWith('#version'));
+  const lines = mergesText.split(/\r?\n/).filter((l) => l.length > 0 && !l.startsWith('#version'));
   const merges = parseMerges(lines, mergesFile);
   const added: AddedToken[] = [];
   if (fs.existsSync(addedFile)) {
