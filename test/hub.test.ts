@@ -12,6 +12,8 @@ import { getDefaultModel, listDownloads, listInstalled, pullModel, removeModel, 
 import { readConfig } from '../daemon/models/config-file.js';
 import { WhisperModel } from '../daemon/engine/model.js';
 import { WhisperTokenizer } from '../daemon/engine/tokenizer.js';
+import { Transcriber } from '../daemon/pipeline/index.js';
+import { wordErrorRate } from '../daemon/pipeline/wer.js';
 import { startHubServer, type HubServer } from './helpers/hub-server.js';
 import { repoRoot, sharedPath, tinyModelDir } from './shared.js';
 
@@ -170,6 +172,15 @@ describe('pull', () => {
       expect(tok.decode(out.slice(0, -1)).trim().length).toBeGreaterThan(0);
     } finally {
       await model.close();
+    }
+    // And through the pipeline by its installed name (INT8, VAD): the fixture's words.
+    const truth = JSON.parse(fs.readFileSync(sharedPath('fixtures', 'fixtures.json'), 'utf8'))['fx-short'].text as string;
+    const transcriber = await Transcriber.open({ model: 'synth', precision: 'int8', home, threads: 2 });
+    try {
+      const transcript = await transcriber.transcribeFile(sharedPath('fixtures', 'fx-short.wav'));
+      expect(wordErrorRate(truth, transcript.text).wer).toBeLessThanOrEqual(0.2);
+    } finally {
+      await transcriber.close();
     }
   });
 
