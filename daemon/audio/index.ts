@@ -48,6 +48,13 @@ export function isWav(head: Uint8Array): boolean {
   return (tag === 'RIFF' || tag === 'RF64') && wave === 'WAVE';
 }
 
+/** A WAV file, or what is left of one cut off inside its first 12 bytes (the native reader says so). */
+function looksLikeWav(head: Uint8Array): boolean {
+  if (head.length >= 12) return isWav(head);
+  const riff = [0x52, 0x49, 0x46, 0x46];
+  return head.length > 0 && head.every((b, i) => i >= 4 || b === riff[i]);
+}
+
 /** Decodes a WAV file held in memory to mono float32 at its own sample rate. */
 export function decodeWav(buf: Uint8Array, file = '<buffer>'): { sampleRate: number; channels: number; samples: Float32Array } {
   try {
@@ -133,7 +140,7 @@ export async function loadAudio(file: string, opts: LoadAudioOptions = {}): Prom
   const maxSamples = Math.floor((opts.maxSeconds ?? DEFAULT_MAX_SECONDS) * SAMPLE_RATE);
   const { bytes } = await head(file);
   checkAborted(signal);
-  if (isWav(bytes)) {
+  if (looksLikeWav(bytes)) {
     try {
       const d = (await native().wavDecodeFile(path.resolve(file), SAMPLE_RATE, defaultThreads(), maxSamples)) as NativeDecoded;
       checkAborted(signal);
@@ -163,7 +170,7 @@ export async function loadAudio(file: string, opts: LoadAudioOptions = {}): Prom
 /** Duration in seconds: from the WAV header, or ffprobe's container metadata, else by decoding. */
 export async function probeDuration(file: string): Promise<number> {
   const { bytes } = await head(file);
-  if (isWav(bytes)) {
+  if (looksLikeWav(bytes)) {
     try {
       const info = native().wavProbe(path.resolve(file)) as { sampleRate: number; frames: number };
       return info.frames / info.sampleRate;
