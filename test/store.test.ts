@@ -118,7 +118,10 @@ describe('recordings: identity is the content hash', () => {
     const a = media('meeting.m4a');
     const r1 = store.upsertRecording({ path: a, sha256: sha(1), size: 5, mtimeMs: 1 });
     expect(r1.change).toBe('created');
-    expect(store.upsertRecording({ path: a, sha256: sha(1), size: 5, mtimeMs: 2 }).change).toBe('unchanged');
+    expect(store.upsertRecording({ path: a, sha256: sha(1), size: 5, mtimeMs: 2.7 }).change).toBe('unchanged');
+    expect(store.unchangedRecording(a, 5, 2.7)?.id).toBe(r1.id);
+    expect(store.unchangedRecording(a, 6, 2.7)).toBeUndefined();
+    expect(store.unchangedRecording(a, 5, 3)).toBeUndefined();
     const b = path.join(home, 'media', 'renamed.m4a');
     fs.renameSync(a, b);
     const r2 = store.upsertRecording({ path: b, sha256: sha(1), size: 5, mtimeMs: 2 });

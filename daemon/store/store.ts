@@ -361,6 +361,13 @@ export class TranscriptStore {
     }).immediate();
   }
 
+  /** The recording at `path` when its size and mtime are what was last stored: a re-scan
+   *  (daemon start, a drive coming back) can skip hashing it again. */
+  unchangedRecording(p: string, size: number, mtimeMs: number): Recording | undefined {
+    const r = this.recordingByPath(p);
+    return r && r.size === size && r.mtimeMs === Math.floor(mtimeMs) ? r : undefined;
+  }
+
   /** Marks the recording at `path` as gone (or back). Returns whether one was known there. */
   setRecordingMissing(p: string, missing = true): boolean {
     return this.stmt.setRecordingMissing.run(missing ? 1 : 0, this.now(), path.resolve(p)).changes > 0;
