@@ -353,6 +353,14 @@ describe('errors', () => {
     expect(visibleModelDirs()).toEqual([]);
   });
 
+  it('a checkpoint bigger than the free disk space fails before any download', async () => {
+    hub.knobs.listedSize.set('model.safetensors', 2 ** 52); // 4 PiB
+    const err = await errorOf(pullModel(hub.repo, { home, endpoint: hub.endpoint }));
+    expect(err.code).toBe('hub.disk_full');
+    expect(err.message).toMatch(/needs [\d.]+ GB more .* but only [\d.]+ GB is free/);
+    expect(hub.requests.filter((q) => q.url.includes('/resolve/'))).toHaveLength(0);
+  });
+
   it('a refused connection is a network error naming the endpoint', async () => {
     const closed = await startHubServer(tinyModelDir());
     const endpoint = closed.endpoint;

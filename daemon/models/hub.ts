@@ -361,6 +361,7 @@ export async function downloadModelFiles(repo: string, opts: DownloadOptions): P
   fs.mkdirSync(dir, { recursive: true });
   const unlock = lockDir(dir, repo);
   try {
+    checkFreeSpace(dir, selected, repo);
     const state = {
       bytesTotal: selected.reduce((s, f) => s + (f.size ?? 0), 0),
       bytesDone: 0,
@@ -405,6 +406,23 @@ export async function downloadModelFiles(repo: string, opts: DownloadOptions): P
     return { repo, revision, commit: info.commit, dir, files: done, bytesTotal: state.bytesTotal, bytesFetched: state.bytesFetched };
   } finally {
     unlock();
+  }
+}
+
+/** Fails before any byte is fetched when the files left to download cannot fit on the disk. */
+function checkFreeSpace(dir: string, files: HubFile[], repo: string): void {
+  let left = 0;
+  for (const f of files) {
+    const final = path.join(dir, f.path);
+    if (fs.existsSync(final)) continue;
+    const partial = `${final}.partial`;
+    left += Math.max(0, (f.size ?? 0) - (fs.existsSync(partial) ? fs.statSync(partial).size : 0));
+  }
+  const st = fs.statfsSync(dir);
+  const free = st.bavail * st.bsize;
+  if (left > free) {
+    const gb = (n: number) => `${(n / 2 ** 30).toFixed(2)} GB`;
+    throw new WxError('hub.disk_full', `${repo} needs ${gb(left)} more for its download in ${dir}, but only ${gb(free)} is free`, { repo, dir, needed: left, free });
   }
 }
 
@@ -533,7 +551,14 @@ async function fetchAttempt(f: HubFile, expected: Expected, ctx: FileCtx): Promi
     const batch = pending;
     pending = [];
     pendingBytes = 0;
-    await fh.writev(batch);
+    try {
+      await fh.writev(batch);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
+        throw new WxError('hub.disk_full', `the disk holding ${ctx.dir} is full while downloading ${f.path}; free some space and pull again (it resumes)`, { file: f.path, dir: ctx.dir });
+      }
+      throw err;
+    }
   };
   try {
     if (res.body) {

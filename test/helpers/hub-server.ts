@@ -38,6 +38,8 @@ export interface HubKnobs {
   extraFiles: Map<string, Buffer>;
   /** Ignore Range headers (a server or proxy that always sends the whole file). */
   ignoreRange?: boolean;
+  /** Sizes the listing reports instead of the real ones (e.g. a checkpoint too big for the disk). */
+  listedSize: Map<string, number>;
 }
 
 interface RepoFile {
@@ -86,7 +88,7 @@ export async function startHubServer(modelDir: string, repo = 'wx-test/whisper-t
   base.set('README.md', repoFile('README.md', Buffer.from('---\nlicense: mit\n---\n# test model\n')));
   const commit = crypto.createHash('sha1').update([...base.values()].map((f) => f.blobId).join()).digest('hex');
 
-  const knobs: HubKnobs = { corrupt: new Set(), extraFiles: new Map() };
+  const knobs: HubKnobs = { corrupt: new Set(), extraFiles: new Map(), listedSize: new Map() };
   const requests: ServedRequest[] = [];
   const allFiles = (): Map<string, RepoFile> => {
     const m = new Map(base);
@@ -149,7 +151,11 @@ export async function startHubServer(modelDir: string, repo = 'wx-test/whisper-t
         gated: knobs.requireToken ? 'manual' : false,
         siblings: [...files.values()].map((f) =>
           blobs
-            ? { rfilename: f.name, blobId: f.lfs ? gitBlobId(Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${f.sha256}\nsize ${f.data.length}\n`)) : f.blobId, size: f.data.length, ...(f.lfs ? { lfs: { sha256: f.sha256, size: f.data.length, pointerSize: 134 } } : {}) }
+            ? (() => {
+                const size = knobs.listedSize.get(f.name) ?? f.data.length;
+                const pointer = `version https://git-lfs.github.com/spec/v1\noid sha256:${f.sha256}\nsize ${size}\n`;
+                return { rfilename: f.name, blobId: f.lfs ? gitBlobId(Buffer.from(pointer)) : f.blobId, size, ...(f.lfs ? { lfs: { sha256: f.sha256, size, pointerSize: pointer.length } } : {}) };
+              })()
             : { rfilename: f.name },
         ),
       });
@@ -250,6 +256,7 @@ export async function startHubServer(modelDir: string, repo = 'wx-test/whisper-t
       requests.length = 0;
       knobs.corrupt.clear();
       knobs.extraFiles.clear();
+      knobs.listedSize.clear();
       delete knobs.failAfter;
       delete knobs.status;
       delete knobs.requireToken;
