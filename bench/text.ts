@@ -47,7 +47,13 @@ export const suite: BenchSuite = {
     for (const f of ['vocab.json', 'merges.txt', 'added_tokens.json', 'generation_config.json']) {
       fs.copyFileSync(path.join(modelDir, f), path.join(fallbackDir, f));
     }
-    const fallbackMs = await timeRuns(() => WhisperTokenizer.fromModelDir(fallbackDir), 5);
+    const fallbackMs = await timeRuns(() => WhisperTokenizer.fromModelDir(fallbackDir, { cache: false }), 5);
+    WhisperTokenizer.writeCache(fallbackDir);
+    const cacheMs = await timeRuns(() => {
+      const t = WhisperTokenizer.fromModelDir(fallbackDir);
+      if (!t.fromCache) throw new Error('bench text: the tokenizer cache was not used');
+    }, 5);
+    const cacheFirstEncodeMs = await timeRuns(() => WhisperTokenizer.fromModelDir(fallbackDir).encode(' hello'), 5);
     fs.rmSync(fallbackDir, { recursive: true, force: true });
 
     // Cold: a fresh tokenizer per run (empty word cache); warm: the same one again.
@@ -107,6 +113,8 @@ export const suite: BenchSuite = {
         [
           ['tokenizer load, tokenizer.json (ms)', fmt(median(loadMs))],
           ['tokenizer load, vocab.json + merges.txt (ms)', fmt(median(fallbackMs))],
+          ['tokenizer load, wx-tokenizer.cache (ms)', fmt(median(cacheMs))],
+          ['  … plus its first encode (builds the lookup and merge maps) (ms)', fmt(median(cacheFirstEncodeMs) - median(cacheMs))],
           [`encode cold, ${texts.length} dev texts, ${tokenCount} tokens (tokens/s)`, perS(tokenCount, median(coldMs))],
           ['encode warm, word cache hit (tokens/s)', perS(tokenCount * reps, median(warmMs))],
           ['decode (tokens/s)', perS(tokenCount * reps, median(decodeMs))],

@@ -309,3 +309,56 @@ describe('WhisperTokenizer errors name the file', () => {
     expect(missing.message).toContain(file);
   });
 });
+
+describe('wx-tokenizer.cache', () => {
+  it('loads the same tokenizer from the cache, and ignores a stale or damaged cache', () => {
+    const dir = path.join(tmp, 'cached');
+    fs.mkdirSync(dir);
+    for (const f of ['tokenizer.json', 'generation_config.json', 'config.json']) fs.copyFileSync(path.join(tinyModelDir(), f), path.join(dir, f));
+    const parsed = WhisperTokenizer.fromModelDir(dir);
+    expect(parsed.fromCache).toBe(false);
+    const cacheFile = WhisperTokenizer.writeCache(dir);
+    expect(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    const cached = WhisperTokenizer.fromModelDir(dir);
+    expect(cached.fromCache).toBe(true);
+    for (const key of ['vocabSize', 'eot', 'sot', 'sotPrev', 'sotLm', 'noTimestamps', 'noSpeech', 'transcribe', 'translate', 'timestampBegin', 'multilingual'] as const) {
+      expect(cached[key]).toBe(parsed[key]);
+    }
+    for (const text of ROUND_TRIP_TEXTS) {
+      const ids = cached.encode(text);
+      expect(ids).toEqual(parsed.encode(text));
+      expect(cached.decode(ids)).toBe(text);
+    }
+    expect(cached.nonSpeechTokens()).toEqual(parsed.nonSpeechTokens());
+    expect(cached.tokenContent(cached.eot)).toBe('<|endoftext|>');
+    expect(cached.tokenContent(cached.encode(' the')[0]!)).toBe('Ġthe');
+    expect(WhisperTokenizer.fromModelDir(dir, { cache: false }).fromCache).toBe(false);
+
+    // Damaged cache: ignored.
+    const good = fs.readFileSync(cacheFile);
+    fs.writeFileSync(cacheFile, good.subarray(0, good.length >> 1));
+    const afterDamage = WhisperTokenizer.fromModelDir(dir);
+    expect(afterDamage.fromCache).toBe(false);
+    expect(afterDamage.encode('hello world')).toEqual(parsed.encode('hello world'));
+
+    // Stale cache (the source changed since): ignored.
+    fs.writeFileSync(cacheFile, good);
+    expect(WhisperTokenizer.fromModelDir(dir).fromCache).toBe(true);
+    const later = new Date(Date.now() + 5000);
+    fs.utimesSync(path.join(dir, 'tokenizer.json'), later, later);
+    expect(WhisperTokenizer.fromModelDir(dir).fromCache).toBe(false);
+  });
+
+  it('works for a multilingual layout read from vocab.json + merges.txt', () => {
+    const dir = path.join(tmp, 'cached-ml');
+    const layout = writeSyntheticTokenizer(dir, { multilingual: true, vocabSize: 51866 });
+    fs.rmSync(path.join(dir, 'tokenizer.json'));
+    WhisperTokenizer.writeCache(dir);
+    const tok = WhisperTokenizer.fromModelDir(dir);
+    expect(tok.fromCache).toBe(true);
+    expect(tok.languages).toEqual(layout.languages);
+    expect(tok.noSpeech).toBe(layout.noSpeech);
+    expect(tok.sotSequence({ language: 'yue', timestamps: true })).toEqual([layout.sot, layout.languageIds.yue, layout.transcribe]);
+    for (const text of ROUND_TRIP_TEXTS) expect(tok.decode(tok.encode(text))).toBe(text);
+  });
+});
