@@ -115,6 +115,20 @@ describe('listing', () => {
     expect(st.size).toBe(modelSize());
     expect(info.files.find((f) => f.path === 'config.json')!.blobId).toMatch(/^[0-9a-f]{40}$/);
   });
+
+  it('falls back to the paged tree API when the revision API lists names only (mirrors)', async () => {
+    hub.knobs.noBlobs = true;
+    hub.knobs.treePageSize = 5;
+    const info = await fetchRepoInfo(hub.repo, 'main', { endpoint: hub.endpoint });
+    const st = info.files.find((f) => f.path === 'model.safetensors')!;
+    expect(st.lfsSha256).toBe(hub.files().find((f) => f.name === 'model.safetensors')!.sha256);
+    expect(info.files.every((f) => typeof f.size === 'number')).toBe(true);
+    expect(hub.requests.filter((q) => q.url.includes('/tree/')).length).toBe(Math.ceil(hub.files().length / 5));
+    // Verification still works from the tree's hashes.
+    hub.knobs.corrupt.add('model.safetensors');
+    const err = await errorOf(downloadModelFiles(hub.repo, { home, endpoint: hub.endpoint, retries: 0 }));
+    expect(err.code).toBe('hub.checksum');
+  });
 });
 
 describe('pull', () => {

@@ -189,7 +189,57 @@ export async function fetchRepoInfo(repo: string, revision = 'main', opts: HubOp
       ...(s.lfs?.sha256 || s.lfs?.oid ? { lfsSha256: (s.lfs.sha256 ?? s.lfs.oid)!.replace(/^sha256:/, '') } : {}),
     }));
   const commit = typeof body.sha === 'string' && /^[0-9a-f]{40}$/.test(body.sha) ? body.sha : revision;
+  // A mirror that ignores `blobs=true` lists names only: the tree API has the sizes and hashes.
+  if (files.some((f) => f.size === undefined && !f.path.includes('/'))) {
+    const tree = await fetchRootTree(repo, commit, { endpoint, ...(token ? { token } : {}), ...(opts.signal ? { signal: opts.signal } : {}) }, revision);
+    for (const f of files) {
+      const t = tree.get(f.path);
+      if (!t) continue;
+      if (f.size === undefined && t.size !== undefined) f.size = t.size;
+      if (!f.blobId && t.blobId) f.blobId = t.blobId;
+      if (!f.lfsSha256 && t.lfsSha256) f.lfsSha256 = t.lfsSha256;
+    }
+  }
   return { repo, revision, commit, files, ...(body.gated !== undefined ? { gated: body.gated } : {}) };
+}
+
+interface TreeEntry {
+  type?: string;
+  path?: string;
+  oid?: string;
+  size?: number;
+  lfs?: { oid?: string; sha256?: string; size?: number };
+}
+
+/** `GET /api/models/{repo}/tree/{rev}`: the repo's root entries, following `Link: rel="next"` pages. */
+export async function fetchRootTree(repo: string, revision: string, opts: HubOptions = {}, shownRevision = revision): Promise<Map<string, HubFile>> {
+  checkRepo(repo);
+  const endpoint = opts.endpoint ?? hubEndpoint();
+  const token = opts.token ?? hubToken();
+  const out = new Map<string, HubFile>();
+  let url: string | undefined = `${endpoint}/api/models/${repo}/tree/${encodeURIComponent(revision)}`;
+  for (let page = 0; url && page < 100; page++) {
+    const { res }: { res: Response } = await hubFetch(url, { headers: { accept: 'application/json' }, signal: opts.signal, authOrigin: new URL(endpoint).origin, token }, `listing ${repo}@${shownRevision}`);
+    if (!res.ok) {
+      await res.body?.cancel().catch(() => {});
+      throw httpError(res, { repo, revision: shownRevision, url, token: !!token });
+    }
+    const entries = (await res.json().catch(() => null)) as TreeEntry[] | null;
+    if (!Array.isArray(entries)) throw new WxError('hub.bad_response', `the Hub's file tree of ${repo}@${shownRevision} is not a JSON list (${url})`, { repo, url });
+    for (const e of entries) {
+      if (e.type !== 'file' || typeof e.path !== 'string') continue;
+      const sha = e.lfs?.sha256 ?? e.lfs?.oid;
+      out.set(e.path, {
+        path: e.path,
+        ...(typeof e.size === 'number' ? { size: e.size } : {}),
+        ...(e.oid && !e.lfs ? { blobId: e.oid } : {}),
+        ...(sha ? { lfsSha256: sha.replace(/^sha256:/, '') } : {}),
+      });
+    }
+    const next = /<([^>]+)>;\s*rel="next"/.exec(res.headers.get('link') ?? '');
+    url = next ? new URL(next[1]!, url).toString() : undefined;
+  }
+  return out;
 }
 
 /** The configs and tokenizer files the importer reads (all optional except config.json). */

@@ -40,6 +40,10 @@ export interface HubKnobs {
   ignoreRange?: boolean;
   /** Sizes the listing reports instead of the real ones (e.g. a checkpoint too big for the disk). */
   listedSize: Map<string, number>;
+  /** The revision API ignores `blobs=true` (names only), like some mirrors; the tree API has the hashes. */
+  noBlobs?: boolean;
+  /** Entries per page of the tree API (pages linked with `Link: <…>; rel="next"`). */
+  treePageSize?: number;
 }
 
 interface RepoFile {
@@ -134,6 +138,29 @@ export async function startHubServer(modelDir: string, repo = 'wx-test/whisper-t
       if (auth !== `Bearer ${knobs.requireToken}`) return fail(req, res, 403, 'GatedRepo', 'Access to model is restricted and you are not in the authorized list.');
     }
     const api = /^\/api\/models\/(.+)\/revision\/([^/]+)$/.exec(url.pathname);
+    const tree = /^\/api\/models\/(.+)\/tree\/([^/]+)$/.exec(url.pathname);
+    if (tree) {
+      const rev = decodeURIComponent(tree[2]!);
+      if (tree[1] !== repo) return fail(req, res, 404, 'RepoNotFound', 'Repository not found');
+      if (rev !== 'main' && rev !== commit) return fail(req, res, 404, 'RevisionNotFound', `Invalid rev id: ${rev}`);
+      const entries = [...allFiles().values()].map((f) => ({
+        type: 'file',
+        oid: f.lfs ? gitBlobId(Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${f.sha256}\nsize ${f.data.length}\n`)) : f.blobId,
+        size: f.data.length,
+        path: f.name,
+        ...(f.lfs ? { lfs: { oid: f.sha256, size: f.data.length, pointerSize: 134 } } : {}),
+      }));
+      const per = knobs.treePageSize ?? 1000;
+      const start = Number(url.searchParams.get('cursor') ?? '0');
+      const page = entries.slice(start, start + per);
+      const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
+      if (start + per < entries.length) headers.link = `<${url.pathname}?cursor=${start + per}>; rel="next"`;
+      const body = JSON.stringify(page);
+      res.writeHead(200, headers);
+      res.end(body);
+      record('hub', req, 200, body.length);
+      return;
+    }
     const resolve = /^\/(.+?)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
     const [r, rev] = api ? [api[1]!, decodeURIComponent(api[2]!)] : resolve ? [resolve[1]!, decodeURIComponent(resolve[2]!)] : ['', ''];
     if (!api && !resolve) return fail(req, res, 404, '', 'Not Found');
@@ -141,7 +168,7 @@ export async function startHubServer(modelDir: string, repo = 'wx-test/whisper-t
     if (rev !== 'main' && rev !== commit) return fail(req, res, 404, 'RevisionNotFound', `Invalid rev id: ${rev}`);
     const files = allFiles();
     if (api) {
-      const blobs = url.searchParams.get('blobs') === 'true';
+      const blobs = url.searchParams.get('blobs') === 'true' && !knobs.noBlobs;
       const body = JSON.stringify({
         _id: 'test',
         id: repo,
@@ -261,6 +288,8 @@ export async function startHubServer(modelDir: string, repo = 'wx-test/whisper-t
       delete knobs.status;
       delete knobs.requireToken;
       delete knobs.ignoreRange;
+      delete knobs.noBlobs;
+      delete knobs.treePageSize;
     },
     close: async () => {
       await Promise.all([closeServer(hub), closeServer(cdn)]);
