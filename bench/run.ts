@@ -3,10 +3,12 @@
 import { machine, type BenchSuite } from './util.js';
 
 const suites: (() => Promise<BenchSuite>)[] = [
-  async () => (await import('./models.js')).suite,
+  async () => (await import('./audio.js')).suite,
+  async () => (await import('./engine.js')).suite,
   async () => (await import('./store.js')).suite,
   async () => (await import('./vad.js')).suite,
   async () => (await import('./text.js')).suite,
+  async () => (await import('./models.js')).suite,
 ];
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
