@@ -441,6 +441,7 @@ export async function downloadModelFiles(repo: string, opts: DownloadOptions): P
       done.push(await fetchOne(f, ctx));
       if (sharded && f.path === SAFETENSORS_INDEX) {
         const shards = shardsFromIndex(fs.readFileSync(path.join(dir, SAFETENSORS_INDEX), 'utf8'), info);
+        checkFreeSpace(dir, shards, repo);
         state.bytesTotal += shards.reduce((s, x) => s + (x.size ?? 0), 0);
         queue.push(...shards);
       }
