@@ -310,8 +310,15 @@ void MelPlan::Compute(const std::vector<Job>& jobs, int threads) const {
   threads = int(std::max<int64_t>(1, std::min<int64_t>(threads, int64_t(items.size()) / 64)));
   const size_t chunk = 8;
   std::atomic<size_t> next{0};
+  std::atomic<int> workers{0};
   RunParallel(threads, [&](int) {
-    std::vector<vf> scratch((ScratchFloats() + W - 1) / W);
+    std::vector<vf> scratch;
+    try {
+      scratch.resize((ScratchFloats() + W - 1) / W);
+    } catch (const std::bad_alloc&) {
+      return;  // the other workers take this one's share
+    }
+    workers++;
     for (size_t i0; (i0 = next.fetch_add(chunk)) < items.size();) {
       for (size_t i = i0; i < std::min(items.size(), i0 + chunk); i++) {
         const Job& job = jobs[items[i].first];
@@ -320,6 +327,7 @@ void MelPlan::Compute(const std::vector<Job>& jobs, int threads) const {
       }
     }
   });
+  if (workers == 0) throw std::bad_alloc();
   // Whisper's dynamic range: floor at (max − 8), then scale to roughly [−1, 1].
   std::atomic<size_t> nextJob{0};
   RunParallel(int(std::min<size_t>(size_t(threads), jobs.size())), [&](int) {
@@ -414,7 +422,11 @@ class MelPlanWrap : public Napi::ObjectWrap<MelPlanWrap> {
     std::vector<MelPlan::Job> jobs;
     int threads = 1;
     if (!Jobs(info, &jobs, &threads)) return info.Env().Undefined();
-    plan_->Compute(jobs, threads);
+    try {
+      plan_->Compute(jobs, threads);
+    } catch (const std::bad_alloc&) {
+      Napi::Error::New(info.Env(), "not enough memory for the log-mel scratch buffers").ThrowAsJavaScriptException();
+    }
     return info.Env().Undefined();
   }
 
@@ -427,7 +439,13 @@ class MelPlanWrap : public Napi::ObjectWrap<MelPlanWrap> {
       self_ = Napi::Persistent(keepPlan);
     }
     Napi::Promise Promise() { return deferred_.Promise(); }
-    void Execute() override { plan_->Compute(jobs_, threads_); }
+    void Execute() override {
+      try {
+        plan_->Compute(jobs_, threads_);
+      } catch (const std::bad_alloc&) {
+        SetError("not enough memory for the log-mel scratch buffers");
+      }
+    }
     void OnOK() override { deferred_.Resolve(Env().Undefined()); }
     void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 

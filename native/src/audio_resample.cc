@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <system_error>
 #include <thread>
 
 #include "audio_dsp.h"
@@ -20,7 +21,12 @@ void RunParallel(int threads, const std::function<void(int)>& fn) {
   }
   std::vector<std::thread> pool;
   pool.reserve(threads - 1);
-  for (int t = 1; t < threads; t++) pool.emplace_back(fn, t);
+  try {
+    for (int t = 1; t < threads; t++) pool.emplace_back(fn, t);
+  } catch (const std::system_error&) {
+    // No more threads available: callers share work through a queue, so fewer workers only
+    // makes it slower.
+  }
   fn(0);
   for (auto& th : pool) th.join();
 }
@@ -173,6 +179,8 @@ void Resampler::Run(int64_t nIn, const Filler& fill, float* out, int threads) co
       }
     } catch (const AudioFailure& f) {
       if (!failed.exchange(true)) failure = f;
+    } catch (const std::bad_alloc&) {
+      if (!failed.exchange(true)) failure = AudioFailure{"too_large", "out of memory while resampling"};
     }
   });
   if (failed) throw failure;

@@ -331,6 +331,8 @@ void DecodeInto(const ByteSource& src, const Decoded& d, float* out, int threads
         }
       } catch (const AudioFailure& f) {
         if (!failed.exchange(true)) failure = f;
+      } catch (const std::bad_alloc&) {
+        if (!failed.exchange(true)) failure = AudioFailure{"too_large", "out of memory while decoding"};
       }
     });
     if (failed) throw failure;
@@ -401,6 +403,9 @@ class WavFileWorker : public Napi::AsyncWorker {
     } catch (const AudioFailure& f) {
       failure_ = f;
       SetError(f.message);
+    } catch (const std::bad_alloc&) {
+      failure_ = AudioFailure{"too_large", "not enough memory to decode this file"};
+      SetError(failure_.message);
     }
   }
   void OnOK() override {
@@ -494,6 +499,8 @@ Napi::Value Resample(const Napi::CallbackInfo& info) {
     return out;
   } catch (const AudioFailure& f) {
     CodedError(env, f).ThrowAsJavaScriptException();
+  } catch (const std::bad_alloc&) {
+    CodedError(env, {"too_large", "not enough memory to resample"}).ThrowAsJavaScriptException();
   }
   return env.Null();
 }
