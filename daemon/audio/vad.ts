@@ -288,6 +288,8 @@ export class SileroVad {
         interOpNumThreads: 1,
         graphOptimizationLevel: 'all',
         executionMode: 'sequential',
+        // Streams call the model every 32 ms and idle in between: spinning threads would burn a core.
+        extra: { session: { intra_op: { allow_spinning: '0' } } },
       });
       return new SileroVad(session, modelPath);
     } catch (err) {
