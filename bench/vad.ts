@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
+import { loadAudio } from '../daemon/audio/index.js';
 import { SileroVad, SpeechSegmenter, VAD_CONTEXT, VAD_FRAME, VAD_SAMPLE_RATE, regionsFromProbabilities, resolveSileroModel } from '../daemon/audio/vad.js';
 import { fmt, median, peakRssMb, quantile, rssMb, table, type BenchSuite } from './util.js';
 
@@ -20,22 +21,6 @@ function sharedFile(...parts: string[]): string {
   const candidates = [process.env.WX_SHARED_DIR, path.resolve(repoRoot(), '..', 'shared')];
   for (const dir of candidates) if (dir && fs.existsSync(path.join(dir, ...parts))) return path.join(dir, ...parts);
   throw new Error(`bench vad: ${parts.join('/')} not found in ../shared (set WX_SHARED_DIR)`);
-}
-
-/** 16-bit PCM mono WAV → samples (the fixtures are 16 kHz s16). */
-function readPcm16Wav(file: string): Float32Array {
-  const buf = fs.readFileSync(file);
-  let offset = 12;
-  while (offset + 8 <= buf.length) {
-    const size = buf.readUInt32LE(offset + 4);
-    if (buf.toString('ascii', offset, offset + 4) === 'data') {
-      const out = new Float32Array(size >> 1);
-      for (let i = 0; i < out.length; i++) out[i] = buf.readInt16LE(offset + 8 + 2 * i) / 32768;
-      return out;
-    }
-    offset += 8 + size + (size & 1);
-  }
-  throw new Error(`${file}: no data chunk`);
 }
 
 /** Silero's published graph run the way its own wrapper runs it: one frame (with context) per call. */
@@ -81,7 +66,7 @@ export const suite: BenchSuite = {
   name: 'vad',
   description: 'Silero VAD v5 on dev-long.wav: × real time (sequential vs batched, 1-2 threads), streaming latency, memory',
   async run() {
-    const audio = readPcm16Wav(sharedFile('fixtures', 'speech', 'dev-long.wav'));
+    const audio = await loadAudio(sharedFile('fixtures', 'speech', 'dev-long.wav'));
     const seconds = audio.length / VAD_SAMPLE_RATE;
     const rssBefore = rssMb();
     const t0 = performance.now();

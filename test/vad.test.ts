@@ -15,30 +15,9 @@ import {
   resolveSileroModel,
   type SpeechRegion,
 } from '../daemon/audio/vad.js';
+import { loadAudio } from '../daemon/audio/index.js';
 import { WxError } from '../daemon/errors.js';
 import { sharedPath } from './shared.js';
-
-/** 16-bit PCM mono 16 kHz WAV → samples in [-1, 1). */
-function readWav16k(file: string): Float32Array {
-  const buf = fs.readFileSync(file);
-  if (buf.toString('ascii', 0, 4) !== 'RIFF' || buf.toString('ascii', 8, 12) !== 'WAVE') throw new Error(`${file}: not a WAV file`);
-  let offset = 12;
-  let format: { channels: number; rate: number; bits: number } | undefined;
-  while (offset + 8 <= buf.length) {
-    const id = buf.toString('ascii', offset, offset + 4);
-    const size = buf.readUInt32LE(offset + 4);
-    const body = buf.subarray(offset + 8, offset + 8 + size);
-    if (id === 'fmt ') format = { channels: body.readUInt16LE(2), rate: body.readUInt32LE(4), bits: body.readUInt16LE(14) };
-    if (id === 'data') {
-      if (!format || format.channels !== 1 || format.rate !== 16000 || format.bits !== 16) throw new Error(`${file}: expected 16 kHz mono s16`);
-      const out = new Float32Array(body.length >> 1);
-      for (let i = 0; i < out.length; i++) out[i] = body.readInt16LE(2 * i) / 32768;
-      return out;
-    }
-    offset += 8 + size + (size & 1);
-  }
-  throw new Error(`${file}: no data chunk`);
-}
 
 interface Manifest {
   clips: { file: string; start: number; end: number }[];
@@ -53,7 +32,7 @@ let longSequential: Float32Array;
 
 beforeAll(async () => {
   vad = await SileroVad.load();
-  long = readWav16k(sharedPath('fixtures', 'speech', 'dev-long.wav'));
+  long = await loadAudio(sharedPath('fixtures', 'speech', 'dev-long.wav'));
   longBatched = await vad.probabilities(long);
   longSequential = await vad.probabilitiesSequential(long);
 });
@@ -109,7 +88,7 @@ describe('speech timing on the dev clips', () => {
     let endOk = 0;
     const misses: string[] = [];
     for (const clip of clips) {
-      const regions = await detectSpeech(vad, readWav16k(sharedPath('fixtures', 'speech', clip.file)));
+      const regions = await detectSpeech(vad, await loadAudio(sharedPath('fixtures', 'speech', clip.file)));
       expect(regions.length, clip.file).toBeGreaterThan(0);
       const start = regions[0]!.start;
       const end = regions.at(-1)!.end;
@@ -125,7 +104,7 @@ describe('speech timing on the dev clips', () => {
   it('hears speech as speech: probabilities inside manifest speech are high, outside low', async () => {
     // Guards the 64-sample context in front of each frame: without it speech frames drop to 0.3-0.9.
     const clip = manifest().clips[0]!;
-    const probs = await vad.probabilities(readWav16k(sharedPath('fixtures', 'speech', clip.file)));
+    const probs = await vad.probabilities(await loadAudio(sharedPath('fixtures', 'speech', clip.file)));
     const inside: number[] = [];
     const outside: number[] = [];
     probs.forEach((p, i) => {
@@ -140,7 +119,7 @@ describe('speech timing on the dev clips', () => {
   });
 
   it('finds no speech in fx-silence.wav', async () => {
-    const silence = readWav16k(sharedPath('fixtures', 'fx-silence.wav'));
+    const silence = await loadAudio(sharedPath('fixtures', 'fx-silence.wav'));
     expect(await detectSpeech(vad, silence)).toEqual([]);
     const seg = new SpeechSegmenter(vad);
     expect([...(await seg.push(silence)), ...seg.flush()]).toEqual([]);
@@ -289,7 +268,7 @@ describe('streaming', () => {
   it('VadStream rejects frames of the wrong size and restarts cleanly after reset', async () => {
     const stream = vad.createStream();
     await expect(stream.push(new Float32Array(480))).rejects.toMatchObject({ code: 'vad.bad_frame' });
-    const clip = readWav16k(sharedPath('fixtures', 'fx-short.wav'));
+    const clip = await loadAudio(sharedPath('fixtures', 'fx-short.wav'));
     const run = async () => {
       const out: number[] = [];
       for (let i = 0; i + VAD_FRAME <= clip.length; i += VAD_FRAME) out.push(await stream.push(clip.slice(i, i + VAD_FRAME)));
@@ -317,7 +296,7 @@ describe('streaming', () => {
   });
 
   it('pre-roll moves starts back', async () => {
-    const clip = readWav16k(sharedPath('fixtures', 'fx-short.wav'));
+    const clip = await loadAudio(sharedPath('fixtures', 'fx-short.wav'));
     const starts = async (preRollMs: number) => {
       const seg = new SpeechSegmenter(vad, { preRollMs });
       const ev = [...(await seg.push(clip)), ...seg.flush()];
