@@ -71,6 +71,15 @@ const UNICODE_TO_BYTE: Int16Array = (() => {
   return table;
 })();
 
+interface MergeTable {
+  /** Ids of ordinary tokens are below `base`; pair keys are `left * base + right`. */
+  base: number;
+  /** Token id of each single byte. */
+  byteIds: Int32Array;
+  /** Pair key → `rank * base + merged id` (so comparing values compares ranks). */
+  pairs: Map<number, number>;
+}
+
 interface AddedToken {
   id: number;
   content: string;
@@ -81,6 +90,8 @@ interface TokenizerFiles {
   vocab: Record<string, number> | readonly (string | undefined)[];
   /** "left right" keys in rank order. */
   merges: string[];
+  /** The id-level merge table, when read from the cache (then `merges` is empty). */
+  mergeIds?: { byteIds: ArrayLike<number>; triples: ArrayLike<number> };
   added: AddedToken[];
   source: string;
   /** `is_multilingual` from generation_config.json, when the model has one. */
@@ -135,7 +146,7 @@ export class WhisperTokenizer {
   private readonly tokenLen: Uint16Array;
   /** "left right" merge keys in rank order; the rank map is built on the first encode. */
   private readonly mergeKeys: readonly string[];
-  private mergeRanksCache: Map<string, number> | undefined;
+  private mergeTableCache: MergeTable | undefined;
   private contentByIdCache: string[] | undefined;
   private readonly languageIds: Map<string, number>;
   private readonly languageById: Map<number, string>;
@@ -251,6 +262,7 @@ export class WhisperTokenizer {
     this.languages = this.multilingual ? ordered.map(([code]) => code) : [];
     this.languageIds = this.multilingual ? new Map(ordered) : new Map();
     this.languageById = new Map([...this.languageIds].map(([code, id]) => [id, code]));
+    if (files.mergeIds) this.mergeTableCache = tableFromTriples(this.eot, files.mergeIds.byteIds, files.mergeIds.triples, files.source);
   }
 
   /** Id of a BPE vocabulary entry (own properties only: "constructor" is a GPT-2 token too). */
@@ -289,15 +301,30 @@ export class WhisperTokenizer {
     return this.contentByIdCache;
   }
 
-  private get mergeRanks(): Map<string, number> {
-    if (!this.mergeRanksCache) {
-      const ranks = new Map<string, number>();
-      this.mergeKeys.forEach((key, rank) => {
-        if (!ranks.has(key)) ranks.set(key, rank);
-      });
-      this.mergeRanksCache = ranks;
+  /** Merges over token ids, built on the first encode: (left, right) → rank and merged id. */
+  private get mergeTable(): MergeTable {
+    if (this.mergeTableCache) return this.mergeTableCache;
+    const base = this.eot;
+    const byteIds = new Int32Array(256);
+    for (let b = 0; b < 256; b++) {
+      const id = this.ordinaryId(BYTE_TO_UNICODE[b]!);
+      if (id === undefined || id >= base) throw corrupt(this.source, `byte token ${JSON.stringify(BYTE_TO_UNICODE[b])} is missing from the vocabulary`);
+      byteIds[b] = id;
     }
-    return this.mergeRanksCache;
+    const pairs = new Map<number, number>();
+    this.mergeKeys.forEach((key, rank) => {
+      const sp = key.indexOf(' ');
+      const left = this.ordinaryId(key.slice(0, sp));
+      const right = this.ordinaryId(key.slice(sp + 1));
+      const merged = this.ordinaryId(key.slice(0, sp) + key.slice(sp + 1));
+      // A merge whose parts or result are not ordinary tokens cannot produce a valid id: skip it.
+      if (left === undefined || right === undefined || merged === undefined) return;
+      if (left >= base || right >= base || merged >= base) return;
+      const pair = left * base + right;
+      if (!pairs.has(pair)) pairs.set(pair, rank * base + merged);
+    });
+    this.mergeTableCache = { base, byteIds, pairs };
+    return this.mergeTableCache;
   }
 
   /** Reads the tokenizer of a Hugging Face model directory: tokenizer.json if present, else
@@ -319,6 +346,10 @@ export class WhisperTokenizer {
     const { files, sources } = readSourceFiles(dir);
     const tok = new WhisperTokenizer({ ...files, declaredMultilingual: undefined, configVocabSize: undefined });
     const vocab = tok.contentById();
+    const table = tok.mergeTable;
+    const triples: number[] = [];
+    // Map iteration follows insertion, i.e. rank order; only relative ranks matter.
+    for (const [pair, value] of table.pairs) triples.push(Math.floor(pair / table.base), pair % table.base, value % table.base);
     const lines: string[] = [];
     for (let id = 0; id < vocab.length; id++) {
       const t = vocab[id];
@@ -333,10 +364,10 @@ export class WhisperTokenizer {
       source: files.source,
       added: [...tok.added].map(([content, id]) => [content, id]),
       vocab: lines.length,
-      merges: tok.mergeKeys.length,
+      byteIds: [...table.byteIds],
     };
     const file = path.join(dir, TOKENIZER_CACHE_FILE);
-    writeFileAtomic(file, [CACHE_MAGIC, JSON.stringify(header), ...lines, ...tok.mergeKeys].join('\n') + '\n');
+    writeFileAtomic(file, [CACHE_MAGIC, JSON.stringify(header), JSON.stringify(triples), ...lines].join('\n') + '\n');
     return file;
   }
 
@@ -468,52 +499,41 @@ export class WhisperTokenizer {
   }
 
   private bpe(piece: string): number[] {
+    const { base, byteIds, pairs } = this.mergeTable;
     const bytes = utf8.encode(piece);
-    let parts: string[] = new Array(bytes.length);
-    for (let i = 0; i < bytes.length; i++) parts[i] = BYTE_TO_UNICODE[bytes[i]!]!;
+    let parts: number[] = new Array(bytes.length);
+    for (let i = 0; i < bytes.length; i++) parts[i] = byteIds[bytes[i]!]!;
     // Merge the lowest-ranked adjacent pair (every occurrence, left to right) until none applies.
     while (parts.length > 1) {
-      let bestRank = Infinity;
-      let bestIdx = -1;
+      let best = Infinity;
       for (let i = 0; i < parts.length - 1; i++) {
-        const rank = this.mergeRanks.get(parts[i] + ' ' + parts[i + 1]);
-        if (rank !== undefined && rank < bestRank) {
-          bestRank = rank;
-          bestIdx = i;
+        const v = pairs.get(parts[i]! * base + parts[i + 1]!);
+        if (v !== undefined && v < best) best = v;
+      }
+      if (best === Infinity) break;
+      const merged = best % base;
+      let left = -1;
+      let right = -1;
+      for (let i = 0; i < parts.length - 1; i++) {
+        if (pairs.get(parts[i]! * base + parts[i + 1]!) === best) {
+          left = parts[i]!;
+          right = parts[i + 1]!;
+          break;
         }
       }
-      if (bestIdx < 0) break;
-      const left = parts[bestIdx]!;
-      const right = parts[bestIdx + 1]!;
-      const merged: string[] = [];
+      const next: number[] = [];
       for (let i = 0; i < parts.length; ) {
         if (i < parts.length - 1 && parts[i] === left && parts[i + 1] === right) {
-          merged.push(left + right);
+          next.push(merged);
           i += 2;
         } else {
-          merged.push(parts[i]!);
+          next.push(parts[i]!);
           i += 1;
         }
       }
-      parts = merged;
+      parts = next;
     }
-    const ids: number[] = [];
-    for (const p of parts) {
-      const id = this.ordinaryId(p);
-      if (id !== undefined && id < this.eot) {
-        ids.push(id);
-        continue;
-      }
-      // A merge result missing from the vocabulary means inconsistent files; fall back to bytes.
-      for (const ch of p) {
-        const byteId = this.ordinaryId(ch);
-        if (byteId === undefined) {
-          throw corrupt(this.source, `byte token ${JSON.stringify(ch)} is missing from the vocabulary`);
-        }
-        ids.push(byteId);
-      }
-    }
-    return ids;
+    return parts;
   }
 
   // ---- decode ------------------------------------------------------------------------------
@@ -548,16 +568,19 @@ export class WhisperTokenizer {
   }
 
   private collectBytes(ids: readonly number[]): Uint8Array {
+    const { tokenStart, tokenLen, tokenBytes, eot } = this;
     let total = 0;
-    for (const id of ids) total += this.textBytes(id)?.length ?? 0;
+    for (const id of ids) if (id >= 0 && id < eot) total += tokenLen[id]!;
     const buf = new Uint8Array(total);
     let off = 0;
     for (const id of ids) {
-      const b = this.textBytes(id);
-      if (b) {
-        buf.set(b, off);
-        off += b.length;
-      }
+      if (!(id >= 0 && id < eot)) continue;
+      const len = tokenLen[id]!;
+      if (len === 0) continue;
+      const start = tokenStart[id]!;
+      if (len === 1) buf[off] = tokenBytes[start]!;
+      else buf.set(tokenBytes.subarray(start, start + len), off);
+      off += len;
     }
     return buf;
   }
@@ -713,7 +736,7 @@ function readSourceFiles(dir: string): { files: SourceFiles; sources: string[] }
 }
 
 export const TOKENIZER_CACHE_FILE = 'wx-tokenizer.cache';
-const CACHE_MAGIC = 'wx-tokenizer-cache 1';
+const CACHE_MAGIC = 'wx-tokenizer-cache 2';
 
 /** The cached tokenizer of `dir`, or undefined when there is none or it no longer matches the
  *  files it was made from (a stale or damaged cache is ignored, never an error). */
@@ -733,20 +756,40 @@ function readCache(dir: string): SourceFiles | undefined {
       source: string;
       added: [string, number][];
       vocab: number;
-      merges: number;
+      byteIds: number[];
     };
     for (const s of header.sources) {
       const st = fs.statSync(path.join(dir, s.name), { throwIfNoEntry: false });
       if (!st || st.size !== s.size || st.mtimeMs !== s.mtimeMs) return undefined;
     }
-    if (lines.length !== 2 + header.vocab + header.merges + 1) return undefined;
-    const vocab: (string | undefined)[] = lines.slice(2, 2 + header.vocab);
+    if (lines.length !== 3 + header.vocab + 1 || header.byteIds.length !== 256) return undefined;
+    const triples = JSON.parse(lines[2]!) as number[];
+    if (!Array.isArray(triples) || triples.length % 3 !== 0) return undefined;
+    const vocab: (string | undefined)[] = lines.slice(3, 3 + header.vocab);
     for (let i = 0; i < vocab.length; i++) if (vocab[i] === '') vocab[i] = undefined;
-    const merges = lines.slice(2 + header.vocab, 2 + header.vocab + header.merges);
-    return { vocab, merges, added: header.added.map(([content, id]) => ({ content, id })), source: path.join(dir, header.sources[0]!.name) };
+    return {
+      vocab,
+      merges: [],
+      mergeIds: { byteIds: header.byteIds, triples },
+      added: header.added.map(([content, id]) => ({ content, id })),
+      source: path.join(dir, header.sources[0]!.name),
+    };
   } catch {
     return undefined;
   }
+}
+
+/** The id-level merge table from (left, right, merged) triples in rank order. */
+function tableFromTriples(base: number, byteIds: ArrayLike<number>, triples: ArrayLike<number>, source: string): MergeTable {
+  const pairs = new Map<number, number>();
+  for (let k = 0, rank = 0; k < triples.length; k += 3, rank++) {
+    const left = triples[k]!;
+    const right = triples[k + 1]!;
+    const merged = triples[k + 2]!;
+    if (!(left < base && right < base && merged < base)) throw corrupt(source, `cached merge ${rank} has ids outside the vocabulary`);
+    pairs.set(left * base + right, rank * base + merged);
+  }
+  return { base, byteIds: Int32Array.from(byteIds), pairs };
 }
 
 function readTokenizerJson(file: string): SourceFiles {
