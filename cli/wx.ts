@@ -5,6 +5,7 @@ import { WxError } from '../daemon/errors.js';
 import { VERSION } from '../daemon/version.js';
 import { EXIT } from './exit.js';
 import { registerDebug } from './commands/debug.js';
+import { registerTranscribe } from './commands/transcribe.js';
 import { registerDaemon } from './commands/daemon.js';
 import { registerStatus } from './commands/status.js';
 import { registerSearch } from './commands/search.js';
@@ -17,6 +18,7 @@ const program = new Command('wx')
   .showHelpAfterError()
   .exitOverride();
 
+registerTranscribe(program);
 registerDebug(program);
 registerDaemon(program);
 registerStatus(program);

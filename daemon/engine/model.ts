@@ -91,8 +91,10 @@ export class WhisperModel {
     return enc;
   }
 
-  newBatch(maxRows: number, cacheCapacity = this.dims.nTextCtx): DecoderBatch {
-    return new DecoderBatch(this, maxRows, cacheCapacity);
+  /** A batch whose self-attention cache starts at `initialCapacity` positions per row and grows
+   *  (doubling, up to the text context) when a row needs more. */
+  newBatch(maxRows: number, initialCapacity = 64): DecoderBatch {
+    return new DecoderBatch(this, maxRows, Math.min(initialCapacity, this.dims.nTextCtx));
   }
 }
 
@@ -111,15 +113,21 @@ export class DecoderRow {
  */
 export class DecoderBatch {
   readonly rows: DecoderRow[] = [];
-  private readonly selfK: Float32Array[] = [];
-  private readonly selfV: Float32Array[] = [];
+  private selfK: Float32Array[] = [];
+  private selfV: Float32Array[] = [];
   private readonly crossK: Float32Array[] = [];
   private readonly crossV: Float32Array[] = [];
-  private readonly selfSlot: number; // elements per slot per layer (K or V)
+  private selfSlot: number; // elements per slot per layer (K or V)
   private readonly crossSlot: number;
   private nextId = 0;
 
-  constructor(private readonly model: WhisperModel, readonly maxRows: number, readonly capacity: number) {
+  /** Cached positions each row can hold now; grows on demand. Attention and the cache inputs
+   *  scale with it, so it starts small: most windows need well under 100 positions. */
+  capacity: number;
+
+  constructor(private readonly model: WhisperModel, readonly maxRows: number, initialCapacity: number) {
+    const capacity = initialCapacity;
+    this.capacity = capacity;
     const d = model.dims;
     this.selfSlot = d.dModel * capacity;
     this.crossSlot = d.dModel * d.nAudioCtx;
@@ -166,6 +174,31 @@ export class DecoderBatch {
     this.rows.pop();
   }
 
+  /** Re-lays the cache buffers out with room for at least `need` positions per row. */
+  private grow(need: number): void {
+    const d = this.model.dims;
+    let capacity = this.capacity;
+    while (capacity < need) capacity *= 2;
+    capacity = Math.min(capacity, d.nTextCtx);
+    const H = d.decoderHeads;
+    const dh = d.dModel / H;
+    const oldC = this.capacity;
+    const relayout = (old: Float32Array): Float32Array => {
+      const next = new Float32Array(this.maxRows * d.dModel * capacity);
+      for (const row of this.rows) {
+        for (let h = 0; h < H; h++) {
+          const from = (row.slot * H + h) * oldC * dh;
+          next.set(old.subarray(from, from + row.length * dh), (row.slot * H + h) * capacity * dh);
+        }
+      }
+      return next;
+    };
+    this.selfK = this.selfK.map(relayout);
+    this.selfV = this.selfV.map(relayout);
+    this.capacity = capacity;
+    this.selfSlot = d.dModel * capacity;
+  }
+
   /** Forgets a row's cached positions (reuse the row for a new prompt on the same window). */
   reset(row: DecoderRow): void {
     row.length = 0;
@@ -184,9 +217,9 @@ export class DecoderBatch {
     if (B > 1 && (B !== this.rows.length || rows.some((r, i) => r.slot !== i))) {
       throw new WxError('engine.bad_input', 'a multi-row decoder step must cover every row of the batch in slot order');
     }
-    for (const r of rows) {
-      if (r.length + S > this.capacity) throw new WxError('engine.context_full', `decoder context is full (${this.capacity} positions)`);
-    }
+    const need = Math.max(...rows.map((r) => r.length + S));
+    if (need > d.nTextCtx) throw new WxError('engine.context_full', `decoder context is full (${d.nTextCtx} positions)`);
+    if (need > this.capacity) this.grow(need);
     const tok = new BigInt64Array(B * S);
     const off = new BigInt64Array(B);
     for (let b = 0; b < B; b++) {

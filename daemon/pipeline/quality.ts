@@ -1,13 +1,6 @@
 // Window-level quality signals that decide temperature fallback and the no-speech skip, with
 // openai/whisper's thresholds as defaults.
-import zlib from 'node:zlib';
-
-/** UTF-8 bytes over deflated bytes: repetitive (looping) text compresses well. */
-export function compressionRatio(text: string): number {
-  const bytes = Buffer.from(text, 'utf8');
-  if (bytes.length === 0) return 0;
-  return bytes.length / zlib.deflateSync(bytes).length;
-}
+export { compressionRatio } from './wer.js';
 
 export interface QualityThresholds {
   compressionRatio: number; // 2.4

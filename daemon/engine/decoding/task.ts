@@ -158,7 +158,7 @@ export async function decodeWindows(model: WhisperModel, tok: WhisperTokenizer, 
   if (jobs.length === 0) return results;
   const maxRows = Math.max(1, Math.min(opts.maxRows ?? 8, jobs.length));
   const V = model.dims.nVocab;
-  const batch = model.newBatch(maxRows, model.dims.nTextCtx);
+  const batch = model.newBatch(maxRows);
   type Live = { row: DecoderRow; seq: SequenceDecoder; job: number; next: number };
   const live = new Map<number, Live>(); // by row id
   let nextJob = 0;
@@ -193,7 +193,7 @@ export async function decodeWindows(model: WhisperModel, tok: WhisperTokenizer, 
     for (let b = 0; b < lives.length; b++) {
       const l = lives[b]!;
       l.next = l.seq.consume(logits.subarray(b * V, (b + 1) * V));
-      if (l.next < 0 || l.row.length >= batch.capacity) finish(l);
+      if (l.next < 0 || l.row.length >= model.dims.nTextCtx) finish(l);
     }
   }
   return results;

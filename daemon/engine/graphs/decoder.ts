@@ -5,11 +5,11 @@
 //
 import { Graph, float } from '../onnx/graph.js';
 import type { ModelDims } from '../manifest.js';
-import { LayerBuilder, type LinearPrecision } from './layers.js';
+import { LayerBuilder, prec, type LinearPrecision, type PrecisionPolicy } from './layers.js';
 import type { WeightReader } from './encoder.js';
 
 export interface DecoderGraphOptions {
-  linear: LinearPrecision;
+  linear: PrecisionPolicy;
   /** Output projection (tied embedding): float32, or int8 for the candidate scores. */
   logits: LinearPrecision;
 }
@@ -103,7 +103,7 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
     const bqkv = new Float32Array(3 * d);
     bqkv.set(scaled(read(`${a}.q_proj.bias`, [d]), qScale), 0);
     bqkv.set(read(`${a}.v_proj.bias`, [d]), 2 * d);
-    const qkv = L.linear(h, `${a}.qkv`, wqkv, 3 * d, d, bqkv, opts.linear);
+    const qkv = L.linear(h, `${a}.qkv`, wqkv, 3 * d, d, bqkv, prec(opts.linear, `${a}.qkv`));
     const [q, k, v] = g.opN('Split', [qkv, L.i64([d, d, d])], 3, { axis: -1 });
     const k4 = L.splitHeads(k!, H, dh);
     const v4 = L.splitHeads(v!, H, dh);
@@ -115,21 +115,21 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
     const kAll = g.op('Concat', [selfK[l]!, k4], { axis: 2 });
     const vAll = g.op('Concat', [selfV[l]!, v4], { axis: 2 });
     const ctx = g.msOp('MultiHeadAttention', [q!, kAll, vAll, '', '', attnMask], { num_heads: H, scale: float(1) });
-    pendingOut = L.linear(ctx, `${a}.out_proj`, read(`${a}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear);
+    pendingOut = L.linear(ctx, `${a}.out_proj`, read(`${a}.out_proj.weight`, [d, d]), d, d, undefined, prec(opts.linear, `${a}.out_proj`));
     pendingBias = read(`${a}.out_proj.bias`, [d]);
 
     // Cross-attention against the window's precomputed keys/values.
     const hc = ln(`${lp}.encoder_attn_layer_norm`);
     const c = `${lp}.encoder_attn`;
-    const qc = L.linear(hc, `${c}.q_proj`, scaled(read(`${c}.q_proj.weight`, [d, d]), qScale), d, d, scaled(read(`${c}.q_proj.bias`, [d]), qScale), opts.linear);
+    const qc = L.linear(hc, `${c}.q_proj`, scaled(read(`${c}.q_proj.weight`, [d, d]), qScale), d, d, scaled(read(`${c}.q_proj.bias`, [d]), qScale), prec(opts.linear, `${c}.q_proj`));
     const cctx = g.msOp('MultiHeadAttention', [qc, crossK[l]!, crossV[l]!], { num_heads: H, scale: float(1) });
-    pendingOut = L.linear(cctx, `${c}.out_proj`, read(`${c}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear);
+    pendingOut = L.linear(cctx, `${c}.out_proj`, read(`${c}.out_proj.weight`, [d, d]), d, d, undefined, prec(opts.linear, `${c}.out_proj`));
     pendingBias = read(`${c}.out_proj.bias`, [d]);
 
     const hm = ln(`${lp}.final_layer_norm`);
     const f = dims.decoderFfn;
-    const up = L.gelu(L.linear(hm, `${lp}.fc1`, read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]), opts.linear));
-    pendingOut = L.linear(up, `${lp}.fc2`, read(`${lp}.fc2.weight`, [d, f]), d, f, undefined, opts.linear);
+    const up = L.gelu(L.linear(hm, `${lp}.fc1`, read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]), prec(opts.linear, `${lp}.fc1`)));
+    pendingOut = L.linear(up, `${lp}.fc2`, read(`${lp}.fc2.weight`, [d, f]), d, f, undefined, prec(opts.linear, `${lp}.fc2`));
     pendingBias = read(`${lp}.fc2.bias`, [d]);
   }
   const out = ln(`${p}.layer_norm`); // [B, S, d]

@@ -3,13 +3,13 @@
 // decoder's per-token work to its own layers.
 import { Graph, float } from '../onnx/graph.js';
 import type { ModelDims } from '../manifest.js';
-import { LayerBuilder, type LinearPrecision } from './layers.js';
+import { LayerBuilder, prec, type LinearPrecision, type PrecisionPolicy } from './layers.js';
 
 export type WeightReader = (name: string, shape: readonly number[]) => Float32Array;
 
 export interface EncoderGraphOptions {
   /** Precision of the transformer blocks' linear layers. */
-  linear: LinearPrecision;
+  linear: PrecisionPolicy;
   /** Precision of the cross-attention K/V projections (per decoder layer). */
   crossKv: LinearPrecision;
 }
@@ -75,16 +75,16 @@ export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: Enc
       read(`${a}.q_proj.weight`, [d, d]), read(`${a}.k_proj.weight`, [d, d]), read(`${a}.v_proj.weight`, [d, d]),
       read(`${a}.q_proj.bias`, [d]), read(`${a}.v_proj.bias`, [d]), d,
     );
-    const qkv = L.linear(h, `${a}.qkv`, w, 3 * d, d, b, opts.linear);
+    const qkv = L.linear(h, `${a}.qkv`, w, 3 * d, d, b, prec(opts.linear, `${a}.qkv`));
     const [q, k, v] = g.opN('Split', [qkv, L.i64([d, d, d])], 3, { axis: -1 });
     const att = g.msOp('MultiHeadAttention', [q!, k!, v!], { num_heads: H, scale: float(1 / Math.sqrt(d / H)) });
-    pendingOut = L.linear(att, `${a}.out_proj`, read(`${a}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear);
+    pendingOut = L.linear(att, `${a}.out_proj`, read(`${a}.out_proj.weight`, [d, d]), d, d, undefined, prec(opts.linear, `${a}.out_proj`));
     pendingBias = read(`${a}.out_proj.bias`, [d]);
 
     const h2 = ln(`${lp}.final_layer_norm`);
     const f = dims.encoderFfn;
-    const up = L.gelu(L.linear(h2, `${lp}.fc1`, read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]), opts.linear));
-    pendingOut = L.linear(up, `${lp}.fc2`, read(`${lp}.fc2.weight`, [d, f]), d, f, undefined, opts.linear);
+    const up = L.gelu(L.linear(h2, `${lp}.fc1`, read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]), prec(opts.linear, `${lp}.fc1`)));
+    pendingOut = L.linear(up, `${lp}.fc2`, read(`${lp}.fc2.weight`, [d, f]), d, f, undefined, prec(opts.linear, `${lp}.fc2`));
     pendingBias = read(`${lp}.fc2.bias`, [d]);
   }
   const hidden = ln(`${p}.layer_norm`);

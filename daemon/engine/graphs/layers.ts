@@ -7,6 +7,12 @@ import { quantizePerColumn } from '../quant.js';
  *  (activations quantised per tensor at run time: ORT's DynamicQuantizeMatMul). */
 export type LinearPrecision = 'fp32' | 'int8';
 
+/** Which linear layers are quantised: one precision for all, or a choice per layer name
+ *  (`model.encoder.layers.3.fc2`, `….self_attn.qkv`). */
+export type PrecisionPolicy = LinearPrecision | ((layer: string) => LinearPrecision);
+
+export const prec = (policy: PrecisionPolicy, layer: string): LinearPrecision => (typeof policy === 'function' ? policy(layer) : policy);
+
 export const LN_EPS = 1e-5;
 
 export function transpose2d(w: Float32Array, rows: number, cols: number): Float32Array {

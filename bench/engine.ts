@@ -1,0 +1,107 @@
+// Engine benchmark: import time, model load time, encoder ms per 30-s window (batch 1 and 4),
+// decoder ms per token (batch 1, 4, 8), RSS with the model loaded — FP32 and INT8, each measured
+// in its own child process so memory numbers are the model's own.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { importModel } from '../daemon/engine/import.js';
+import { WhisperModel } from '../daemon/engine/model.js';
+import type { Precision } from '../daemon/engine/manifest.js';
+import { fmt, median, rssMb, table, timeRuns, type BenchSuite } from './util.js';
+
+const here = fileURLToPath(import.meta.url);
+const shared = path.resolve(path.dirname(here), '..', '..', '..', 'shared');
+
+interface ChildResult {
+  precision: Precision;
+  importMs: number;
+  loadMs: number;
+  encoderMs: Record<number, number>;
+  decoderMs: Record<number, number>;
+  rssLoadedMb: number;
+  peakRssMb: number;
+  fileMb: number;
+}
+
+async function measure(precision: Precision, runs: number, threads: number): Promise<ChildResult> {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-bench-engine-'));
+  try {
+    const src = path.join(shared, 'models', 'wx-tiny-en-synth');
+    const t0 = performance.now();
+    const installed = await importModel(src, { home, name: 'tiny', precision });
+    const importMs = performance.now() - t0;
+    const files = installed.manifest.files[precision]!;
+    const fileMb = (fs.statSync(path.join(installed.dir, files.encoder)).size + fs.statSync(path.join(installed.dir, files.decoder)).size) / 2 ** 20;
+    const t1 = performance.now();
+    const model = await WhisperModel.load(installed.dir, { precision, threads });
+    const loadMs = performance.now() - t1;
+    const rssLoadedMb = rssMb();
+    const melFile = path.join(shared, 'fixtures', 'reference', 'fx-multi.mel.f32');
+    const b = fs.readFileSync(melFile);
+    const one = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+    const encoderMs: Record<number, number> = {};
+    let enc4 = await model.encode(one, 1);
+    for (const B of [1, 4]) {
+      const mel = new Float32Array(one.length * B);
+      for (let i = 0; i < B; i++) mel.set(one, i * one.length);
+      const times = await timeRuns(async () => {
+        enc4 = await model.encode(mel, B);
+      }, runs);
+      encoderMs[B] = median(times) / B;
+    }
+    const decoderMs: Record<number, number> = {};
+    const steps = 32;
+    for (const B of [1, 4, 8]) {
+      const times = await timeRuns(async () => {
+        const batch = model.newBatch(B, 64);
+        const rows = Array.from({ length: B }, () => batch.add(enc4, 0));
+        for (const r of rows) await batch.step([r], [[50257]], [0]);
+        const t = performance.now();
+        for (let s = 0; s < steps; s++) await batch.step(rows, rows.map(() => [262 + s]), [0]);
+        return performance.now() - t;
+      }, 1, 1);
+      // timeRuns measured the whole closure; re-measure only the steps for accuracy.
+      const perStep: number[] = [];
+      for (let r = 0; r < runs; r++) {
+        const batch = model.newBatch(B, 64);
+        const rows = Array.from({ length: B }, () => batch.add(enc4, 0));
+        for (const row of rows) await batch.step([row], [[50257]], [0]);
+        const t = performance.now();
+        for (let s = 0; s < steps; s++) await batch.step(rows, rows.map(() => [262 + s]), [0]);
+        perStep.push((performance.now() - t) / steps);
+      }
+      void times;
+      decoderMs[B] = median(perStep) / B;
+    }
+    await model.close();
+    return { precision, importMs, loadMs, encoderMs, decoderMs, rssLoadedMb, peakRssMb: process.resourceUsage().maxRSS / 1024, fileMb };
+  } finally {
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+}
+
+export const suite: BenchSuite = {
+  name: 'engine',
+  description: 'Whisper engine on the shared tiny model, 2 threads: import, load, encoder per window, decoder per token, RSS',
+  async run(args) {
+    const runs = args.includes('--quick') ? 3 : 7;
+    const results: ChildResult[] = [];
+    for (const precision of ['fp32', 'int8'] as Precision[]) {
+      const out = execFileSync(process.execPath, [here, '--child', precision, String(runs)], { encoding: 'utf8', maxBuffer: 1 << 20 });
+      results.push(JSON.parse(out.trim().split('\n').pop()!) as ChildResult);
+    }
+    console.log(table(
+      ['precision', 'graphs MB', 'import s', 'load ms', 'enc ms/win b1', 'enc ms/win b4', 'dec ms/tok b1', 'b4', 'b8', 'tok/s b8 ÷ b1', 'RSS loaded MB', 'peak RSS MB'],
+      results.map((r) => [r.precision, fmt(r.fileMb), fmt(r.importMs / 1000, 2), fmt(r.loadMs, 0), fmt(r.encoderMs[1]!, 0), fmt(r.encoderMs[4]!, 0), fmt(r.decoderMs[1]!, 2), fmt(r.decoderMs[4]!, 2), fmt(r.decoderMs[8]!, 2), fmt(r.decoderMs[1]! / r.decoderMs[8]!, 1), fmt(r.rssLoadedMb, 0), fmt(r.peakRssMb, 0)]),
+    ));
+    const [f, q] = results;
+    console.log(`\nINT8 vs FP32: encoder ${fmt(f!.encoderMs[1]! / q!.encoderMs[1]!, 2)}×, decoder b1 ${fmt(f!.decoderMs[1]! / q!.decoderMs[1]!, 2)}×, graphs ${fmt((100 * q!.fileMb) / f!.fileMb, 0)}% of FP32 size`);
+  },
+};
+
+if (process.argv[2] === '--child') {
+  const r = await measure(process.argv[3] as Precision, Number(process.argv[4] ?? 5), 2);
+  console.log(JSON.stringify(r));
+}
