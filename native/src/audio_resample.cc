@@ -49,6 +49,21 @@ inline v16f Load16(const float* p) {
   return v;
 }
 
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+
+inline float HorizontalSum(v16f v) {
+  v8f lo, hi;
+  std::memcpy(&lo, &v, sizeof(lo));
+  std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof(lo), sizeof(hi));
+  const v8f s8 = lo + hi;
+  v4f l4, h4;
+  std::memcpy(&l4, &s8, sizeof(l4));
+  std::memcpy(&h4, reinterpret_cast<const char*>(&s8) + sizeof(l4), sizeof(h4));
+  const v4f s4 = l4 + h4;
+  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
 inline float Dot(const float* x, const float* h, int n) {
   v16f a0 = {}, a1 = {};
   int k = 0;
@@ -57,10 +72,7 @@ inline float Dot(const float* x, const float* h, int n) {
     a1 += Load16(x + k + 16) * Load16(h + k + 16);
   }
   if (k < n) a0 += Load16(x + k) * Load16(h + k);
-  a0 += a1;
-  float s = 0;
-  for (int i = 0; i < 16; i++) s += a0[i];
-  return s;
+  return HorizontalSum(a0 + a1);
 }
 
 // Zeroth-order modified Bessel function of the first kind (power series; converges fast for
@@ -135,7 +147,8 @@ void Resampler::Block(const float* xa, int64_t a, int64_t n0, int64_t n1, float*
       const int64_t i = pos / up_;
       const float* row = &table_[size_t(pos - i * up_) * taps_];
       const float* x = xa + (i - half_ - a);
-      for (int64_t n = n0 + r; n < n1; n += up_, x += down_) out[n - n0] = Dot(x, row, taps_);
+      int64_t n = n0 + r;
+      for (; n < n1; n += up_, x += down_) out[n - n0] = Dot(x, row, taps_);
     }
     return;
   }
