@@ -336,7 +336,7 @@ export async function pullModel(aliasOrRepo: string, opts: PullOptions): Promise
     ...(opts.retryDelayMs !== undefined ? { retryDelayMs: opts.retryDelayMs } : {}),
     onProgress: (p) => opts.onProgress?.({ phase: 'download', ...p }),
   });
-  opts.signal?.throwIfAborted();
+  if (opts.signal?.aborted) throw new WxError('hub.aborted', `pull of ${repo} cancelled before conversion; the download is kept`, { repo });
   const installed = await importModel(download.dir, {
     home: opts.home,
     name,
