@@ -131,6 +131,8 @@ export class RpcServer {
       if (peer && peer.uid !== allowedUid) {
         this.log('warn', 'refused a connection from another user', { uid: peer.uid, pid: peer.pid });
         socket.on('error', () => {});
+        // Discard whatever it sends.
+        socket.resume();
         socket.end(
           JSON.stringify({
             jsonrpc: '2.0',
@@ -138,6 +140,9 @@ export class RpcServer {
             error: { code: ErrorCode.unauthorized, message: `connection refused: the wx daemon of uid ${allowedUid} serves only its own user (you are uid ${peer.uid})`, data: { code: 'ipc.unauthorized', context: { uid: peer.uid } } },
           }) + '\n',
         );
+        // Closing at once would reset a peer whose first request is in flight before it read
+        // the refusal; it gets a moment to read it and hang up.
+        setTimeout(() => socket.destroy(), 1000).unref();
         return;
       }
     }
