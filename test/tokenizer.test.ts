@@ -181,6 +181,18 @@ describe('WhisperTokenizer on the shared English-only model', () => {
     expect(words.map((w) => w.word)).toEqual(['<|0.00|>', ' Hello', ',', ' wonderful', ' world', '!', ' 🎉', ' ok', '<|endoftext|>']);
     expect(words.flatMap((w) => w.tokens)).toEqual([tok.timestampBegin, ...ids, tok.eot]);
   });
+
+  it('splits unspaced languages into whole characters', () => {
+    const text = '日本語のテキスト🎉です';
+    const ids = tok.encode(text);
+    const units = tok.splitToWords(ids, 'ja');
+    expect(units.length).toBeGreaterThan(3);
+    expect(units.map((u) => u.word).join('')).toBe(text);
+    expect(units.flatMap((u) => u.tokens)).toEqual(ids);
+    for (const u of units) expect(u.word).not.toContain('\uFFFD');
+    // Without the language only the emoji (a symbol) breaks the run: no spaces, so no words.
+    expect(tok.splitToWords(ids).map((w) => w.word)).toEqual(['日本語のテキスト', '🎉', 'です']);
+  });
 });
 
 describe('WhisperTokenizer on synthetic layouts', () => {

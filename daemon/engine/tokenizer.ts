@@ -51,6 +51,7 @@ const MUSIC_SYMBOLS = [...'♩♪♫♬♭♮♯'];
 // an optional leading space), and whitespace not followed by a non-space.
 const PRETOKENIZE = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
 
+const UNSPACED_LANGUAGES = new Set(['zh', 'ja', 'th', 'lo', 'my', 'yue']);
 const LANGUAGE_CONTENT = /^<\|([a-z]{2,3})\|>$/;
 
 /** GPT-2's reversible map from bytes to printable unicode characters (so BPE never sees raw
@@ -593,10 +594,13 @@ export class WhisperTokenizer {
     return this.tokenContent(id) ?? '';
   }
 
-  /** Groups tokens into words for space-delimited languages: a word starts at a token beginning
-   *  with a space, at punctuation, or at a special token; tokens that only together form a valid
-   *  UTF-8 character stay in one unit. Timestamp and special tokens are each their own word. */
-  splitToWords(ids: readonly number[]): WordTokens[] {
+  /** Groups tokens into words. For space-delimited languages a word starts at a token beginning
+   *  with a space, at punctuation, or at a special token; for languages written without spaces
+   *  (Chinese, Japanese, Thai, Lao, Burmese, Cantonese) each run of tokens that decodes to whole
+   *  characters is a word. Tokens that only together form a valid UTF-8 character always stay in
+   *  one unit; timestamp and special tokens are each their own word. */
+  splitToWords(ids: readonly number[], language?: string): WordTokens[] {
+    if (language !== undefined && UNSPACED_LANGUAGES.has(language)) return this.splitToCharacterUnits(ids);
     const words: WordTokens[] = [];
     for (const unit of this.splitToCharacterUnits(ids)) {
       const special = unit.tokens.length === 1 && this.isSpecial(unit.tokens[0]!);
