@@ -64,7 +64,7 @@ async function measure(fn: () => Promise<unknown>, runs: number): Promise<{ wall
 
 export const suite: BenchSuite = {
   name: 'vad',
-  description: 'Silero VAD v5 on dev-long.wav: × real time (sequential vs batched, 1-2 threads), streaming latency, memory',
+  description: "Silero VAD v5 on dev-long.wav: × real time (Silero's graph vs our block graph, 1-2 threads), streaming latency, memory",
   async run() {
     const audio = await loadAudio(sharedFile('fixtures', 'speech', 'dev-long.wav'));
     const seconds = audio.length / VAD_SAMPLE_RATE;

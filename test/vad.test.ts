@@ -14,6 +14,7 @@ import {
   regionsFromProbabilities,
   resolveSileroModel,
   type SpeechRegion,
+  type VadOptions,
 } from '../daemon/audio/vad.js';
 import { loadAudio } from '../daemon/audio/index.js';
 import { WxError } from '../daemon/errors.js';
@@ -259,6 +260,13 @@ describe('regionsFromProbabilities', () => {
     expect(cut.at(-1)!.end).toBeCloseTo(1500 * VAD_FRAME_S, 6);
   });
 
+  it('handles empty and sub-frame input', async () => {
+    expect(await vad.probabilities(new Float32Array(0))).toHaveLength(0);
+    expect(await detectSpeech(vad, new Float32Array(0))).toEqual([]);
+    expect(await vad.probabilities(new Float32Array(100))).toHaveLength(1);
+    await expect(vad.probabilities([0, 0] as unknown as Float32Array)).rejects.toMatchObject({ code: 'vad.bad_input' });
+  });
+
   it('rejects nonsense options', () => {
     expect(() => regionsFromProbabilities(new Float32Array(4), 2048, { threshold: 1.5 })).toThrow(/threshold/);
   });
@@ -279,21 +287,45 @@ describe('streaming', () => {
     expect(await run()).toEqual(first);
   });
 
-  it('SpeechSegmenter events match the offline regions of dev-long.wav', async () => {
-    const seg = new SpeechSegmenter(vad);
-    const events: { type: string; atS: number }[] = [];
-    // 20-ms pushes, as a microphone would deliver them.
-    for (let i = 0; i < long.length; i += 320) events.push(...(await seg.push(long.subarray(i, i + 320))));
-    events.push(...seg.flush());
-    const offline = regionsFromProbabilities(longSequential, long.length);
-    expect(events.length).toBe(2 * offline.length);
-    offline.forEach((r, i) => {
-      expect(events[2 * i]!.type).toBe('start');
-      expect(events[2 * i + 1]!.type).toBe('end');
-      expect(events[2 * i]!.atS).toBeCloseTo(r.start, 2);
-      expect(Math.abs(events[2 * i + 1]!.atS - r.end)).toBeLessThanOrEqual(0.03 + 1e-9);
+  /** Streams dev-long.wav in 20-ms pieces, as a microphone delivers it; notes when each event came. */
+  async function streamLong(opts: VadOptions = {}) {
+    const seg = new SpeechSegmenter(vad, opts);
+    const events: { type: string; atS: number; emittedS: number }[] = [];
+    for (let i = 0; i < long.length; i += 320) {
+      for (const e of await seg.push(long.subarray(i, i + 320))) events.push({ ...e, emittedS: seg.processedS });
+    }
+    for (const e of seg.flush()) events.push({ ...e, emittedS: long.length / 16000 });
+    return events;
+  }
+
+  for (const opts of [{}, { maxSpeechS: 4, minSilenceMs: 300 }] as VadOptions[]) {
+    it(`SpeechSegmenter events match the offline regions of dev-long.wav, promptly (${JSON.stringify(opts)})`, async () => {
+      const events = await streamLong(opts);
+      const offline = regionsFromProbabilities(longSequential, long.length, opts);
+      if (opts.maxSpeechS) {
+        expect(offline.length).toBeGreaterThan(regionsFromProbabilities(longSequential, long.length).length * 0.8);
+        for (const r of offline) expect(r.end - r.start).toBeLessThanOrEqual(4 + 1e-9);
+      }
+      expect(events.length).toBe(2 * offline.length);
+      offline.forEach((r, i) => {
+        const start = events[2 * i]!;
+        const end = events[2 * i + 1]!;
+        expect(start.type).toBe('start');
+        expect(end.type).toBe('end');
+        expect(start.atS).toBeCloseTo(r.start, 2);
+        expect(Math.abs(end.atS - r.end)).toBeLessThanOrEqual(0.03 + 1e-9);
+        // Start is known once speech has lasted minSpeech (250 ms); end once silence has lasted
+        // minSilence — plus a frame or two of granularity, and the pad added to both. A forced
+        // split (maxSpeechS) reports end and the next start together when the limit is hit,
+        // both at the earlier pause.
+        const splitBefore = i > 0 && events[2 * i - 1]!.emittedS === start.emittedS;
+        const splitAfter = events[2 * i + 2]?.emittedS === end.emittedS;
+        if (!splitBefore) expect(start.emittedS - (r.start + 0.03)).toBeLessThanOrEqual(0.25 + 0.1);
+        if (!splitAfter) expect(end.emittedS - (r.end - 0.03)).toBeLessThanOrEqual((opts.minSilenceMs ?? 100) / 1000 + 0.1);
+        if (splitAfter) expect(end.emittedS - start.atS).toBeLessThanOrEqual(4 + 0.1);
+      });
     });
-  });
+  }
 
   it('pre-roll moves starts back', async () => {
     const clip = await loadAudio(sharedPath('fixtures', 'fx-short.wav'));

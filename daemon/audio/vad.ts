@@ -488,6 +488,8 @@ export class SpeechSegmenter {
   private frameIndex = 0;
   private speaking = false;
   private lastEndSample = 0;
+  /** Unpadded end of the last region (−1 = none yet). */
+  private lastRawEnd = -1;
 
   constructor(vad: SileroVad, opts: VadOptions & { preRollMs?: number } = {}) {
     this.o = resolveOptions(opts);
@@ -541,21 +543,40 @@ export class SpeechSegmenter {
     this.frameIndex = 0;
     this.speaking = false;
     this.lastEndSample = 0;
+    this.lastRawEnd = -1;
   }
 
   private translate(tracked: TrackerEvent[], events: SegmenterEvent[]): void {
-    for (const e of tracked) {
+    const pad = this.o.padSamples;
+    /** Start of the region that follows a split in the same step, padded as offline does. */
+    let splitStart: number | undefined;
+    tracked.forEach((e, j) => {
       if (e.kind === 'confirmed') {
-        if (this.speaking) continue;
+        if (this.speaking) return;
         this.speaking = true;
-        const back = Math.max(this.o.padSamples, this.preRollSamples);
-        events.push({ type: 'start', atS: Math.max(this.lastEndSample, e.start - back, 0) / VAD_SAMPLE_RATE });
-      } else {
-        this.speaking = false;
-        const end = Math.min(e.region.end + this.o.padSamples, this.frameIndex * VAD_FRAME + this.pendingLength);
-        this.lastEndSample = end;
-        events.push({ type: 'end', atS: end / VAD_SAMPLE_RATE });
+        const back = Math.max(pad, this.preRollSamples);
+        const gap = e.start - this.lastRawEnd;
+        // After a cut with no pause (maxSpeechS) speech resumes a frame later; offline shares that
+        // gap, so the start goes back by half of it even though the end already went out.
+        const start = splitStart ?? (this.lastRawEnd >= 0 && gap < 2 * pad ? e.start - Math.floor(gap / 2) : Math.max(this.lastEndSample, e.start - back, 0));
+        splitStart = undefined;
+        events.push({ type: 'start', atS: start / VAD_SAMPLE_RATE });
+        return;
       }
-    }
+      this.speaking = false;
+      let end = Math.min(e.region.end + pad, this.frameIndex * VAD_FRAME + this.pendingLength);
+      const next = tracked[j + 1];
+      if (next?.kind === 'confirmed') {
+        // A forced split (maxSpeechS): the next region is already known, so the pause between
+        // them is shared exactly as regionsFromProbabilities() shares it.
+        const gap = next.start - e.region.end;
+        const share = gap < 2 * pad ? Math.floor(gap / 2) : pad;
+        end = e.region.end + share;
+        splitStart = next.start - share;
+      }
+      this.lastEndSample = end;
+      this.lastRawEnd = e.region.end;
+      events.push({ type: 'end', atS: end / VAD_SAMPLE_RATE });
+    });
   }
 }
