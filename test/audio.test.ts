@@ -118,6 +118,25 @@ describe('log-mel parity with WhisperFeatureExtractor', () => {
     expect(mel.logMel(new Float32Array(100)).frames).toBe(0);
   });
 
+  it('windowsAsync leaves the event loop free while it computes', async () => {
+    const mel = new MelExtractor({ nMels: 80, threads: 1 });
+    const samples = await loadAudio(sharedPath('fixtures', 'speech', 'dev-long.wav'));
+    const offsets = Array.from({ length: 40 }, (_, i) => (i % 8) * 30 * SAMPLE_RATE);
+    let ticks = 0;
+    let done = false;
+    const spin = () => {
+      if (done) return;
+      ticks++;
+      setImmediate(spin);
+    };
+    setImmediate(spin);
+    const out = await mel.windowsAsync(samples, offsets);
+    done = true;
+    expect(out.length).toBe(40 * 80 * 3000);
+    // 40 windows take tens of milliseconds; a blocking call would allow no tick at all.
+    expect(ticks).toBeGreaterThan(3);
+  });
+
   it('equals a float64 by-the-book log-mel for other FFT sizes and 128 bins', () => {
     // Random-ish but deterministic signal with speech-like level changes.
     let seed = 12345;

@@ -31,6 +31,12 @@ typedef int32_t vi __attribute__((vector_size(W * 4)));
 
 inline vf Splat(float s) { return vf{} + s; }
 
+// Lane-wise max by bit selection (vector ?: is not portable across GCC and Clang).
+inline vf Max(vf a, vf b) {
+  const vi gt = a > b;
+  return (vf)(((vi)a & gt) | ((vi)b & ~gt));
+}
+
 // log10 for normal positive floats: exponent + atanh series of the mantissa in
 // [√½, √2) (|s| ≤ 0.172, so five terms reach float precision).
 inline vf Log10(vf x) {
@@ -284,7 +290,7 @@ void MelPlan::Block(const Job& job, int64_t frames, int64_t f0, int lanes, float
     const vf* pw = power + first_[m];
     vf acc = {};
     for (int t = 0; t < count_[m]; t++) acc += pw[t] * w[t];
-    const vf lg = Log10(acc > floor ? acc : floor);
+    const vf lg = Log10(Max(acc, floor));
     float* dst = job.out + size_t(m) * frames + f0;
     if (lanes == W) std::memcpy(dst, &lg, sizeof(lg));
     else
