@@ -81,6 +81,19 @@ describe('log-mel parity with WhisperFeatureExtractor', () => {
     }
   });
 
+  it('`wx debug mel --n-mels 128` writes [128, 3000]; a bad --n-mels is refused', () => {
+    const out = path.join(tmp, 'short-128.f32');
+    const wx = path.join(repoRoot, 'bin', 'wx.js');
+    const r = spawnSync(process.execPath, [wx, 'debug', 'mel', sharedPath('fixtures', 'fx-short.wav'), '--out', out, '--n-mels', '128'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const features = readF32(out);
+    expect(features.length).toBe(128 * 3000);
+    expect(maxAbsDiff(features, new MelExtractor({ nMels: 128 }).window(readWavS16(sharedPath('fixtures', 'fx-short.wav')).samples))).toBeLessThan(1e-6);
+    const bad = spawnSync(process.execPath, [wx, 'debug', 'mel', sharedPath('fixtures', 'fx-short.wav'), '--out', out, '--n-mels', '100'], { encoding: 'utf8' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/--n-mels/);
+  });
+
   it('`wx debug mel` names the file when it cannot read it', () => {
     const missing = path.join(tmp, 'no-such-recording.wav');
     const r = spawnSync(process.execPath, [path.join(repoRoot, 'bin', 'wx.js'), 'debug', 'mel', missing, '--out', path.join(tmp, 'x.f32')], { encoding: 'utf8' });
@@ -345,6 +358,25 @@ describe('bad input gives a typed error naming the file and the reason', () => {
     const c = Buffer.from(fixture().subarray(0, 4096));
     c.writeUInt32LE(0x7ffffff0, 16);
     expect((await audioError(loadAudio(write('huge-fmt.wav', c)))).code).toBe('audio.truncated');
+  });
+
+  it('a genuinely huge WAV (sparse, 2 GB): duration from the header, refused before allocating', async () => {
+    const file = path.join(tmp, 'sparse-huge.wav');
+    const dataBytes = 2_000_000_000;
+    const header = wavBytes([new Float32Array(0)], 16000, 's16');
+    header.writeUInt32LE(36 + dataBytes, 4);
+    header.writeUInt32LE(dataBytes, 40);
+    fs.writeFileSync(file, header);
+    fs.truncateSync(file, 44 + dataBytes);
+    const started = performance.now();
+    expect(await probeDuration(file)).toBeCloseTo(dataBytes / 2 / 16000, 6);
+    const before = process.memoryUsage().rss;
+    const err = await audioError(loadAudio(file));
+    expect(err.code).toBe('audio.too_large');
+    expect(err.message).toContain(file);
+    expect(process.memoryUsage().rss - before).toBeLessThan(64 * 2 ** 20);
+    expect(performance.now() - started).toBeLessThan(5000);
+    fs.rmSync(file);
   });
 
   it('corrupt header values', async () => {
