@@ -101,6 +101,19 @@ describe('WhisperTokenizer on the shared English-only model', () => {
     expect(tok.decode(injected)).toBe('<|endoftext|><|0.00|>');
   });
 
+  it('encodes very long letter runs in bounded time and round-trips them', () => {
+    let seed = 7;
+    const letters = Array.from({ length: 60_000 }, () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return 'abcdefghijklmnopqrstuvwxyzäöüß'[seed % 30];
+    }).join('');
+    const long = letters + '日'.repeat(3_000) + '🎉'.repeat(1_000);
+    const t0 = performance.now();
+    const ids = tok.encode(long);
+    expect(performance.now() - t0).toBeLessThan(3_000);
+    expect(tok.decode(ids)).toBe(long);
+  });
+
   it('joins UTF-8 sequences split across tokens and replaces broken ones', () => {
     const ids = tok.encode(' 🎉');
     expect(ids.length).toBeGreaterThan(1);

@@ -115,6 +115,8 @@ export interface WordTokens {
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: false });
 const WORD_CACHE_LIMIT = 50_000;
+/** Longest pre-tokenised piece (UTF-16 units) encoded in one BPE run. */
+const MAX_PIECE = 512;
 
 export class WhisperTokenizer {
   readonly vocabSize: number;
@@ -145,7 +147,8 @@ export class WhisperTokenizer {
   private readonly tokenBytes: Uint8Array;
   private readonly tokenStart: Uint32Array;
   private readonly tokenLen: Uint16Array;
-  /** "left right" merge keys in rank order; the rank map is built on the first encode. */
+  /** "left right" merge keys in rank order (empty when loaded from the cache, which stores the
+   *  id-level table instead); the id-level merge table is built from them on the first encode. */
   private readonly mergeKeys: readonly string[];
   private mergeTableCache: MergeTable | undefined;
   private contentByIdCache: string[] | undefined;
@@ -488,6 +491,17 @@ export class WhisperTokenizer {
     const out: number[] = [];
     for (const m of text.matchAll(PRETOKENIZE)) {
       const piece = m[0];
+      if (piece.length > MAX_PIECE) {
+        // BPE is quadratic in the piece length; a letter run this long is not language (e.g. a
+        // pasted hash), so it is encoded in slices, cut between code points.
+        for (let i = 0; i < piece.length; ) {
+          let j = Math.min(i + MAX_PIECE, piece.length);
+          if (j < piece.length && /[\uDC00-\uDFFF]/.test(piece[j]!)) j--;
+          for (const id of this.bpe(piece.slice(i, j))) out.push(id);
+          i = j;
+        }
+        continue;
+      }
       let ids = this.wordCache.get(piece);
       if (ids === undefined) {
         ids = this.bpe(piece);
