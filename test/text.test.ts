@@ -50,6 +50,8 @@ describe('normalizeEnglish', () => {
     ['Café naïve résumé', 'cafe naive resume'],
     ['Mr. Smith and Dr. Jones & co', 'mister smith and doctor jones and co'],
     ['  lots\tof\n\nspace  ', 'lots of space'],
+    ['U.S.A. and the U.K. vs USA', 'usa and the uk versus usa'],
+    ['a hundred and a thousand and a cat', '100 and 1000 and a cat'],
     ['', ''],
   ];
   for (const [input, expected] of cases) {

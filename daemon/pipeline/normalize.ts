@@ -180,6 +180,12 @@ function parseNumber(words: string[], start: number): ParsedNumber | undefined {
   let last: 'unit' | 'teen' | 'tens' | 'hundred' | 'scale' | undefined;
   let i = start;
   let ordinal = false;
+  // "a hundred", "a thousand" are numbers; "a" alone is not.
+  if (words[i] === 'a' && (words[i + 1] === 'hundred' || (words[i + 1] !== undefined && words[i + 1]! in SCALES))) {
+    current = 1;
+    last = 'unit';
+    i++;
+  }
   for (; i < words.length; i++) {
     const w = words[i]!;
     if (w in UNITS || w in ORDINAL_UNITS) {
@@ -246,6 +252,8 @@ export function normalizeEnglish(text: string): string {
   let s = text.toLowerCase();
   s = s.replace(/[\u2018\u2019\u02bc`]/g, "'");
   s = removeBracketed(s);
+  // Dotted initialisms: "u.s.a." → "usa", so they match the undotted spelling.
+  s = s.replace(/\b(?:[a-z]\.){2,}/g, (m) => m.replace(/\./g, '') + ' ');
   s = s.replace(FILLERS, ' ');
   s = s.replace(/\s+'/g, "'");
   for (const [re, rep] of CONTRACTIONS) s = s.replace(re, rep);
