@@ -215,6 +215,21 @@ describe('resampler', () => {
     }
   });
 
+  it('adds no delay and keeps DC exact', () => {
+    for (const from of [44100, 48000, 22050, 8000, 44101]) {
+      // An impulse at input sample p must peak at the output sample nearest p·16000/from.
+      const x = new Float32Array(from);
+      const p = Math.floor(from / 2);
+      x[p] = 1;
+      const y = resample(x, from, 16000);
+      let peak = 0;
+      for (let i = 1; i < y.length; i++) if (Math.abs(y[i]!) > Math.abs(y[peak]!)) peak = i;
+      expect(peak, `${from} Hz`).toBe(Math.round((p * 16000) / from));
+      const dc = resample(new Float32Array(from).fill(0.25), from, 16000);
+      expect(maxAbsDiff(dc.subarray(1000, 15000), new Float32Array(14000).fill(0.25)), `${from} Hz`).toBeLessThan(1e-6);
+    }
+  });
+
   it('upsamples without images (8 kHz → 16 kHz)', () => {
     const y = resample(sine(1000, 8000, 1), 8000, 16000);
     expect(y.length).toBe(16000);
