@@ -142,12 +142,15 @@ export async function decodeWithFfmpeg(ffmpeg: string, file: string, opts: { sig
   return toFloat32(r.stdout, r.stdoutBytes);
 }
 
-/** macOS without ffmpeg: Core Audio's converter writes a 16 kHz mono float WAV we then read natively. */
+/**
+ * macOS without ffmpeg: Core Audio's converter writes a float WAV at the recording's own rate and
+ * channel count; the native decoder then downmixes and resamples it like any WAV.
+ */
 export async function decodeWithAfconvert(afconvert: string, file: string, opts: { signal?: AbortSignal | undefined; maxSamples: number }): Promise<Float32Array> {
   const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'wx-afconvert-'));
   try {
     const out = path.join(dir, 'audio.wav');
-    const r = await run(afconvert, ['-f', 'WAVE', '-d', `LEF32@${RATE}`, '-c', '1', path.resolve(file), out], { signal: opts.signal, maxStdout: STDERR_LIMIT, file });
+    const r = await run(afconvert, ['-f', 'WAVE', '-d', 'LEF32', path.resolve(file), out], { signal: opts.signal, maxStdout: STDERR_LIMIT, file });
     if (r.code !== 0) {
       const text = (r.stderr || Buffer.concat(r.stdout).toString('utf8')).trim().split('\n').pop() ?? '';
       throw new AudioError('audio.not_audio', file, `not an audio file Core Audio can read (afconvert: ${text}); for other formats ${installHint()}`);
