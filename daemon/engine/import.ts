@@ -119,10 +119,12 @@ export function writeModelGraphs(srcDir: string, outDir: string, precision: Prec
   };
   const files = GRAPH_FILES[precision];
   onStep?.(`encoder ${precision}`);
-  const enc = buildEncoderGraph(cfg.dims, read, { linear: precision, crossKv: precision });
+  // INT8 files keep their few unquantised tensors as float16 (lossless for float16 checkpoints).
+  const floatStorage = precision === 'int8' ? 'fp16' : 'fp32';
+  const enc = buildEncoderGraph(cfg.dims, read, { linear: precision, crossKv: precision, floatStorage });
   let bytes = writeGraph(enc, path.join(outDir, files.encoder));
   onStep?.(`decoder ${precision}`);
-  const dec = buildDecoderGraph(cfg.dims, read, { linear: precision === 'int8' ? 'int8' : 'fp32', logits: 'fp32' });
+  const dec = buildDecoderGraph(cfg.dims, read, { linear: precision, logits: precision, floatStorage });
   bytes += writeGraph(dec, path.join(outDir, files.decoder));
   return bytes;
 }

@@ -5,13 +5,16 @@
 //
 import { Graph, float } from '../onnx/graph.js';
 import type { ModelDims } from '../manifest.js';
-import { LayerBuilder, prec, type LinearPrecision, type PrecisionPolicy } from './layers.js';
+import { LayerBuilder, prec, type PrecisionPolicy } from './layers.js';
 import type { WeightReader } from './encoder.js';
 
 export interface DecoderGraphOptions {
   linear: PrecisionPolicy;
-  /** Output projection (tied embedding): float32, or int8 for the candidate scores. */
-  logits: LinearPrecision;
+  /** The tied token embedding (input lookup and output projection): float32, or one 8-bit
+   *  table (blocks of 32 with scales) serving both. */
+  logits: 'fp32' | 'int8';
+  /** File storage of the tensors that stay in float (positions). */
+  floatStorage?: 'fp32' | 'fp16';
 }
 
 export const DECODER_IO = {
@@ -56,12 +59,14 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
 
   // Embeddings: token + learned position (per row: offset + 0..S-1).
   const embed = read(`${p}.embed_tokens.weight`, [V, d]);
-  const embedName = L.weight(`${p}.embed_tokens.weight`, [V, d], embed);
+  const table = opts.logits === 'int8' ? L.blockTable(`${p}.embed_tokens`, embed, V, d) : undefined;
+  const embedName = table ? '' : L.weight(`${p}.embed_tokens.weight`, [V, d], embed);
   const seqLen = g.op('Gather', [g.op('Shape', [tokens]), L.i64([1], [])], { axis: 0 }); // scalar S
   const steps = g.op('Range', [L.i64([0], []), seqLen, L.i64([1], [])]); // [S]
   const positions = g.op('Add', [g.op('Unsqueeze', [offset, L.i64([1])]), g.op('Unsqueeze', [steps, L.i64([0])])]); // [B, S]
-  const posTable = L.weight(`${p}.embed_positions.weight`, [dims.nTextCtx, d], read(`${p}.embed_positions.weight`, [dims.nTextCtx, d]));
-  let x = g.op('Add', [g.op('Gather', [embedName, tokens], { axis: 0 }), g.op('Gather', [posTable, positions], { axis: 0 })]);
+  const posTable = L.weightStored(`${p}.embed_positions.weight`, [dims.nTextCtx, d], read(`${p}.embed_positions.weight`, [dims.nTextCtx, d]), opts.floatStorage ?? 'fp32');
+  const tokenVectors = table ? L.gatherBlockRows(table, tokens, d) : g.op('Gather', [embedName, tokens], { axis: 0 });
+  let x = g.op('Add', [tokenVectors, g.op('Gather', [posTable, positions], { axis: 0 })]);
 
   // Masks: cache slot c is visible to row b iff c < offset[b]; new token j is visible to new
   // token i iff j <= i.
@@ -137,7 +142,7 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
   const flat = g.op('Reshape', [picked, L.i64([-1, d])]);
   let logits2d: string;
   if (opts.logits === 'int8') {
-    logits2d = L.linear(flat, `${p}.logits`, embed, V, d, undefined, 'int8');
+    logits2d = L.blockMatMul(flat, table!);
   } else {
     logits2d = g.op('Gemm', [flat, embedName], { transB: 1, alpha: float(1), beta: float(0) });
   }

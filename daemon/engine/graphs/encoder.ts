@@ -12,6 +12,8 @@ export interface EncoderGraphOptions {
   linear: PrecisionPolicy;
   /** Precision of the cross-attention K/V projections (per decoder layer). */
   crossKv: LinearPrecision;
+  /** File storage of the tensors that stay in float (conv stem, positions). */
+  floatStorage?: 'fp32' | 'fp16';
 }
 
 /** Output names, shared with the runtime side. */
@@ -42,17 +44,18 @@ export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: Enc
   const T = dims.nAudioCtx;
   const H = dims.encoderHeads;
   const p = 'model.encoder';
+  const storage = opts.floatStorage ?? 'fp32';
 
   const mel = g.input(ENCODER_IO.mel, 'float32', ['batch', dims.nMels, 2 * T]);
   const conv = (x: string, name: string, inC: number, stride: number) => {
-    const w = L.weight(`${name}.weight`, [d, inC, 3], read(`${name}.weight`, [d, inC, 3]));
+    const w = L.weightStored(`${name}.weight`, [d, inC, 3], read(`${name}.weight`, [d, inC, 3]), storage);
     const b = L.weight(`${name}.bias`, [d], read(`${name}.bias`, [d]));
     return L.gelu(g.op('Conv', [x, w, b], { kernel_shape: [3], pads: [1, 1], strides: [stride] }));
   };
   const c1 = conv(mel, `${p}.conv1`, dims.nMels, 1);
   const c2 = conv(c1, `${p}.conv2`, d, 2); // [B, d, T]
   const tokens = g.op('Transpose', [c2], { perm: [0, 2, 1] });
-  let x = g.op('Add', [tokens, L.weight(`${p}.embed_positions.weight`, [T, d], read(`${p}.embed_positions.weight`, [T, d]))]);
+  let x = g.op('Add', [tokens, L.weightStored(`${p}.embed_positions.weight`, [T, d], read(`${p}.embed_positions.weight`, [T, d]), storage)]);
 
   // Pre-LN blocks. The residual stream and the following LayerNorm are fused (SkipLayerNorm);
   // each sub-layer's output bias rides in the fused op.

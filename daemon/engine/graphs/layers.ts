@@ -1,11 +1,20 @@
 // Building blocks shared by the encoder and decoder graphs. Weights arrive in Hugging Face layout
 // ([out, in] for linears) as float32 and are laid out here for the ops that consume them.
 import { Graph, f32Tensor, float, i64Tensor, type TensorData } from '../onnx/graph.js';
-import { quantizePerColumn } from '../quant.js';
+import { quantizePerColumn, quantizeRowBlocks } from '../quant.js';
+import { f32ToF16 } from '../model/safetensors.js';
 
-/** How a linear layer's weights are stored: float32, or int8 with one scale per output column
- *  (activations quantised per tensor at run time: ORT's DynamicQuantizeMatMul). */
-export type LinearPrecision = 'fp32' | 'int8';
+export const INT8_BLOCK = 32;
+
+/** How a linear layer's weights are stored and multiplied:
+ *  - `fp32`;
+ *  - `int8`: 8-bit weights with a scale per block of 32 inputs, activations quantised per row
+ *    and block at run time (ORT's MatMulNBits, accuracy level 4: int8 dot products). Every row
+ *    is quantised on its own, so a row's result does not depend on what else is in the batch;
+ *  - `int8-tensor`: 8-bit weights per output column, activations quantised per TENSOR
+ *    (DynamicQuantizeMatMul). Faster, but rows of a batch share one activation scale, so batching
+ *    changes results; kept for measurements only. */
+export type LinearPrecision = 'fp32' | 'int8' | 'int8-tensor';
 
 /** Which linear layers are quantised: one precision for all, or a choice per layer name
  *  (`model.encoder.layers.3.fc2`, `….self_attn.qkv`). */
@@ -26,6 +35,14 @@ export function transpose2d(w: Float32Array, rows: number, cols: number): Float3
 
 function int8Tensor(dims: readonly number[], values: Int8Array): TensorData {
   return { dtype: 'int8', dims, data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
+}
+
+export interface BlockTable {
+  values: string;
+  scales: string;
+  rows: number;
+  cols: number;
+  blocks: number;
 }
 
 export class LayerBuilder {
@@ -57,11 +74,27 @@ export class LayerBuilder {
     return this.g.initializer(name, f32Tensor(dims, values));
   }
 
+  /** A float weight stored as float16 in the file and widened once at load (ORT folds the
+   *  Cast). Lossless for float16 checkpoints; halves the file size of unquantised tensors. */
+  weightStored(name: string, dims: readonly number[], values: Float32Array, storage: 'fp32' | 'fp16'): string {
+    if (storage === 'fp32') return this.weight(name, dims, values);
+    const half = f32ToF16(values);
+    const init = this.g.initializer(`${name}.f16`, { dtype: 'float16', dims, data: new Uint8Array(half.buffer, half.byteOffset, half.byteLength) });
+    return this.g.op('Cast', [init], { to: 1 });
+  }
+
   /** x[..., inF] · Wᵀ (+ b): `w` is [outF, inF] as stored by Hugging Face. Without `bias` the
    *  caller adds it elsewhere (e.g. inside SkipLayerNormalization). */
   linear(x: string, name: string, w: Float32Array, outF: number, inF: number, bias: Float32Array | undefined, precision: LinearPrecision): string {
-    const wt = transpose2d(w, outF, inF); // [inF, outF]
     if (precision === 'int8') {
+      const q = quantizeRowBlocks(w, outF, inF, INT8_BLOCK);
+      const packed: TensorData = { dtype: 'uint8', dims: [outF, q.blocks, INT8_BLOCK], data: q.values };
+      const inputs = [x, this.g.initializer(`${name}.wq`, packed), this.weight(`${name}.scales`, [outF * q.blocks], q.scales)];
+      if (bias) inputs.push('', '', this.weight(`${name}.bias`, [outF], bias));
+      return this.g.msOp('MatMulNBits', inputs, { K: inF, N: outF, bits: 8, block_size: INT8_BLOCK, accuracy_level: 4 });
+    }
+    const wt = transpose2d(w, outF, inF); // [inF, outF]
+    if (precision === 'int8-tensor') {
       const q = quantizePerColumn(wt, inF, outF);
       const wq = this.g.initializer(`${name}.wq`, int8Tensor([inF, outF], q.values));
       const scale = this.weight(`${name}.scale`, [outF], q.scales);
@@ -72,6 +105,34 @@ export class LayerBuilder {
     }
     const y = this.g.op('MatMul', [x, this.weight(`${name}.weight`, [inF, outF], wt)]);
     return bias ? this.g.op('Add', [y, this.weight(`${name}.bias`, [outF], bias)]) : y;
+  }
+
+  /** An [N, K] matrix (rows = outputs) as an 8-bit block table, usable both as MatMulNBits
+   *  weights and as a row lookup. */
+  blockTable(name: string, w: Float32Array, rows: number, cols: number): BlockTable {
+    const q = quantizeRowBlocks(w, rows, cols, INT8_BLOCK);
+    return {
+      values: this.g.initializer(`${name}.wq`, { dtype: 'uint8', dims: [rows, q.blocks, INT8_BLOCK], data: q.values }),
+      scales: this.weight(`${name}.scales`, [rows, q.blocks], q.scales),
+      rows,
+      cols,
+      blocks: q.blocks,
+    };
+  }
+
+  /** x[..., K] · tableᵀ → [..., N] */
+  blockMatMul(x: string, t: BlockTable): string {
+    const flatScales = this.g.op('Reshape', [t.scales, this.i64([-1])]);
+    return this.g.msOp('MatMulNBits', [x, t.values, flatScales], { K: t.cols, N: t.rows, bits: 8, block_size: INT8_BLOCK, accuracy_level: 4 });
+  }
+
+  /** Rows `ids` ([B, S] int64) of the table, dequantised: [B, S, K]. */
+  gatherBlockRows(t: BlockTable, ids: string, cols: number): string {
+    const q = this.g.op('Gather', [t.values, ids], { axis: 0 }); // [B, S, blocks, 32]
+    const centred = this.g.op('Sub', [this.g.op('Cast', [q], { to: 1 }), this.f32([128], [])]);
+    const scales = this.g.op('Unsqueeze', [this.g.op('Gather', [t.scales, ids], { axis: 0 }), this.i64([-1])]); // [B, S, blocks, 1]
+    const full = this.g.op('Reshape', [this.g.op('Mul', [centred, scales]), this.i64([0, 0, t.blocks * INT8_BLOCK])]);
+    return t.blocks * INT8_BLOCK === cols ? full : this.g.op('Slice', [full, this.i64([0]), this.i64([cols]), this.i64([2])]);
   }
 
   layerNorm(x: string, name: string, gamma: Float32Array, beta: Float32Array): string {
