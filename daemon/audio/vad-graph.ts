@@ -114,7 +114,9 @@ function nodeInfo(node: Uint8Array): { op: string; attrs: Map<string, Uint8Array
 }
 
 export interface SileroWeights {
-  stftBasis: Float32Array; // [258, 1, 256]
+  /** STFT basis folded (see foldStftBasis): [128, 129] and [127, 129]. */
+  stftCos: Float32Array;
+  stftSin: Float32Array;
   enc: { w: Float32Array; b: Float32Array; cin: number; cout: number }[]; // [cout, cin, 3]
   weightIh: Float32Array; // [512, 128], PyTorch gate order i, f, g, o
   weightHh: Float32Array;
@@ -173,8 +175,11 @@ function weightsFromModel(model: Uint8Array, fail: (why: string) => WxError): Si
     [64, 64],
     [64, 128],
   ].map(([cin, cout], i) => ({ w: get(`encoder.${i}.reparam_conv.weight`, [cout!, cin!, 3]), b: get(`encoder.${i}.reparam_conv.bias`, [cout!]), cin: cin!, cout: cout! }));
+  const folded = foldStftBasis(get('stft.forward_basis_buffer', [258, 1, 256]));
+  if (!folded) throw fail('the STFT basis is not a windowed DFT');
   return {
-    stftBasis: get('stft.forward_basis_buffer', [258, 1, 256]),
+    stftCos: folded.cos,
+    stftSin: folded.sin,
     enc,
     weightIh: get('decoder.rnn.weight_ih', [512, 128]),
     weightHh: get('decoder.rnn.weight_hh', [512, 128]),
@@ -194,6 +199,30 @@ function convAsMatmul(w: Float32Array, cout: number, cin: number, taps: readonly
     for (let c = 0; c < cin; c++) for (let o = 0; o < cout; o++) out[(ti * cin + c) * cout + o] = w[(o * cin + c) * 3 + k]!;
   });
   return out;
+}
+
+/**
+ * The STFT basis [258, 256] folded around k = 128, when it has the symmetry of a windowed DFT
+ * with a window that is 0 at k = 0 (Silero's periodic Hann): `cos` [128, 129] (rows k = 1 … 127,
+ * then 128) and `sin` [127, 129]. Undefined if the basis lacks that symmetry.
+ */
+function foldStftBasis(basis: Float32Array): { cos: Float32Array; sin: Float32Array } | undefined {
+  const at = (row: number, k: number) => basis[row * 256 + k]!;
+  let scale = 0;
+  for (const v of basis) scale = Math.max(scale, Math.abs(v));
+  const tol = 1e-6 * scale;
+  const cos = new Float32Array(128 * 129);
+  const sin = new Float32Array(127 * 129);
+  for (let f = 0; f < 129; f++) {
+    if (Math.abs(at(f, 0)) > tol || Math.abs(at(129 + f, 0)) > tol || Math.abs(at(129 + f, 128)) > tol) return undefined;
+    for (let k = 1; k < 128; k++) {
+      if (Math.abs(at(f, k) - at(f, 256 - k)) > tol || Math.abs(at(129 + f, k) + at(129 + f, 256 - k)) > tol) return undefined;
+      cos[(k - 1) * 129 + f] = at(f, k);
+      sin[(k - 1) * 129 + f] = at(129 + f, k);
+    }
+    cos[127 * 129 + f] = at(f, 128);
+  }
+  return { cos, sin };
 }
 
 /** PyTorch LSTM gate blocks (i, f, g, o) → ONNX order (i, o, f, c). */
@@ -223,13 +252,18 @@ export function buildFastSileroModel(w: SileroWeights): Uint8Array {
   const flat = g.op('Reshape', [frames, c64([-1, 576])]);
   const padded = g.op('Pad', [flat, c64([0, 0, 0, 64])], { mode: 'reflect' });
   const halves = g.op('Reshape', [padded, c64([-1, 5, 128])]);
-  const windows = g.op('Concat', [slice(halves, [0], [4], [1]), slice(halves, [1], [5], [1])], { axis: 2 }); // [M,4,256]
-  // (ONNX Runtime's DFT op was tried here, the basis being a Hann-windowed DFT: 1.6× slower than this MatMul.)
-  const basisT = new Float32Array(256 * 258);
-  for (let o = 0; o < 258; o++) for (let k = 0; k < 256; k++) basisT[k * 258 + o] = w.stftBasis[o * 256 + k]!;
-  const spec = g.op('MatMul', [windows, g.initializer('stft', f32Tensor([256, 258], basisT))]); // [M,4,258]
-  const re = slice(spec, [0], [129], [2]);
-  const im = slice(spec, [129], [258], [2]);
+  // The basis is a periodic-Hann-windowed DFT (checked when the weights are read). Its cos rows
+  // are even and its sin rows odd around k = 128 and the window is 0 at k = 0, so with
+  // x_k + x_(256-k) and x_k - x_(256-k) for k = 1 … 127 half the multiplies do. (ONNX Runtime's
+  // DFT op was tried instead: 1.6× slower than the MatMul.) Window j is halves j and j+1, so its
+  // samples are read from the halves directly.
+  const lo = slice(halves, [0, 1], [4, 128], [1, 2]); // k = 1 … 127
+  const hi = slice(halves, [1, 127], [5, 0], [1, 2], [1, -1]); // k = 255 … 129
+  const mid = slice(halves, [1, 0], [5, 1], [1, 2]); // k = 128
+  const sum = g.op('Concat', [g.op('Add', [lo, hi]), mid], { axis: 2 }); // [M,4,128]
+  const diff = g.op('Sub', [lo, hi]); // [M,4,127]
+  const re = g.op('MatMul', [sum, g.initializer('stft_cos', f32Tensor([128, 129], w.stftCos))]);
+  const im = g.op('MatMul', [diff, g.initializer('stft_sin', f32Tensor([127, 129], w.stftSin))]);
   let x = g.op('Sqrt', [g.op('Add', [g.op('Mul', [re, re]), g.op('Mul', [im, im])])]); // [M,4,129]
 
   // Encoder: conv k3 pad 1 with strides 1, 2, 2, 1 over 4 → 4 → 2 → 1 → 1 time positions.
