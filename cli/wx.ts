@@ -6,6 +6,7 @@ import { VERSION } from '../daemon/version.js';
 import { EXIT } from './exit.js';
 import { registerDebug } from './commands/debug.js';
 import { registerTranscribe } from './commands/transcribe.js';
+import { transcribeViaDaemon } from './commands/transcribe-daemon.js';
 import { registerDaemon } from './commands/daemon.js';
 import { registerStatus } from './commands/status.js';
 import { registerSearch } from './commands/search.js';
@@ -18,7 +19,7 @@ const program = new Command('wx')
   .showHelpAfterError()
   .exitOverride();
 
-registerTranscribe(program);
+registerTranscribe(program, transcribeViaDaemon);
 registerDebug(program);
 registerDaemon(program);
 registerStatus(program);

@@ -2,12 +2,32 @@
 // answers the protocol, and (as the store and pipeline land) owns the database, the warm
 // model and the job loop. Readiness = answering `initialize`.
 import fs from 'node:fs';
+import path from 'node:path';
 import { loadConfig, type WxConfig } from './config.js';
 import { WxError, describeError } from './errors.js';
 import { InstanceLock } from './instance.js';
 import { RpcServer } from './ipc/server.js';
-import { PLANNED_METHODS, PROTOCOL_VERSION, type ModelStatus, type QueueStats, type StatusResult } from './ipc/protocol.js';
-import { RpcMethodError } from './ipc/transport.js';
+import {
+  ErrorCode,
+  PLANNED_METHODS,
+  type ErrorCodeName,
+  PROTOCOL_VERSION,
+  type JobInfo,
+  type MethodName,
+  type ModelStatus,
+  type ParamsOf,
+  type ResultOf,
+  type SearchHit,
+  type StatusResult,
+  type StoredTranscript as WireTranscript,
+  type WatchInfo,
+} from './ipc/protocol.js';
+import { RpcMethodError, type RequestContext } from './ipc/transport.js';
+import { JobRunner, type JobOptions } from './jobs/runner.js';
+import { WorkerTranscriber, type TranscribeEngine } from './jobs/transcriber-host.js';
+import { getDefaultModel } from './models/registry.js';
+import { PRIORITY, TranscriptStore, type Job, type StoredSegment, type StoredTranscript, type Watch } from './store/index.js';
+import { hashFile } from './watch/index.js';
 import { Logger } from './log.js';
 import { wxPaths, type WxPaths } from './paths.js';
 import { VERSION } from './version.js';
@@ -29,8 +49,15 @@ export class Daemon {
   private server!: RpcServer;
   private lock: InstanceLock | null = null;
   private stopping: Promise<void> | null = null;
+  /** Set first thing in shutdown: aborted requests then leave their jobs queued, not cancelled. */
+  private shuttingDown = false;
   private model: ModelStatus | null = null;
   private lastError: StatusResult['last_error'] = null;
+  store!: TranscriptStore;
+  runner!: JobRunner;
+  /** Open engines by `model|precision`; the default one is loaded at start and kept warm. */
+  private readonly engines = new Map<string, Promise<TranscribeEngine>>();
+  private defaultKey: string | null = null;
   /** Resolves when the daemon has shut down. */
   readonly done: Promise<void>;
   private resolveDone!: () => void;
@@ -59,6 +86,18 @@ export class Daemon {
       return false;
     }
     this.lock = got.lock;
+    try {
+      this.store = TranscriptStore.open(this.paths.db, { retryBaseMs: this.config.jobs.retryBaseMs, defaultMaxAttempts: this.config.jobs.maxAttempts });
+    } catch (err) {
+      this.lock.release();
+      throw err;
+    }
+    const requeued = this.store.requeueRunningJobs();
+    if (requeued > 0) this.log.warn('re-queued jobs interrupted by a previous daemon', { jobs: requeued });
+    this.runner = new JobRunner(this.store, (o) => this.engineFor(o), this.log);
+    this.runner.on('finished', (job) => {
+      if (job.state === 'failed') this.recordError(job.error ?? 'failed', { job: job.id, path: job.path });
+    });
     this.server = new RpcServer({
       socketPath: this.paths.socket,
       daemonVersion: VERSION,
@@ -69,30 +108,213 @@ export class Daemon {
     try {
       await this.server.listen();
     } catch (err) {
+      this.store.close();
       this.lock.release();
       throw err;
     }
+    this.loadDefaultModel();
+    this.runner.start();
     this.log.info('daemon listening', { socket: this.paths.socket, version: VERSION, protocol: PROTOCOL_VERSION, home: this.paths.home });
     return true;
   }
 
+  /** Registers a handler whose WxErrors become typed protocol errors (not found, bad params). */
+  private method<M extends MethodName>(name: M, fn: (params: ParamsOf<M>, ctx: RequestContext) => Promise<ResultOf<M>> | ResultOf<M>): void {
+    this.server.handle(name, async (params, ctx) => {
+      try {
+        return await fn(params, ctx);
+      } catch (err) {
+        throw asRpcError(err);
+      }
+    });
+  }
+
   private registerMethods(): void {
-    const s = this.server;
-    s.handle('status', () => this.status());
-    s.handle('daemon.shutdown', () => {
+    this.method('status', () => this.status());
+    this.method('daemon.shutdown', () => {
       // Reply first, then stop: the caller waits for the socket to go away.
       setImmediate(() => void this.shutdown('daemon.shutdown request'));
       return { pid: process.pid };
     });
+    this.method('transcribe', (p, ctx) => this.transcribe(p, ctx));
+    this.method('jobs.list', (p) => {
+      const q: { state?: Job['state']; limit: number } = { limit: p?.limit ?? 100 };
+      if (p?.state) q.state = p.state;
+      return this.store.listJobs(q).map(jobInfo);
+    });
+    this.method('jobs.retry', (p) => {
+      const job = this.store.retryJob(requireId(p?.id));
+      this.runner.wake();
+      return jobInfo(job);
+    });
+    this.method('jobs.cancel', (p) => {
+      const job = this.store.cancelJob(requireId(p?.id));
+      this.runner.cancel(job.id);
+      return jobInfo(job);
+    });
+    this.method('transcripts.get', (p) => {
+      let recordingId = p?.recordingId;
+      if (p?.jobId !== undefined) recordingId = this.store.job(p.jobId)?.recordingId;
+      else if (p?.path !== undefined) recordingId = this.store.recordingByPath(p.path)?.id;
+      const t = recordingId === undefined ? undefined : this.store.transcriptForRecording(recordingId);
+      if (!t) throw RpcMethodError.of('notFound', 'transcript.not_found', `no stored transcript for ${JSON.stringify(p)}`, {});
+      return wireTranscript(t, this.store.recording(t.recordingId)?.path ?? '');
+    });
+    this.method('search', (p) => {
+      if (!p || typeof p.query !== 'string') throw RpcMethodError.of('invalidParams', 'search.bad_params', 'search needs {query: string}');
+      const opts: { limit: number; sinceMs?: number; pathGlob?: string } = { limit: p.limit ?? 20 };
+      if (p.since !== undefined) {
+        const since = Date.parse(p.since);
+        if (Number.isNaN(since)) throw RpcMethodError.of('badParams', 'search.bad_since', `--since: cannot read ${JSON.stringify(p.since)} as a date (use YYYY-MM-DD or an ISO time)`, { since: p.since });
+        opts.sinceMs = since;
+      }
+      if (p.path !== undefined) opts.pathGlob = p.path;
+      return this.store.search(p.query, opts).map(
+        (h): SearchHit => ({ path: h.path, recording_id: h.recordingId, start: h.start, end: h.end, text: h.text, snippet: h.snippet, score: h.score }),
+      );
+    });
+    this.method('watch.ls', () => this.store.listWatches().map(watchInfo));
     for (const method of PLANNED_METHODS) {
-      s.handle(method, () => {
+      this.server.handle(method, () => {
         throw RpcMethodError.of('methodNotFound', 'ipc.not_implemented', `${method} is not available in this daemon yet`, { method });
       });
     }
   }
 
+  /** Loads the default model in the background: the socket answers meanwhile (status shows no
+   *  model until it is loaded; jobs wait for it). */
+  private loadDefaultModel(): void {
+    let model: string | undefined;
+    try {
+      model = getDefaultModel(this.paths.home)?.model;
+    } catch (err) {
+      this.log.error('cannot read the default model setting', { error: describeError(err) });
+    }
+    if (!model) {
+      this.log.warn('no default model: set one with `wx models pull tiny` or WX_MODEL');
+      return;
+    }
+    this.defaultKey = `${model}|${this.config.precision}`;
+    const t0 = performance.now();
+    const loading = this.openEngine(model, this.config.precision);
+    loading.then(
+      (engine) => {
+        this.model = { name: engine.modelName, precision: engine.precision, backend: 'onnxruntime-cpu', load_ms: Math.round(performance.now() - t0) };
+        this.log.info('model loaded', { ...this.model });
+      },
+      (err) => {
+        this.recordError(`cannot load the model ${model}: ${describeError(err)}`);
+        this.log.error('cannot load the default model', { model, error: describeError(err) });
+      },
+    );
+  }
+
+  private openEngine(model: string, precision: 'int8' | 'fp32'): Promise<TranscribeEngine> {
+    const key = `${model}|${precision}`;
+    let engine = this.engines.get(key);
+    if (!engine) {
+      engine = WorkerTranscriber.open({ model, precision, home: this.paths.home, threads: this.config.threads });
+      // A failed load is not cached: the next job tries again (e.g. after `wx models pull`).
+      engine.catch(() => this.engines.delete(key));
+      this.engines.set(key, engine);
+      // Keep the default and at most one other model warm.
+      for (const k of [...this.engines.keys()]) {
+        if (this.engines.size <= 2) break;
+        if (k === key || k === this.defaultKey) continue;
+        const old = this.engines.get(k)!;
+        this.engines.delete(k);
+        void old.then((e) => e.close()).catch(() => {});
+      }
+    }
+    return engine;
+  }
+
+  private engineFor(o: JobOptions): Promise<TranscribeEngine> {
+    const precision = o.precision ?? this.config.precision;
+    const model = o.model ?? (this.defaultKey ? this.defaultKey.split('|')[0] : undefined);
+    if (!model) {
+      return Promise.reject(new WxError('model.none', 'no model to transcribe with: install one with `wx models pull tiny`, or set WX_MODEL'));
+    }
+    return this.openEngine(model, precision);
+  }
+
+  private async transcribe(p: ParamsOf<'transcribe'>, ctx: RequestContext): Promise<ResultOf<'transcribe'>> {
+    if (!p || !Array.isArray(p.files) || p.files.length === 0) throw RpcMethodError.of('invalidParams', 'transcribe.bad_params', 'transcribe needs {files: [absolute paths]}');
+    for (const f of p.files) {
+      if (typeof f !== 'string' || !path.isAbsolute(f)) throw RpcMethodError.of('badParams', 'transcribe.relative_path', `files must be absolute paths (got ${JSON.stringify(f)})`, { file: String(f) });
+      const st = fs.statSync(f, { throwIfNoEntry: false });
+      if (!st) throw RpcMethodError.of('badParams', 'transcribe.no_file', `${f}: no such file`, { file: f });
+      if (!st.isFile()) throw RpcMethodError.of('badParams', 'transcribe.not_a_file', `${f}: not a regular file`, { file: f });
+    }
+    // Listen before queueing anything: a short job can finish while the next file is hashed.
+    const mine = new Set<number>();
+    const finished = new Map<number, Job>();
+    let notifyFinished: (() => void) | null = null;
+    const onFinished = (job: Job) => {
+      if (!mine.has(job.id)) return;
+      finished.set(job.id, job);
+      notifyFinished?.();
+    };
+    const onProgress = (job: Job, pr: { processedS: number; durationS: number }) => {
+      if (mine.has(job.id)) ctx.connection.notify('progress', { requestId: ctx.id, jobId: job.id, file: job.path, processedS: pr.processedS, durationS: pr.durationS }, { droppable: true });
+    };
+    this.runner.on('finished', onFinished);
+    this.runner.on('progress', onProgress);
+    const jobs: Job[] = [];
+    try {
+      const options: JobOptions = { ...(p.options ?? {}) };
+      const priority = p.priority === 'backlog' ? PRIORITY.watch : PRIORITY.interactive;
+      for (const file of p.files) {
+        const st = fs.statSync(file);
+        const sha256 = await hashFile(file);
+        const rec = this.store.upsertRecording({ path: file, sha256, size: st.size, mtimeMs: st.mtimeMs });
+        // Asked for by a person who is waiting: one attempt, and the error goes straight back.
+        const job = this.store.enqueueJob({ recordingId: rec.id, priority, source: 'cli', options, maxAttempts: p.wait ? 1 : this.config.jobs.maxAttempts });
+        mine.add(job.id);
+        jobs.push(job);
+        this.runner.wake();
+      }
+      if (!p.wait) return { jobs: jobs.map(jobInfo), transcripts: jobs.map(() => null) };
+      while (finished.size < jobs.length) {
+        if (ctx.signal.aborted) break;
+        await new Promise<void>((resolve) => {
+          notifyFinished = resolve;
+          ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+        });
+        notifyFinished = null;
+      }
+      if (ctx.signal.aborted && this.shuttingDown) {
+        throw RpcMethodError.of('busy', 'daemon.shutting_down', 'the daemon is shutting down; the files stay queued and are transcribed at its next start', { jobs: jobs.map((j) => j.id).join(',') });
+      }
+      if (ctx.signal.aborted) {
+        for (const job of jobs) {
+          if (finished.has(job.id)) continue;
+          try {
+            this.store.cancelJob(job.id);
+          } catch {
+            // finished in the meantime
+          }
+          this.runner.cancel(job.id);
+        }
+        throw RpcMethodError.of('cancelled', 'request.cancelled', `transcription of ${jobs.length} file(s) cancelled`, { jobs: jobs.map((j) => j.id).join(',') });
+      }
+      const final = jobs.map((j) => finished.get(j.id) ?? this.store.job(j.id)!);
+      return {
+        jobs: final.map(jobInfo),
+        transcripts: final.map((j) => {
+          if (j.state !== 'done') return null;
+          const t = this.store.transcriptForRecording(j.recordingId);
+          return t ? wireTranscript(t, j.path) : null;
+        }),
+      };
+    } finally {
+      this.runner.off('finished', onFinished);
+      this.runner.off('progress', onProgress);
+    }
+  }
+
   status(): StatusResult {
-    const queue: QueueStats = { queued: 0, running: 0, done: 0, failed: 0, cancelled: 0, queued_audio_s: 0 };
+    const q = this.store.queueStats();
     return {
       pid: process.pid,
       version: VERSION,
@@ -100,8 +322,8 @@ export class Daemon {
       uptime_s: Math.round((Date.now() - this.startedAt) / 100) / 10,
       model: this.model,
       rss_mb: Math.round((process.memoryUsage().rss / 2 ** 20) * 10) / 10,
-      queue,
-      watch: [],
+      queue: { queued: q.queued, running: q.running, done: q.done, failed: q.failed, cancelled: q.cancelled, queued_audio_s: q.queuedAudioS },
+      watch: this.store.listWatches().map(watchInfo),
       last_error: this.lastError,
       home: this.paths.home,
       socket: this.paths.socket,
@@ -110,6 +332,7 @@ export class Daemon {
 
   /** Stops accepting, cancels requests, closes everything, removes socket and lock. Idempotent. */
   shutdown(reason: string): Promise<void> {
+    this.shuttingDown = true;
     this.stopping ??= (async () => {
       this.log.info('daemon shutting down', { reason });
       try {
@@ -117,6 +340,11 @@ export class Daemon {
       } catch (err) {
         this.log.error('error while closing the socket', { error: describeError(err) });
       }
+      await this.runner.stop();
+      for (const engine of this.engines.values()) {
+        await engine.then((e) => e.close()).catch(() => {});
+      }
+      this.store.close();
       this.lock?.release();
       this.log.info('daemon stopped');
       this.log.close();
@@ -159,4 +387,73 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   });
   await daemon.done;
   return exitCode;
+}
+
+function requireId(id: unknown): number {
+  if (typeof id !== 'number' || !Number.isInteger(id) || id <= 0) throw RpcMethodError.of('invalidParams', 'job.bad_id', `a job id must be a positive integer (got ${JSON.stringify(id)})`);
+  return id;
+}
+
+/** Store errors → protocol error codes, keeping the WxError code and context. */
+function asRpcError(err: unknown): unknown {
+  if (!(err instanceof WxError) || err instanceof RpcMethodError) return err;
+  const code = err.code;
+  const name: ErrorCodeName = /not_found$/.test(code)
+    ? 'notFound'
+    : /(illegal_transition|bad_input|bad_|exists$|syntax)/.test(code)
+      ? 'badParams'
+      : 'internalError';
+  return new RpcMethodError(ErrorCode[name], code, err.message, err.context);
+}
+
+function iso(ms: number | null): string | undefined {
+  return ms === null ? undefined : new Date(ms).toISOString();
+}
+
+export function jobInfo(j: Job): JobInfo {
+  const info: JobInfo = { id: j.id, path: j.path, state: j.state, error: j.error, attempts: j.attempts, recording_id: j.recordingId };
+  const created = iso(j.createdAt);
+  if (created) info.created_at = created;
+  const updated = iso(j.finishedAt ?? j.startedAt ?? j.createdAt);
+  if (updated) info.updated_at = updated;
+  return info;
+}
+
+function wireTranscript(t: StoredTranscript & { segments: StoredSegment[] }, filePath: string): WireTranscript {
+  return {
+    recording_id: t.recordingId,
+    path: filePath,
+    model: t.model,
+    precision: t.precision === 'fp32' ? 'fp32' : 'int8',
+    transcript: {
+      text: t.text,
+      language: t.language,
+      duration: t.durationS,
+      segments: t.segments.map((s) => ({
+        id: s.idx,
+        seek: s.seek ?? 0,
+        start: s.start,
+        end: s.end,
+        text: s.text,
+        tokens: s.tokens ?? [],
+        temperature: s.temperature ?? 0,
+        avg_logprob: s.avgLogprob ?? 0,
+        compression_ratio: s.compressionRatio ?? 0,
+        no_speech_prob: s.noSpeechProb ?? 0,
+      })),
+    },
+  };
+}
+
+function watchInfo(w: Watch): WatchInfo {
+  return {
+    dir: w.dir,
+    recursive: w.recursive,
+    include: w.include,
+    exclude: w.exclude,
+    output_dir: w.outputDir,
+    formats: w.formats,
+    state: w.available ? 'ok' : w.lastError ? 'error' : 'missing',
+    error: w.lastError,
+  };
 }

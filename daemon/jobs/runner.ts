@@ -1,0 +1,175 @@
+// JobRunner: the daemon's job loop. Claims the most urgent runnable job from the store, runs it
+// on a transcription engine (a worker thread), stores the transcript or the failure, repeats.
+// It sleeps when the queue is empty and wakes on `wake()` (a job was queued) or when the
+// earliest retry back-off ends; there is no polling of the database.
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import { describeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { TranscribeOptions, TranscribeProgress } from '../pipeline/index.js';
+import type { Job, StoredTranscript, TranscriptStore } from '../store/index.js';
+import type { TranscribeEngine } from './transcriber-host.js';
+
+export interface JobOptions extends TranscribeOptions {
+  model?: string;
+  precision?: 'int8' | 'fp32';
+}
+
+export interface JobRunnerEvents {
+  /** A job started running. */
+  started: [job: Job];
+  progress: [job: Job, progress: TranscribeProgress];
+  /** A job reached done, failed or cancelled (not a retry: that goes back to `queued`). */
+  finished: [job: Job, transcript: StoredTranscript | null];
+  /** A job failed and was queued again for a retry after a back-off. */
+  retrying: [job: Job];
+}
+
+type StopReason = 'cancel' | 'shutdown';
+
+export class JobRunner extends EventEmitter<JobRunnerEvents> {
+  private running: { job: Job; controller: AbortController; reason: StopReason | null } | null = null;
+  private stopping = false;
+  private wakeUp: (() => void) | null = null;
+  private loopDone: Promise<void> | null = null;
+
+  constructor(
+    private readonly store: TranscriptStore,
+    /** The engine for a job (the warm default, or another model the job asks for). */
+    private readonly engineFor: (options: JobOptions) => Promise<TranscribeEngine>,
+    private readonly log: Logger,
+  ) {
+    super();
+  }
+
+  get current(): Job | null {
+    return this.running?.job ?? null;
+  }
+
+  start(): void {
+    this.loopDone ??= this.loop();
+  }
+
+  /** Something was queued (or retried): look at the queue now. */
+  wake(): void {
+    const w = this.wakeUp;
+    this.wakeUp = null;
+    w?.();
+  }
+
+  /** Stops the job if it is the running one (the caller marks it cancelled in the store). */
+  cancel(jobId: number): boolean {
+    if (this.running?.job.id !== jobId) return false;
+    this.running.reason = 'cancel';
+    this.running.controller.abort();
+    return true;
+  }
+
+  /** Stops the loop; a running job is interrupted and put back in the queue (its attempt is not
+   *  counted), so the next daemon start runs it again. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.running) {
+      this.running.reason = 'shutdown';
+      this.running.controller.abort();
+    }
+    this.wake();
+    await this.loopDone;
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopping) {
+      let job: Job | undefined;
+      try {
+        job = this.store.claimNextJob();
+      } catch (err) {
+        this.log.error('cannot claim a job', { error: describeError(err) });
+        await this.sleep(1000);
+        continue;
+      }
+      if (!job) {
+        await this.sleep(this.nextRetryInMs());
+        continue;
+      }
+      await this.run(job);
+    }
+  }
+
+  /** Milliseconds until the earliest queued job's back-off ends (undefined: none waiting). */
+  private nextRetryInMs(): number | undefined {
+    const waiting = this.store.listJobs({ state: 'queued' });
+    if (waiting.length === 0) return undefined;
+    const due = Math.min(...waiting.map((j) => j.notBefore));
+    return Math.max(10, due - Date.now());
+  }
+
+  private sleep(ms: number | undefined): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = ms === undefined ? null : setTimeout(() => this.wake(), ms);
+      this.wakeUp = () => {
+        if (timer) clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  private async run(job: Job): Promise<void> {
+    const controller = new AbortController();
+    const state: { job: Job; controller: AbortController; reason: StopReason | null } = { job, controller, reason: null };
+    this.running = state;
+    this.emit('started', job);
+    const t0 = performance.now();
+    this.log.info('job started', { job: job.id, path: job.path, attempt: job.attempts, source: job.source });
+    const options = (job.options ?? {}) as JobOptions;
+    try {
+      if (!fs.existsSync(job.path)) {
+        const failed = this.store.failJob(job.id, `${job.path}: the file no longer exists`, { retry: false });
+        this.log.warn('job failed: file gone', { job: job.id, path: job.path });
+        this.emit('finished', failed, null);
+        return;
+      }
+      const engine = await this.engineFor(options);
+      const { model: _m, precision: _p, ...pipelineOptions } = options;
+      void _m;
+      void _p;
+      const transcript = await engine.transcribeFile(job.path, pipelineOptions, {
+        signal: controller.signal,
+        onProgress: (p) => this.emit('progress', job, p),
+      });
+      if (state.reason) throw new Error('stopped');
+      const stored = this.store.completeJob(job.id, { ...transcript, model: engine.modelName, precision: engine.precision });
+      const done = this.store.job(job.id)!;
+      this.log.info('job done', { job: job.id, path: job.path, ms: Math.round(performance.now() - t0), audio_s: transcript.duration, segments: transcript.segments.length });
+      this.emit('finished', done, stored);
+    } catch (err) {
+      if (state.reason === 'shutdown') {
+        this.store.releaseJob(job.id);
+        this.log.info('job re-queued at shutdown', { job: job.id, path: job.path });
+      } else if (state.reason === 'cancel') {
+        const cancelled = this.store.job(job.id)!;
+        this.log.info('job cancelled', { job: job.id, path: job.path });
+        this.emit('finished', cancelled, null);
+      } else {
+        const message = describeError(err);
+        let after: Job;
+        try {
+          after = this.store.failJob(job.id, message);
+        } catch (storeErr) {
+          // e.g. the job was cancelled by another client meanwhile
+          this.log.warn('could not record a job failure', { job: job.id, error: describeError(storeErr), cause: message });
+          after = this.store.job(job.id) ?? job;
+        }
+        if (after.state === 'queued') {
+          this.log.warn('job failed, will retry', { job: job.id, path: job.path, error: message, attempt: after.attempts, of: after.maxAttempts });
+          this.emit('retrying', after);
+        } else {
+          this.log.error('job failed', { job: job.id, path: job.path, error: message });
+          this.emit('finished', after, null);
+        }
+      }
+    } finally {
+      this.running = null;
+    }
+  }
+}

@@ -1,0 +1,127 @@
+// The daemon's handle on a Transcriber living in a worker thread (transcriber-worker.ts): same
+// calls as Transcriber (open, transcribeFile with progress and an AbortSignal, close), but the
+// main thread stays free to serve the socket while the model runs.
+import { Worker } from 'node:worker_threads';
+import { WxError } from '../errors.js';
+import type { TranscribeOptions, TranscribeProgress, TranscriberOptions, Transcript } from '../pipeline/index.js';
+import type { PipelineOptions } from '../pipeline/transcribe.js';
+
+type Precision = 'int8' | 'fp32';
+type ErrorShape = { code: string; message: string; context: WxError['context'] };
+
+export type WorkerRequest =
+  | { type: 'open'; opts: Omit<TranscriberOptions, 'onImportProgress'> }
+  | { type: 'transcribe'; id: number; file: string; opts: TranscribeOptions & PipelineOptions }
+  | { type: 'cancel'; id: number }
+  | { type: 'close' };
+
+export type WorkerReply =
+  | { type: 'opened'; modelName: string; precision: Precision }
+  | { type: 'progress'; id: number; progress: TranscribeProgress }
+  | { type: 'result'; id: number; transcript: Transcript }
+  | { type: 'error'; id: number; error: ErrorShape; aborted?: boolean }
+  | { type: 'closed' };
+
+/** What the job runner needs from a transcriber (the worker host, or an in-process Transcriber). */
+export interface TranscribeEngine {
+  readonly modelName: string;
+  readonly precision: Precision;
+  transcribeFile(file: string, opts: TranscribeOptions & PipelineOptions, hooks?: { onProgress?: (p: TranscribeProgress) => void; signal?: AbortSignal }): Promise<Transcript>;
+  close(): Promise<void>;
+}
+
+interface Call {
+  resolve: (t: Transcript) => void;
+  reject: (e: Error) => void;
+  onProgress?: (p: TranscribeProgress) => void;
+}
+
+export class WorkerTranscriber implements TranscribeEngine {
+  private nextId = 1;
+  private readonly calls = new Map<number, Call>();
+  private dead: Error | null = null;
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly modelName: string,
+    readonly precision: Precision,
+  ) {
+    worker.on('message', (msg: WorkerReply) => this.onMessage(msg));
+    const die = (err: Error) => {
+      this.dead = err;
+      for (const c of this.calls.values()) c.reject(err);
+      this.calls.clear();
+    };
+    worker.on('error', (err) => die(new WxError('engine.worker_crashed', `the transcription worker crashed: ${err.message}`)));
+    worker.on('exit', (code) => {
+      if (!this.closing) die(new WxError('engine.worker_exited', `the transcription worker exited (code ${code})`));
+    });
+  }
+
+  /** Starts a worker thread and loads the model in it; rejects with the load error. */
+  static open(opts: Omit<TranscriberOptions, 'onImportProgress'>): Promise<WorkerTranscriber> {
+    const worker = new Worker(new URL('./transcriber-worker.js', import.meta.url));
+    return new Promise((resolve, reject) => {
+      const onMessage = (msg: WorkerReply) => {
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        if (msg.type === 'opened') resolve(new WorkerTranscriber(worker, msg.modelName, msg.precision));
+        else {
+          void worker.terminate();
+          const e = msg.type === 'error' ? msg.error : { code: 'engine.open_failed', message: 'unexpected reply from the worker', context: {} };
+          reject(new WxError(e.code, e.message, e.context));
+        }
+      };
+      const onError = (err: Error) => {
+        worker.off('message', onMessage);
+        reject(new WxError('engine.worker_crashed', `the transcription worker failed while loading ${opts.model}: ${err.message}`, { model: opts.model }));
+      };
+      worker.on('message', onMessage);
+      worker.once('error', onError);
+      worker.postMessage({ type: 'open', opts } satisfies WorkerRequest);
+    });
+  }
+
+  transcribeFile(file: string, opts: TranscribeOptions & PipelineOptions, hooks: { onProgress?: (p: TranscribeProgress) => void; signal?: AbortSignal } = {}): Promise<Transcript> {
+    if (this.dead) return Promise.reject(this.dead);
+    if (hooks.signal?.aborted) return Promise.reject(abortError(file));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const call: Call = { resolve, reject };
+      if (hooks.onProgress) call.onProgress = hooks.onProgress;
+      this.calls.set(id, call);
+      hooks.signal?.addEventListener('abort', () => this.worker.postMessage({ type: 'cancel', id } satisfies WorkerRequest), { once: true });
+      this.worker.postMessage({ type: 'transcribe', id, file, opts } satisfies WorkerRequest);
+    });
+  }
+
+  private onMessage(msg: WorkerReply): void {
+    if (msg.type === 'opened' || msg.type === 'closed') return;
+    const call = this.calls.get(msg.id);
+    if (!call) return;
+    if (msg.type === 'progress') return call.onProgress?.(msg.progress);
+    this.calls.delete(msg.id);
+    if (msg.type === 'result') call.resolve(msg.transcript);
+    else if (msg.aborted) call.reject(abortError(String(msg.error.context.file ?? '')));
+    else call.reject(new WxError(msg.error.code, msg.error.message, msg.error.context));
+  }
+
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      if (this.dead) return resolve();
+      this.worker.once('exit', () => resolve());
+      this.worker.postMessage({ type: 'close' } satisfies WorkerRequest);
+    });
+    return this.closing;
+  }
+}
+
+/** A cancelled transcription (name `AbortError`, like the platform's abort errors). */
+export class CancelledError extends WxError {
+  override readonly name = 'AbortError';
+}
+
+function abortError(file: string): Error {
+  return new CancelledError('job.cancelled', `transcription of ${file} was cancelled`, { file });
+}

@@ -1,0 +1,54 @@
+// Runs a Transcriber on a worker thread: model inference and audio work block their thread for
+// up to seconds at a time, and the daemon's main thread must keep answering the socket.
+import { parentPort } from 'node:worker_threads';
+import { WxError, describeError } from '../errors.js';
+import { Transcriber } from '../pipeline/index.js';
+import type { WorkerReply, WorkerRequest } from './transcriber-host.js';
+
+if (!parentPort) throw new Error('transcriber-worker must run in a worker thread');
+const port = parentPort;
+let transcriber: Transcriber | null = null;
+const running = new Map<number, AbortController>();
+
+const post = (msg: WorkerReply) => port.postMessage(msg);
+const errorOf = (err: unknown) =>
+  err instanceof WxError ? { code: err.code, message: err.message, context: err.context } : { code: 'engine.failed', message: describeError(err), context: {} };
+
+port.on('message', async (msg: WorkerRequest) => {
+  switch (msg.type) {
+    case 'open':
+      try {
+        transcriber = await Transcriber.open(msg.opts);
+        post({ type: 'opened', modelName: transcriber.modelName, precision: transcriber.precision });
+      } catch (err) {
+        post({ type: 'error', id: 0, error: errorOf(err) });
+      }
+      return;
+    case 'transcribe': {
+      const controller = new AbortController();
+      running.set(msg.id, controller);
+      try {
+        if (!transcriber) throw new WxError('engine.not_open', 'the transcriber is not open');
+        const transcript = await transcriber.transcribeFile(msg.file, msg.opts, {
+          signal: controller.signal,
+          onProgress: (p) => post({ type: 'progress', id: msg.id, progress: p }),
+        });
+        post({ type: 'result', id: msg.id, transcript });
+      } catch (err) {
+        post({ type: 'error', id: msg.id, error: errorOf(err), aborted: controller.signal.aborted });
+      } finally {
+        running.delete(msg.id);
+      }
+      return;
+    }
+    case 'cancel':
+      running.get(msg.id)?.abort();
+      return;
+    case 'close':
+      for (const c of running.values()) c.abort();
+      await transcriber?.close();
+      post({ type: 'closed' });
+      port.close();
+      return;
+  }
+});
