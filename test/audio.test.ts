@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AudioError, MelExtractor, SAMPLE_RATE, decodeWav, loadAudio, probeDuration, resample } from '../daemon/audio/index.js';
+import { AudioError, MelExtractor, SAMPLE_RATE, StreamResampler, decodeWav, loadAudio, probeDuration, resample } from '../daemon/audio/index.js';
 import {
   maxAbsDiff,
   meanAbsDiff,
@@ -227,6 +227,41 @@ describe('resampler', () => {
       expect(peak, `${from} Hz`).toBe(Math.round((p * 16000) / from));
       const dc = resample(new Float32Array(from).fill(0.25), from, 16000);
       expect(maxAbsDiff(dc.subarray(1000, 15000), new Float32Array(14000).fill(0.25)), `${from} Hz`).toBeLessThan(1e-6);
+    }
+  });
+
+  it('streams: chunked pushes join to exactly the one-shot result', async () => {
+    const speech16k = await loadAudio(sharedPath('fixtures', 'fx-short.wav'));
+    let seed = 99;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+    for (const [from, to] of [
+      [16000, 44100],
+      [16000, 48000],
+      [16000, 8000],
+      [16000, 16000],
+    ] as const) {
+      // The input is real speech at `from` (made by the one-shot resampler where needed);
+      // what is compared is streaming vs one-shot on that same input.
+      const input = from === 16000 ? speech16k : resample(speech16k, 16000, from);
+      const mic = to === 16000 ? input : resample(input, from, to);
+      const whole = resample(mic, to, 16000);
+      const stream = new StreamResampler(to, 16000);
+      const parts: Float32Array[] = [];
+      for (let at = 0; at < mic.length; ) {
+        const n = Math.min(mic.length - at, 1 + Math.floor(rnd() * 3000));
+        parts.push(stream.push(mic.subarray(at, at + n)));
+        at += n;
+      }
+      parts.push(stream.flush());
+      const joined = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+      let at = 0;
+      for (const p of parts) {
+        joined.set(p, at);
+        at += p.length;
+      }
+      expect(joined.length, `${to} Hz`).toBe(whole.length);
+      expect(maxAbsDiff(joined, whole), `${to} Hz`).toBe(0);
+      expect(() => stream.push(new Float32Array(10))).toThrow(/after flush/);
     }
   });
 

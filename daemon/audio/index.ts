@@ -78,6 +78,47 @@ export function resample(x: Float32Array, from: number, to: number): Float32Arra
   }
 }
 
+interface NativeStreamResampler {
+  push(chunk: Float32Array): Float32Array;
+  flush(): Float32Array;
+}
+
+/**
+ * Resampling for audio that arrives in pieces (a microphone at 44.1/48 kHz): `push` returns the
+ * output samples the input so far determines, `flush` the rest at the end. The outputs joined
+ * together equal `resample()` of the whole signal exactly (no seams at chunk boundaries).
+ */
+export class StreamResampler {
+  private readonly impl: NativeStreamResampler | null;
+  private done = false;
+
+  constructor(readonly from: number, readonly to: number) {
+    if (!Number.isInteger(from) || !Number.isInteger(to) || from <= 0 || to <= 0) {
+      throw new WxError('audio.unsupported', `StreamResampler: sample rates must be positive integers (got ${from} → ${to})`, { step: 'resample' });
+    }
+    if (from === to) {
+      this.impl = null;
+      return;
+    }
+    try {
+      const Impl = native().StreamResampler as new (from: number, to: number) => NativeStreamResampler;
+      this.impl = new Impl(from, to);
+    } catch (err) {
+      throw fromNative(err, '<stream>');
+    }
+  }
+
+  push(chunk: Float32Array): Float32Array {
+    if (this.done) throw new WxError('audio.stream_closed', 'StreamResampler: push after flush', { step: 'resample' });
+    return this.impl ? this.impl.push(chunk) : chunk.slice();
+  }
+
+  flush(): Float32Array {
+    this.done = true;
+    return this.impl ? this.impl.flush() : new Float32Array(0);
+  }
+}
+
 export interface LoadAudioOptions {
   signal?: AbortSignal;
   /** Refuse recordings longer than this (DEFAULT_MAX_SECONDS). */

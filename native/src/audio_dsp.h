@@ -38,10 +38,13 @@ class Resampler {
   // Computes outputs [0, nOut) of a signal of `nIn` input samples read through `fill`.
   void Run(int64_t nIn, const Filler& fill, float* out, int threads) const;
 
- private:
-  // Input index range needed for outputs [n0, n1).
+  // Input index range [a, b) needed for outputs [n0, n1).
   void InputSpan(int64_t n0, int64_t n1, int64_t* a, int64_t* b) const;
+  // Outputs [n0, n1) from input samples held at xa, where xa[0] is input sample `a` and the
+  // buffer covers InputSpan(n0, n1).
   void Block(const float* xa, int64_t a, int64_t n0, int64_t n1, float* out) const;
+
+ private:
 
   int64_t from_, to_, up_, down_;
   int taps_;        // taps per phase (a multiple of 16, zero-padded)

@@ -5,5 +5,6 @@ void RegisterAll(Napi::Env env, Napi::Object exports) {
   RegisterPeerCred(env, exports);
   RegisterAudioWav(env, exports);
   RegisterAudioMel(env, exports);
+  RegisterAudioStream(env, exports);
 }
 }  // namespace wx

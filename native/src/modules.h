@@ -8,4 +8,5 @@ void RegisterAll(Napi::Env env, Napi::Object exports);
 void RegisterPeerCred(Napi::Env env, Napi::Object exports);
 void RegisterAudioWav(Napi::Env env, Napi::Object exports);
 void RegisterAudioMel(Napi::Env env, Napi::Object exports);
+void RegisterAudioStream(Napi::Env env, Napi::Object exports);
 }  // namespace wx
