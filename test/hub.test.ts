@@ -1,7 +1,7 @@
 // Model pulls against a local stand-in for the Hugging Face Hub (test/helpers/hub-server.ts)
 // serving ../shared/models/wx-tiny-en-synth: install, resume, verification, errors, and that
 // nothing but that loopback server is ever contacted.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -64,6 +64,24 @@ const visibleModelDirs = () => {
   const dir = path.join(home, 'models');
   return fs.existsSync(dir) ? fs.readdirSync(dir).filter((e) => !e.startsWith('.')) : [];
 };
+
+/** Resolves when `file` exists with at least one byte, woken by changes in its directory. */
+function untilFileGrows(file: string): Promise<void> {
+  const has = () => fs.existsSync(file) && fs.statSync(file).size > 0;
+  if (has()) return Promise.resolve();
+  return new Promise((resolve) => {
+    const watcher = fs.watch(path.dirname(file), () => {
+      if (has()) {
+        watcher.close();
+        resolve();
+      }
+    });
+    if (has()) {
+      watcher.close();
+      resolve();
+    }
+  });
+}
 
 function runWx(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -317,6 +335,43 @@ describe('pull', () => {
     const r = await downloadModelFiles(hub.repo, { home, endpoint: hub.endpoint, retries: 0 });
     expect(hub.requests.find((q) => q.server === 'cdn')!.status).toBe(200);
     expect(fs.statSync(path.join(r.dir, 'model.safetensors')).size).toBe(modelSize());
+  });
+
+  it('Ctrl-C during `wx models pull` exits 130 keeping the partial download; the same command resumes it', async () => {
+    hub.knobs.bytesPerSecond = 4 * 2 ** 20;
+    const env = { ...process.env, WX_HOME: home, HF_ENDPOINT: hub.endpoint, HF_TOKEN: '' };
+    const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'wx.js'), 'models', 'pull', hub.repo, '--name', 'synth'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    // Interrupt once the weights are flowing and some of them are on disk.
+    await new Promise<void>((resolve, reject) => {
+      hub.knobs.onSent = (file, offset) => file === 'model.safetensors' && offset >= 2 * 2 ** 20 && resolve();
+      void exited.then((code) => reject(new Error(`wx exited (${code}) before the download was interrupted: ${stderr}`)));
+    });
+    const partial = path.join(downloadDirFor(home, hub.repo, 'main'), 'model.safetensors.partial');
+    await untilFileGrows(partial);
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toContain('run the same command to resume');
+    const kept = fs.statSync(partial).size;
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThan(modelSize());
+    expect(visibleModelDirs()).toEqual([]);
+
+    delete hub.knobs.bytesPerSecond;
+    delete hub.knobs.onSent;
+    const again = await runWx(['models', 'pull', hub.repo, '--name', 'synth'], { WX_HOME: home, HF_ENDPOINT: hub.endpoint, HF_TOKEN: '' });
+    expect(again.code).toBe(0);
+    // (The interrupted transfer is logged when the server notices the client left, so only
+    // ranged CDN requests are the second run's.)
+    const resumed = hub.requests.filter((q) => q.server === 'cdn' && q.range !== undefined);
+    expect(resumed).toHaveLength(1);
+    const from = Number(/^bytes=(\d+)-$/.exec(resumed[0]!.range!)?.[1]);
+    expect(from).toBeGreaterThanOrEqual(kept);
+    expect(resumed[0]!.bytes).toBe(modelSize() - from);
+    expect(hub.requests.filter((q) => q.server === 'cdn' && q.range === undefined)).toHaveLength(1);
+    expect(listInstalled(home).map((m) => m.name)).toEqual(['synth']);
   });
 
   it('stops on abort and keeps the partial file for a resume', async () => {

@@ -67,7 +67,7 @@ function progressRenderer(stream: NodeJS.WriteStream): { update(p: PullProgress)
       },
     };
   }
-  let lastLine = 0;
+  let lastLine = -Infinity;
   let lastStep = '';
   return {
     update(p) {

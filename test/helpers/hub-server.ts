@@ -42,6 +42,10 @@ export interface HubKnobs {
   listedSize: Map<string, number>;
   /** The revision API ignores `blobs=true` (names only), like some mirrors; the tree API has the hashes. */
   noBlobs?: boolean;
+  /** Serve LFS bytes at this rate (a slow link, to interrupt a transfer from outside). */
+  bytesPerSecond?: number;
+  /** Called as a slow transfer progresses: the file and the offset sent up to. */
+  onSent?: (file: string, offset: number) => void;
   /** Entries per page of the tree API (pages linked with `Link: <…>; rel="next"`). */
   treePageSize?: number;
 }
@@ -228,6 +232,26 @@ export async function startHubServer(modelDir: string, repo = 'wx-test/whisper-t
       });
       return;
     }
+    if (knobs.bytesPerSecond && server === 'cdn') {
+      // A slow link: 64 KB slices on a timer; a client that goes away ends the transfer.
+      const slice = 64 * 1024;
+      const delayMs = (1000 * slice) / knobs.bytesPerSecond;
+      let sent = 0;
+      const next = () => {
+        if (res.destroyed) return record(server, req, status, sent);
+        const part = body.subarray(sent, sent + slice);
+        sent += part.length;
+        if (sent >= body.length) {
+          res.end(part);
+          return record(server, req, status, sent);
+        }
+        res.write(part);
+        knobs.onSent?.(name, start + sent);
+        setTimeout(next, delayMs);
+      };
+      next();
+      return;
+    }
     res.end(body);
     record(server, req, status, body.length);
   };
@@ -289,6 +313,8 @@ export async function startHubServer(modelDir: string, repo = 'wx-test/whisper-t
       delete knobs.requireToken;
       delete knobs.ignoreRange;
       delete knobs.noBlobs;
+      delete knobs.bytesPerSecond;
+      delete knobs.onSent;
       delete knobs.treePageSize;
     },
     close: async () => {
