@@ -11,6 +11,7 @@ import {
   VAD_FRAME_S,
   detectSpeech,
   mergeIntoChunks,
+  planSpeechChunks,
   regionsFromProbabilities,
   resolveSileroModel,
   type SpeechRegion,
@@ -127,6 +128,43 @@ describe('speech timing on the dev clips', () => {
   });
 });
 
+describe('noise', () => {
+  /** Deterministic noise so a failure reproduces. */
+  function lcg(seed: number): () => number {
+    let state = seed >>> 0;
+    return () => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return state / 2 ** 32;
+    };
+  }
+
+  it('finds no speech in white noise, brown noise or mains hum, quiet or loud', async () => {
+    const rand = lcg(7);
+    const n = 16000 * 10;
+    for (const db of [-50, -30, -10]) {
+      const amp = 10 ** (db / 20);
+      let b = 0;
+      const kinds = {
+        white: Float32Array.from({ length: n }, () => (rand() * 2 - 1) * amp * Math.sqrt(3)),
+        brown: Float32Array.from({ length: n }, () => (b = 0.98 * b + (rand() * 2 - 1) * 0.2) * amp * 3),
+        hum: Float32Array.from({ length: n }, (_, i) => amp * (Math.SQRT2 * Math.sin((2 * Math.PI * 50 * i) / 16000) + 0.5 * Math.sin((2 * Math.PI * 150 * i) / 16000))),
+      };
+      for (const [kind, x] of Object.entries(kinds)) expect(await detectSpeech(vad, x), `${kind} at ${db} dBFS`).toEqual([]);
+    }
+  });
+
+  it('still finds speech under white noise at -30 dBFS', async () => {
+    const rand = lcg(11);
+    const clip = await loadAudio(sharedPath('fixtures', 'fx-short.wav'));
+    const noisy = clip.map((v) => v + (rand() * 2 - 1) * 0.0316 * Math.sqrt(3));
+    const truth = (JSON.parse(fs.readFileSync(sharedPath('fixtures', 'fixtures.json'), 'utf8')) as Record<string, { segments: [number, number, string][] }>)['fx-short']!.segments[0]!;
+    const regions = await detectSpeech(vad, noisy);
+    expect(regions).toHaveLength(1);
+    expect(Math.abs(regions[0]!.start - truth[0])).toBeLessThanOrEqual(0.25);
+    expect(Math.abs(regions[0]!.end - truth[1])).toBeLessThanOrEqual(0.25);
+  });
+});
+
 describe('dev-long.wav', () => {
   it('covers every manifest segment and finds nothing outside them', () => {
     const regions = regionsFromProbabilities(longBatched, long.length);
@@ -192,6 +230,14 @@ describe('mergeIntoChunks', () => {
         expect(next.regions[0]!.end - c.start).toBeGreaterThan(30);
       }
     }
+  });
+
+  it('planSpeechChunks composes probabilities, regions and chunks', async () => {
+    const plan = await planSpeechChunks(vad, long, { maxChunkS: 20 });
+    expect(Array.from(plan.probs)).toEqual(Array.from(longBatched));
+    expect(plan.regions).toEqual(regionsFromProbabilities(longBatched, long.length));
+    expect(plan.chunks).toEqual(mergeIntoChunks(plan.regions, { maxChunkS: 20, probs: longBatched }));
+    for (const c of plan.chunks) expect(c.end - c.start).toBeLessThanOrEqual(20);
   });
 
   it('respects maxGapS', () => {

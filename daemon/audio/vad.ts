@@ -470,6 +470,21 @@ function splitLongRegion(region: SpeechRegion, maxChunk: number, probs?: Float32
   return out;
 }
 
+export interface SpeechPlan {
+  /** Per-frame speech probabilities (32-ms frames). */
+  probs: Float32Array;
+  regions: SpeechRegion[];
+  chunks: SpeechChunk[];
+}
+
+/** What the `vad` transcription strategy needs from a recording: regions and ≤ maxChunkS chunks. */
+export async function planSpeechChunks(vad: SileroVad, samples: Float32Array, opts: VadOptions & Omit<ChunkOptions, 'probs'> = {}): Promise<SpeechPlan> {
+  resolveOptions(opts);
+  const probs = await vad.probabilities(samples);
+  const regions = regionsFromProbabilities(probs, samples.length, opts);
+  return { probs, regions, chunks: mergeIntoChunks(regions, { maxChunkS: opts.maxChunkS, maxGapS: opts.maxGapS, probs }) };
+}
+
 export type SegmenterEvent = { type: 'start' | 'end'; atS: number };
 
 /**
