@@ -11,6 +11,7 @@ import { registerDaemon } from './commands/daemon.js';
 import { registerStatus } from './commands/status.js';
 import { registerSearch } from './commands/search.js';
 import { registerJobs } from './commands/jobs.js';
+import { registerService } from './commands/service.js';
 import { registerModels } from './commands/models.js';
 
 const program = new Command('wx')
@@ -25,6 +26,7 @@ registerDaemon(program);
 registerStatus(program);
 registerSearch(program);
 registerJobs(program);
+registerService(program);
 registerModels(program);
 
 try {
