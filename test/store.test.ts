@@ -48,6 +48,13 @@ function expectCode(fn: () => unknown, code: string): void {
   expect((thrown as WxError).code).toBe(code);
 }
 
+/** Child processes run the compiled store (Node 20 cannot import .ts). */
+function builtStore(): string {
+  const file = path.join(repoRoot, 'dist', 'daemon', 'store', 'index.js');
+  if (!fs.existsSync(file)) throw new Error(`${file} is missing: run \`npx tsc -p tsconfig.json\` (npm test does) before this test`);
+  return file;
+}
+
 /** A recording with a finished transcript of `texts`. */
 function transcribed(name: string, texts: string[]) {
   const rec = store.upsertRecording({ path: media(name), sha256: sha(name.length * 7919 + name.charCodeAt(0)), size: 10, mtimeMs: clock });
@@ -273,11 +280,51 @@ describe('job queue', () => {
     expect(store.releaseJob(a.id)).toMatchObject({ state: 'queued', attempts: 1 });
   });
 
+  it('never hands the same job to two processes claiming at once', async () => {
+    const distStore = builtStore();
+    const ids = Array.from({ length: 400 }, (_, i) => store.enqueueJob({ recordingId: rec(i).id, priority: i % 3, source: 'watch' }).id);
+    const script = path.join(home, 'claimer.mjs');
+    fs.writeFileSync(
+      script,
+      `import { TranscriptStore } from ${JSON.stringify(distStore)};
+       const store = TranscriptStore.open(process.argv[2]);
+       process.stdout.write('ready;');
+       process.stdin.once('data', () => {
+         const got = [];
+         for (let job; (job = store.claimNextJob()); ) got.push(job.id);
+         store.close();
+         process.stdout.write(JSON.stringify(got));
+         process.exit(0);
+       });`,
+    );
+    // Both open the database, then start claiming on the same signal.
+    const claimers = [0, 1].map(() => {
+      const child = spawn(process.execPath, [script, dbFile], { stdio: ['pipe', 'pipe', 'inherit'] });
+      let out = '';
+      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      const ready = new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (d: Buffer) => ((out += d.toString()).startsWith('ready;') ? resolve() : undefined));
+        void exited.then((code) => reject(new Error(`claimer exited ${code} before it was ready`)));
+      });
+      const claimed = exited.then((code) => {
+        if (code !== 0) throw new Error(`claimer exited ${code}`);
+        return JSON.parse(out.slice('ready;'.length)) as number[];
+      });
+      claimed.catch(() => undefined); // awaited below; a failure surfaces through `ready` first
+      return { child, ready, claimed };
+    });
+    await Promise.all(claimers.map((c) => c.ready));
+    for (const c of claimers) c.child.stdin.write('go');
+    const [a, b] = await Promise.all(claimers.map((c) => c.claimed)) as [number[], number[]];
+    expect(a.filter((id) => b.includes(id))).toEqual([]);
+    expect([...a, ...b].sort((x, y) => x - y)).toEqual(ids);
+    expect(store.queueStats()).toMatchObject({ queued: 0, running: 400 });
+  });
+
   it('survives kill -9 of a process completing jobs: every job is done with all its segments or not done at all', async () => {
-    const distStore = path.join(repoRoot, 'dist', 'daemon', 'store', 'index.js');
-    if (!fs.existsSync(distStore)) throw new Error(`${distStore} is missing: run \`npx tsc -p tsconfig.json\` (npm test does) before this test`);
+    const distStore = builtStore();
     const ids: number[] = [];
-    for (let i = 0; i < 300; i++) ids.push(store.enqueueJob({ recordingId: rec(i).id, priority: 2, source: 'watch' }).id);
+    for (let i = 0; i < 600; i++) ids.push(store.enqueueJob({ recordingId: rec(i).id, priority: 2, source: 'watch' }).id);
     const script = path.join(home, 'worker.mjs');
     fs.writeFileSync(
       script,
