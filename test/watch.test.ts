@@ -156,6 +156,21 @@ describe('FolderWatcher', () => {
     expect(rec.files()).not.toContain('old2.MP4');
   });
 
+  it('reports a large back-fill a few files at a time', async () => {
+    const names = Array.from({ length: 12 }, (_, i) => `batch-${i}.wav`);
+    for (const n of names) fs.writeFileSync(path.join(dir, n), Buffer.alloc(2 * 1024 * 1024, n.length));
+    let inFlight = 0;
+    let most = 0;
+    await startWatcher({}, { maxConcurrentReports: 2 }, async (file) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      await hashFile(file);
+      inFlight--;
+    }).start();
+    for (const n of names) await rec.waitFor(n, isFile(n));
+    expect(most).toBe(2);
+  });
+
   it('applies recursion and include/exclude globs', async () => {
     fs.mkdirSync(path.join(dir, 'Meetings', 'Archive'), { recursive: true });
     fs.writeFileSync(path.join(dir, 'Meetings', 'standup.m4a'), 'x');

@@ -51,6 +51,9 @@ export interface FolderWatcherOptions {
   presencePollMs?: number;
   /** Poll instead of native events (network volumes). Default false. */
   usePolling?: boolean;
+  /** onFile calls in flight at once (each usually hashes a whole file). A back-fill of
+   *  thousands of files is reported a few at a time, in the order they became complete. Default 2. */
+  maxConcurrentReports?: number;
 }
 
 interface Pending {
@@ -80,6 +83,8 @@ export class FolderWatcher {
   private firstScan = true;
   private closed = false;
   private arming: Promise<void> | undefined;
+  private readonly reportQueue: [string, fs.Stats][] = [];
+  private reportsInFlight = 0;
   private presenceChain: Promise<void> = Promise.resolve();
   /** Ends the wait for chokidar's `ready` when the watcher is closed before the scan finishes. */
   private endScan: (() => void) | undefined;
@@ -112,6 +117,7 @@ export class FolderWatcher {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.reportQueue.length = 0;
     clearInterval(this.presenceTimer);
     for (const p of this.pending.values()) clearTimeout(p.timer);
     this.pending.clear();
@@ -306,10 +312,25 @@ export class FolderWatcher {
     const sig = signature(st);
     if (this.seen.get(file) === sig) return;
     this.seen.set(file, sig);
-    try {
-      await this.handlers.onFile(file, st);
-    } catch (err) {
-      this.handlers.onError?.(err instanceof Error ? err : new Error(String(err)));
+    this.reportQueue.push([file, st]);
+    this.pumpReports();
+  }
+
+  private pumpReports(): void {
+    const limit = Math.max(1, this.opts.maxConcurrentReports ?? 2);
+    while (!this.closed && this.reportsInFlight < limit && this.reportQueue.length > 0) {
+      const [file, st] = this.reportQueue.shift()!;
+      this.reportsInFlight++;
+      void (async () => {
+        try {
+          await this.handlers.onFile(file, st);
+        } catch (err) {
+          this.handlers.onError?.(err instanceof Error ? err : new Error(String(err)));
+        } finally {
+          this.reportsInFlight--;
+          this.pumpReports();
+        }
+      })();
     }
   }
 }
