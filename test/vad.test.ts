@@ -12,6 +12,8 @@ import {
   detectSpeech,
   mergeIntoChunks,
   planSpeechChunks,
+  streamSpeechChunks,
+  type SpeechChunk,
   regionsFromProbabilities,
   resolveSileroModel,
   type SpeechRegion,
@@ -239,6 +241,18 @@ describe('mergeIntoChunks', () => {
     expect(plan.chunks).toEqual(mergeIntoChunks(plan.regions, { maxChunkS: 20, probs: longBatched }));
     for (const c of plan.chunks) expect(c.end - c.start).toBeLessThanOrEqual(20);
   });
+
+  for (const opts of [{}, { maxChunkS: 10 }, { maxGapS: 0.5 }, { maxChunkS: 8, maxSpeechS: 6, minSilenceMs: 300 }, { speechPadMs: 200, minSilenceMs: 50 }]) {
+    it(`streamSpeechChunks yields planSpeechChunks' chunks while reading (${JSON.stringify(opts)})`, async () => {
+      const plan = await planSpeechChunks(vad, long, opts);
+      const streamed: { chunk: SpeechChunk; processedS: number }[] = [];
+      for await (const item of streamSpeechChunks(vad, long, opts)) streamed.push(item);
+      expect(streamed.map((s) => s.chunk)).toEqual(plan.chunks);
+      // Chunks come out as the VAD goes, each within a block (16 s) plus a chunk length of its end.
+      expect(streamed[0]!.processedS).toBeLessThan(long.length / 16000 / 2);
+      for (const s of streamed) expect(s.processedS - s.chunk.end).toBeLessThanOrEqual(16.4 + (opts.maxChunkS ?? 30));
+    });
+  }
 
   it('respects maxGapS', () => {
     const regions = [

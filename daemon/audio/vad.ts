@@ -132,6 +132,11 @@ class SpeechTracker {
 
   constructor(private readonly o: ResolvedOptions) {}
 
+  /** Sample where the speech being tracked started, if any (it may still be dropped). */
+  get openStart(): number | undefined {
+    return this.inSpeech ? this.start : undefined;
+  }
+
   reset(): void {
     this.inSpeech = false;
     this.start = this.silenceStart = this.lastPauseEnd = this.resumeAt = 0;
@@ -313,10 +318,16 @@ export class SileroVad {
    * frame is zero-padded), in one sequential pass fed BLOCK_FRAMES frames per call.
    */
   async probabilities(samples: Float32Array): Promise<Float32Array> {
+    const probs = new Float32Array(Math.ceil(samples.length / VAD_FRAME));
+    for await (const block of this.probabilityBlocks(samples)) probs.set(block.probs, block.first);
+    return probs;
+  }
+
+  /** The same pass, a block of BLOCK_FRAMES probabilities at a time (frame `first` onwards). */
+  async *probabilityBlocks(samples: Float32Array): AsyncGenerator<{ first: number; probs: Float32Array }> {
     if (!(samples instanceof Float32Array)) throw new WxError('vad.bad_input', 'VAD input must be a Float32Array of 16 kHz samples');
     if (this.closed) throw new WxError('vad.closed', 'the VAD model was closed');
     const nFrames = Math.ceil(samples.length / VAD_FRAME);
-    const probs = new Float32Array(nFrames);
     const block = new Float32Array(Math.min(BLOCK_FRAMES, nFrames) * VAD_INPUT);
     let h: Float32Array = new Float32Array(STATE_SIZE);
     let c: Float32Array = new Float32Array(STATE_SIZE);
@@ -325,11 +336,10 @@ export class SileroVad {
       const frames = block.subarray(0, steps * VAD_INPUT);
       for (let t = 0; t < steps; t++) fillFrame(samples, first + t, frames, t * VAD_INPUT);
       const out = await this.run(frames, steps, h, c);
-      probs.set(out.probs, first);
       h = out.h;
       c = out.c;
+      yield { first, probs: Float32Array.from(out.probs) };
     }
-    return probs;
   }
 
   /** Probabilities fed one frame per call, as a stream is: the reference for `probabilities()`. */
@@ -483,6 +493,90 @@ export async function planSpeechChunks(vad: SileroVad, samples: Float32Array, op
   const probs = await vad.probabilities(samples);
   const regions = regionsFromProbabilities(probs, samples.length, opts);
   return { probs, regions, chunks: mergeIntoChunks(regions, { maxChunkS: opts.maxChunkS, maxGapS: opts.maxGapS, probs }) };
+}
+
+/**
+ * `planSpeechChunks()` as the VAD goes: each chunk is yielded as soon as no later speech can join
+ * it, so transcription of the first chunks can start while the VAD reads the rest. Yields the
+ * same chunks as planSpeechChunks(), with how far the VAD had got (`processedS`).
+ */
+export async function* streamSpeechChunks(
+  vad: SileroVad,
+  samples: Float32Array,
+  opts: VadOptions & Omit<ChunkOptions, 'probs'> = {},
+): AsyncGenerator<{ chunk: SpeechChunk; processedS: number }> {
+  const o = resolveOptions(opts);
+  const maxChunk = opts.maxChunkS ?? 30;
+  const maxGap = opts.maxGapS ?? Infinity;
+  const pad = o.padSamples;
+  const nSamples = samples.length;
+  const probs = new Float32Array(Math.ceil(nSamples / VAD_FRAME));
+  const tracker = new SpeechTracker(o);
+  const events: TrackerEvent[] = [];
+  /** Closed regions (raw samples) whose padding is not settled yet. */
+  const pending: RawRegion[] = [];
+  /** Padded start of pending[0] (its left side was settled with the region before it). */
+  let pendingStart: number | undefined;
+  let current: SpeechChunk | undefined;
+  const out: SpeechChunk[] = [];
+
+  const addPiece = (piece: SpeechRegion) => {
+    if (current && piece.end - current.start <= maxChunk && piece.start - current.end <= maxGap) {
+      current.regions.push(piece);
+      current.end = piece.end;
+    } else {
+      if (current) out.push(current);
+      current = { start: piece.start, end: piece.end, regions: [piece] };
+    }
+  };
+
+  let processed = 0; // samples whose probabilities are known
+  let done = false;
+  const blocks = vad.probabilityBlocks(samples);
+  while (!done) {
+    const next = await blocks.next();
+    if (next.done) {
+      tracker.finish(nSamples, events);
+      processed = nSamples;
+      done = true;
+    } else {
+      probs.set(next.value.probs, next.value.first);
+      for (let i = 0; i < next.value.probs.length; i++) tracker.step(next.value.probs[i]!, next.value.first + i, events);
+      processed = Math.min(nSamples, (next.value.first + next.value.probs.length) * VAD_FRAME);
+    }
+    for (const e of events) if (e.kind === 'closed') pending.push(e.region);
+    events.length = 0;
+    // The earliest a region not yet closed can start (raw): speech being tracked, or unread audio.
+    const nextStartBound = done ? Infinity : (tracker.openStart ?? processed);
+    // Settle padding left to right, as padRegions() does, once the following gap is known.
+    while (pending.length > 0) {
+      const r = pending[0]!;
+      const after = pending[1];
+      const gap = (after?.start ?? nextStartBound) - r.end;
+      if (!after && !done && gap < 2 * pad) break; // a region may still start within two pads
+      const share = gap < 2 * pad ? Math.floor(gap / 2) : pad;
+      const start = pendingStart ?? Math.max(0, r.start - pad);
+      const end = after && gap < 2 * pad ? r.end + share : Math.min(nSamples, r.end + pad);
+      // Splitting an over-long region reads probabilities up to its end.
+      if (!done && end + VAD_FRAME > processed) break;
+      pending.shift();
+      pendingStart = after ? Math.max(0, after.start - share) : undefined;
+      for (const piece of splitLongRegion({ start: start / VAD_SAMPLE_RATE, end: end / VAD_SAMPLE_RATE }, maxChunk, probs)) addPiece(piece);
+    }
+    // The current chunk is complete when nothing still to come could fit in it.
+    if (current && !done) {
+      const earliest = (pending[0] ? (pendingStart ?? pending[0].start - pad) : nextStartBound - pad) / VAD_SAMPLE_RATE;
+      if (earliest - current.start >= maxChunk || earliest - current.end > maxGap) {
+        out.push(current);
+        current = undefined;
+      }
+    }
+    if (done && current) {
+      out.push(current);
+      current = undefined;
+    }
+    for (const chunk of out.splice(0)) yield { chunk, processedS: processed / VAD_SAMPLE_RATE };
+  }
 }
 
 export type SegmenterEvent = { type: 'start' | 'end'; atS: number };
