@@ -6,9 +6,11 @@ const suites: (() => Promise<BenchSuite>)[] = [
   async () => (await import('./audio.js')).suite,
   async () => (await import('./engine.js')).suite,
   async () => (await import('./store.js')).suite,
+  async () => (await import('./watch.js')).suite,
   async () => (await import('./vad.js')).suite,
   async () => (await import('./text.js')).suite,
   async () => (await import('./models.js')).suite,
+  async () => (await import('./daemon.js')).suite,
 ];
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
