@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { loadAudio } from '../daemon/audio/index.js';
-import { SileroVad, SpeechSegmenter, VAD_CONTEXT, VAD_FRAME, VAD_SAMPLE_RATE, regionsFromProbabilities, resolveSileroModel } from '../daemon/audio/vad.js';
+import { SileroVad, SpeechSegmenter, VAD_CONTEXT, VAD_FRAME, VAD_SAMPLE_RATE, regionsFromProbabilities, resolveSileroModel, streamSpeechChunks } from '../daemon/audio/vad.js';
 import { fmt, median, peakRssMb, quantile, rssMb, table, type BenchSuite } from './util.js';
 
 /** The checkout root: the nearest folder above this file with a package.json (bench/ or dist/bench/). */
@@ -86,10 +86,25 @@ export const suite: BenchSuite = {
       add('our graph, 1 frame per call (stream)', await measure(() => vad.probabilitiesSequential(audio), runs));
       add('our graph, 512-frame blocks, 1 thread', await measure(() => vad.probabilities(audio), runs));
       add('our graph, 512-frame blocks, 2 threads', await measure(() => vad2.probabilities(audio), runs));
+      // Time until the first chunk is final, i.e. until transcription could start.
+      const firstChunk: number[] = [];
+      const allChunks: number[] = [];
+      for (let run = 0; run < runs + 1; run++) {
+        const t = performance.now();
+        let first = NaN;
+        for await (const _chunk of streamSpeechChunks(vad, audio)) {
+          if (Number.isNaN(first)) first = performance.now() - t;
+        }
+        if (run > 0) {
+          firstChunk.push(first);
+          allChunks.push(performance.now() - t);
+        }
+      }
       const probs = await vad.probabilities(audio);
       add('regions from probabilities', await measure(async () => regionsFromProbabilities(probs, audio.length), runs));
       console.log(`dev-long.wav, ${fmt(seconds, 1)} s; medians of ${runs} runs (3 for Silero's graph); "share" = wall time as a share of a 120× real-time transcription\n`);
       console.log(table(['pass', 'wall ms', '× real time', 'CPU ms', '× per CPU-s', 'share @120×'], rows));
+      console.log(`\nstreamSpeechChunks: first ≤30-s chunk final after ${fmt(median(firstChunk), 1)} ms, all chunks after ${fmt(median(allChunks), 0)} ms (1 thread)`);
 
       // Streaming: one model call per 32-ms frame, as dictation does.
       const perFrame: number[] = [];
