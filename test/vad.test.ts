@@ -329,6 +329,9 @@ describe('regionsFromProbabilities', () => {
 
   it('rejects nonsense options', () => {
     expect(() => regionsFromProbabilities(new Float32Array(4), 2048, { threshold: 1.5 })).toThrow(/threshold/);
+    expect(() => regionsFromProbabilities(new Float32Array(4), 2048, { minSilenceMs: -1 })).toThrow(/minSilenceMs/);
+    expect(() => mergeIntoChunks([], { maxChunkS: 0 })).toThrow(/maxChunkS/);
+    expect(() => mergeIntoChunks([], { maxGapS: -1 })).toThrow(/maxGapS/);
   });
 });
 
