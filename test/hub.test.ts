@@ -289,11 +289,23 @@ describe('pull', () => {
     expect(listInstalled(home).map((m) => m.name)).toEqual(['synth']);
     expect(progress.at(-1)).toBe(r.bytesTotal);
     for (let i = 1; i < progress.length; i++) expect(progress[i]!).toBeGreaterThanOrEqual(progress[i - 1]!);
-    // A second pull of the same model is a no-op.
+    // A second pull of the same model only checks where `main` points now; by repo id without a
+    // name it finds the same model; by commit id it needs no request at all.
     hub.requests.length = 0;
     const again = await pullModel(hub.repo, { home, endpoint: hub.endpoint, name: 'synth' });
     expect(again.alreadyInstalled).toBe(true);
-    expect(hub.requests).toHaveLength(0);
+    const again2 = await pullModel(hub.repo, { home, endpoint: hub.endpoint });
+    expect(again2).toMatchObject({ alreadyInstalled: true, name: 'synth' });
+    expect(hub.requests.map((q) => q.url)).toEqual([`/api/models/${hub.repo}/revision/main?blobs=true`, `/api/models/${hub.repo}/revision/main?blobs=true`]);
+    const again3 = await pullModel(hub.repo, { home, endpoint: hub.endpoint, revision: hub.commit.slice(0, 10) });
+    expect(again3.alreadyInstalled).toBe(true);
+    expect(hub.requests).toHaveLength(2);
+    // Asking for another precision converts again and keeps the one it had.
+    const both = await pullModel(hub.repo, { home, endpoint: hub.endpoint, precision: 'fp32' });
+    expect(both.alreadyInstalled).toBe(false);
+    expect(both.name).toBe('synth');
+    expect([...both.manifest.precisions].sort()).toEqual(['fp32', 'int8']);
+    expect(listInstalled(home).map((m) => m.name)).toEqual(['synth']);
   });
 
   it('rejects a corrupted LFS file (wrong sha256): clear error, bad bytes deleted, nothing installed', async () => {

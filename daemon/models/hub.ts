@@ -153,6 +153,19 @@ async function hubFetch(
   throw new WxError('hub.http', `${what}: too many redirects from ${url}`, { url });
 }
 
+/** A listing request, retried twice after a network error (a kept-alive connection the server
+ *  closed just then shows up as ECONNRESET); HTTP errors are answers and are not retried. */
+async function fetchListing(url: string, init: { signal?: AbortSignal; authOrigin: string; token?: string }, what: string): ReturnType<typeof hubFetch> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await hubFetch(url, { headers: { accept: 'application/json' }, ...init }, what);
+    } catch (err) {
+      if (!(err instanceof WxError) || err.code !== 'hub.network' || attempt >= 2) throw err;
+      await sleep(200 * (attempt + 1), init.signal);
+    }
+  }
+}
+
 interface ApiSibling {
   rfilename?: string;
   size?: number;
@@ -166,7 +179,7 @@ export async function fetchRepoInfo(repo: string, revision = 'main', opts: HubOp
   const endpoint = opts.endpoint ?? hubEndpoint();
   const token = opts.token ?? hubToken();
   const url = `${endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}?blobs=true`;
-  const { res } = await hubFetch(url, { headers: { accept: 'application/json' }, signal: opts.signal, authOrigin: new URL(endpoint).origin, token }, `listing ${repo}@${revision}`);
+  const { res } = await fetchListing(url, { signal: opts.signal, authOrigin: new URL(endpoint).origin, token }, `listing ${repo}@${revision}`);
   if (!res.ok) {
     await res.body?.cancel().catch(() => {});
     throw httpError(res, { repo, revision, url, token: !!token });
@@ -219,7 +232,7 @@ export async function fetchRootTree(repo: string, revision: string, opts: HubOpt
   const out = new Map<string, HubFile>();
   let url: string | undefined = `${endpoint}/api/models/${repo}/tree/${encodeURIComponent(revision)}`;
   for (let page = 0; url && page < 100; page++) {
-    const { res }: { res: Response } = await hubFetch(url, { headers: { accept: 'application/json' }, signal: opts.signal, authOrigin: new URL(endpoint).origin, token }, `listing ${repo}@${shownRevision}`);
+    const { res }: { res: Response } = await fetchListing(url, { signal: opts.signal, authOrigin: new URL(endpoint).origin, token }, `listing ${repo}@${shownRevision}`);
     if (!res.ok) {
       await res.body?.cancel().catch(() => {});
       throw httpError(res, { repo, revision: shownRevision, url, token: !!token });

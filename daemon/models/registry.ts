@@ -8,7 +8,7 @@ import { WxError } from '../errors.js';
 import { wxPaths } from '../paths.js';
 import { MANIFEST_FILE, type ModelManifest, type Precision } from '../engine/manifest.js';
 import { defaultModelName, importModel, MODEL_SIDE_FILES, type ImportPrecision, type InstalledModel } from '../engine/import.js';
-import { downloadDirFor, downloadModelFiles, isRepoId, sha256OfFile, type DownloadProgress, type HubOptions } from './hub.js';
+import { downloadDirFor, downloadModelFiles, fetchRepoInfo, isRepoId, sha256OfFile, type DownloadProgress, type HubOptions } from './hub.js';
 import { readConfig, updateConfig } from './config-file.js';
 
 /** Short names for the checkpoints people use; any other Hub repo id works too. */
@@ -313,25 +313,41 @@ export async function pullModel(aliasOrRepo: string, opts: PullOptions): Promise
   const name = opts.name ?? (Object.hasOwn(MODEL_ALIASES, aliasOrRepo) ? aliasOrRepo : defaultModelName(repo));
   if (!NAME_RE.test(name)) throw new WxError('model.bad_name', `invalid model name ${JSON.stringify(name)} (letters, digits, . _ - only)`, { name });
   const precisions: Precision[] = opts.precision === 'both' ? ['int8', 'fp32'] : [opts.precision ?? 'int8'];
-  const existing = installedModel(opts.home, name);
-  if (existing && !opts.force) {
-    const sameSource = existing.manifest.source === repo;
-    const sameRevision = !opts.revision || (existing.manifest.revision ?? '').startsWith(opts.revision) || existing.manifest.revision === opts.revision;
-    if (!sameSource) {
-      throw new WxError('model.exists', `a model named ${name} is already installed from ${existing.manifest.source}; pick another --name or remove it first`, { name, repo });
-    }
-    if (sameRevision && precisions.every((p) => existing.manifest.precisions.includes(p))) {
-      opts.onProgress?.({ phase: 'done' });
-      return { ...existing, repo, alreadyInstalled: true, bytesTotal: 0, bytesFetched: 0 };
-    }
-  }
-
-  const download = await downloadModelFiles(repo, {
-    home: opts.home,
-    revision: opts.revision ?? 'main',
+  const revision = opts.revision ?? 'main';
+  const hubOpts: HubOptions = {
     ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
     ...(opts.token ? { token: opts.token } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
+  };
+  // Without --name, a model already installed from the same repo under another name counts.
+  const existing = installedModel(opts.home, name) ?? (opts.name ? undefined : listInstalled(opts.home).find((m) => m.manifest.source === repo));
+  if (existing && !opts.force) {
+    if (existing.manifest.source !== repo) {
+      throw new WxError('model.exists', `a model named ${name} is already installed from ${existing.manifest.source}; pick another --name or remove it first`, { name, repo });
+    }
+    if (precisions.every((p) => existing.manifest.precisions.includes(p))) {
+      const installedCommit = existing.manifest.revision ?? '';
+      // A commit id is compared as is; a branch or tag costs one listing request to see where it points now.
+      const upToDate = /^[0-9a-f]{7,40}$/.test(revision)
+        ? installedCommit.startsWith(revision)
+        : installedCommit === (await fetchRepoInfo(repo, revision, hubOpts)).commit;
+      if (upToDate) {
+        opts.onProgress?.({ phase: 'done' });
+        return { name: existing.name, dir: existing.dir, manifest: existing.manifest, repo, alreadyInstalled: true, bytesTotal: 0, bytesFetched: 0 };
+      }
+    }
+  }
+  const installName = existing && !opts.name ? existing.name : name;
+  // Replacing an installed model keeps the precisions it had.
+  const replaced = installedModel(opts.home, installName);
+  const keep = replaced?.manifest.source === repo ? replaced.manifest.precisions : [];
+  const allPrecisions = new Set<Precision>([...precisions, ...keep]);
+  const importPrecision: ImportPrecision = allPrecisions.size > 1 ? 'both' : [...allPrecisions][0]!;
+
+  const download = await downloadModelFiles(repo, {
+    home: opts.home,
+    revision,
+    ...hubOpts,
     ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
     ...(opts.retryDelayMs !== undefined ? { retryDelayMs: opts.retryDelayMs } : {}),
     onProgress: (p) => opts.onProgress?.({ phase: 'download', ...p }),
@@ -339,14 +355,14 @@ export async function pullModel(aliasOrRepo: string, opts: PullOptions): Promise
   if (opts.signal?.aborted) throw new WxError('hub.aborted', `pull of ${repo} cancelled before conversion; the download is kept`, { repo });
   const installed = await importModel(download.dir, {
     home: opts.home,
-    name,
-    precision: opts.precision ?? 'int8',
+    name: installName,
+    precision: importPrecision,
     source: repo,
     revision: download.commit,
-    force: !!existing,
+    force: replaced !== undefined,
     onProgress: (p) => opts.onProgress?.({ phase: 'import', ...p }),
   });
-  fs.rmSync(downloadDirFor(opts.home, repo, opts.revision ?? 'main'), { recursive: true, force: true });
+  fs.rmSync(downloadDirFor(opts.home, repo, revision), { recursive: true, force: true });
   opts.onProgress?.({ phase: 'done' });
   return { ...installed, repo, alreadyInstalled: false, bytesTotal: download.bytesTotal, bytesFetched: download.bytesFetched };
 }
