@@ -159,7 +159,7 @@ export function registerModels(program: Command): Command {
           onProgress: (p) => render.update(p),
         });
         render.stop();
-        if (r.alreadyInstalled) process.stdout.write(`${r.name} is already installed (${r.repo}@${r.manifest.revision ?? '?'}); --force to fetch it again\n`);
+        if (r.alreadyInstalled) process.stdout.write(`${r.name} is installed and up to date (${r.repo}@${r.manifest.revision ?? '?'}); --force fetches it again\n`);
         else process.stdout.write(`installed ${r.name} from ${r.repo}@${r.manifest.revision ?? o.revision} (${r.manifest.precisions.join('+')}) in ${r.dir}\n`);
       } catch (err) {
         render.stop();
