@@ -439,6 +439,35 @@ describe('bad input gives a typed error naming the file and the reason', () => {
     zeroRate.writeUInt32LE(0, 24);
     err = await audioError(loadAudio(write('zero-rate.wav', zeroRate)));
     expect(err.message).toMatch(/sample rate 0/);
+    // A tiny bogus rate would turn a small file into gigabytes at 16 kHz.
+    const tinyRate = Buffer.from(fixture());
+    tinyRate.writeUInt32LE(7, 24);
+    err = await audioError(loadAudio(write('tiny-rate.wav', tinyRate)));
+    expect(err.code).toBe('audio.not_audio');
+    expect(err.message).toMatch(/sample rate 7 Hz/);
+  });
+
+  it('header fuzz: random corruption of the first 64 bytes decodes or throws an AudioError, nothing else', () => {
+    const base = fixture();
+    let seed = 2024;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+    const outcomes = new Map<string, number>();
+    for (let it = 0; it < 3000; it++) {
+      const b = Buffer.from(base.subarray(0, rnd() < 0.3 ? Math.floor(rnd() * base.length) : base.length));
+      for (let m = 0, n = 1 + Math.floor(rnd() * 4); m < n; m++) b[Math.floor(rnd() * Math.min(64, b.length))] = Math.floor(rnd() * 256);
+      let outcome = 'decoded';
+      try {
+        const d = decodeWav(b, 'fuzz.wav');
+        expect(d.samples.every(Number.isFinite)).toBe(true);
+      } catch (err) {
+        expect(err).toBeInstanceOf(AudioError);
+        outcome = (err as AudioError).code;
+      }
+      outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+    }
+    expect(outcomes.get('decoded')).toBeGreaterThan(0);
+    expect(outcomes.get('audio.truncated')).toBeGreaterThan(0);
+    expect(outcomes.get('audio.not_audio')).toBeGreaterThan(0);
   });
 
   it('random bytes and wrong extensions', async () => {

@@ -191,8 +191,11 @@ WavInfo ParseWav(const ByteSource& src) {
   }
 
   if (info.channels == 0) throw AudioFailure{"not_audio", "corrupt WAV header (0 channels)"};
-  if (info.sampleRate == 0) throw AudioFailure{"not_audio", "corrupt WAV header (sample rate 0 Hz)"};
-  if (info.sampleRate > 10'000'000) throw AudioFailure{"unsupported", "sample rate " + std::to_string(info.sampleRate) + " Hz is not supported"};
+  // Below 1 kHz it is not sound (and a bogus tiny rate would blow a small file up by 16 000×
+  // when resampled to 16 kHz).
+  if (info.sampleRate < 1000 || info.sampleRate > 10'000'000) {
+    throw AudioFailure{"not_audio", "corrupt WAV header (sample rate " + std::to_string(info.sampleRate) + " Hz, expected 1 kHz – 10 MHz)"};
+  }
   switch (tag) {
     case 1: info.encoding = Encoding::kPcmInt; break;
     case 3: info.encoding = Encoding::kFloat; break;
