@@ -129,6 +129,10 @@ describe('recordings: identity is the content hash', () => {
     expect(store.unchangedRecording(a, 5, 2.7)?.id).toBe(r1.id);
     expect(store.unchangedRecording(a, 6, 2.7)).toBeUndefined();
     expect(store.unchangedRecording(a, 5, 3)).toBeUndefined();
+    store.setRecordingMissing(a);
+    expect(store.unchangedRecording(a, 5, 2.7)).toBeUndefined();
+    store.upsertRecording({ path: a, sha256: sha(1), size: 5, mtimeMs: 2.7 });
+    expect(store.unchangedRecording(a, 5, 2.7)?.missing).toBe(false);
     const b = path.join(home, 'media', 'renamed.m4a');
     fs.renameSync(a, b);
     const r2 = store.upsertRecording({ path: b, sha256: sha(1), size: 5, mtimeMs: 2 });
@@ -240,6 +244,14 @@ describe('job queue', () => {
     const noDedupe = store.enqueueJob({ recordingId: r.id, priority: 2, source: 'cli', options: { a: 2, b: 1 } });
     expect(noDedupe.id).not.toBe(a.id);
     expect(store.listJobs({ recordingId: r.id })).toHaveLength(3);
+    // A failed job does not count by default (an explicit request tries again); a re-scan can make it count.
+    const failing = store.enqueueJob({ recordingId: rec(7).id, priority: 2, source: 'watch', dedupe: true });
+    while (store.claimNextJob() && store.job(failing.id)?.state !== 'running');
+    expect(store.job(failing.id)?.state).toBe('running');
+    store.failJob(failing.id, 'corrupt', { retry: false });
+    const again = store.enqueueJob({ recordingId: failing.recordingId, priority: 2, source: 'watch', dedupe: true, dedupeStates: ['queued', 'running', 'done', 'failed', 'cancelled'] });
+    expect(again).toMatchObject({ id: failing.id, reused: true, state: 'failed' });
+    expect(store.enqueueJob({ recordingId: failing.recordingId, priority: 2, source: 'watch', dedupe: true }).reused).toBe(false);
     // After an edit (new content) the same options make a new job.
     store.upsertRecording({ path: r.path, sha256: sha(999), size: 2, mtimeMs: 2 });
     expect(store.enqueueJob({ recordingId: r.id, priority: 2, source: 'watch', options: { a: 2, b: 1 }, dedupe: true }).reused).toBe(false);

@@ -49,6 +49,7 @@ export interface StoreOptions {
 }
 
 const JOB_SOURCES: readonly JobSource[] = ['cli', 'watch', 'dictation'];
+const DEFAULT_DEDUPE_STATES: readonly JobState[] = ['queued', 'running', 'done'];
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 type Row = Record<string, unknown>;
@@ -219,8 +220,8 @@ export class TranscriptStore {
       deleteRecording: p(`DELETE FROM recordings WHERE id = ?`),
       job: p(`${JOB_SELECT} WHERE j.id = ?`),
       dedupeJob: p(
-        `${JOB_SELECT} WHERE j.content_sha256 = ? AND j.options = ? AND j.state IN ('queued', 'running', 'done')
-         ORDER BY CASE j.state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 ELSE 2 END, j.id DESC LIMIT 1`,
+        `${JOB_SELECT} WHERE j.content_sha256 = @sha AND j.options = @options AND j.state IN (SELECT value FROM json_each(@states))
+         ORDER BY CASE j.state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 WHEN 'done' THEN 2 ELSE 3 END, j.id DESC LIMIT 1`,
       ),
       insertJob: p(
         `INSERT INTO jobs (recording_id, content_sha256, state, priority, source, options, max_attempts, created_at, watch_id)
@@ -365,7 +366,8 @@ export class TranscriptStore {
    *  (daemon start, a drive coming back) can skip hashing it again. */
   unchangedRecording(p: string, size: number, mtimeMs: number): Recording | undefined {
     const r = this.recordingByPath(p);
-    return r && r.size === size && r.mtimeMs === Math.floor(mtimeMs) ? r : undefined;
+    // A recording marked missing needs upsertRecording to clear the mark.
+    return r && !r.missing && r.size === size && r.mtimeMs === Math.floor(mtimeMs) ? r : undefined;
   }
 
   /** Marks the recording at `path` as gone (or back). Returns whether one was known there. */
@@ -428,7 +430,8 @@ export class TranscriptStore {
       const rec = this.recording(input.recordingId);
       if (!rec) throw new WxError('store.no_recording', `cannot queue a job: no recording ${input.recordingId}`, { recordingId: input.recordingId });
       if (input.dedupe) {
-        const existing = this.stmt.dedupeJob.get(rec.sha256, options) as Row | undefined;
+        const states = input.dedupeStates ?? DEFAULT_DEDUPE_STATES;
+        const existing = this.stmt.dedupeJob.get({ sha: rec.sha256, options, states: JSON.stringify(states) }) as Row | undefined;
         if (existing) {
           this.stmt.raisePriority.run(input.priority, existing.id, input.priority);
           return { ...this.mustJob(num(existing.id)), reused: true };

@@ -72,6 +72,10 @@ export interface JobInput {
   watchId?: number | null;
   /** Return an existing queued/running/done job for the same content and options instead of adding one. */
   dedupe?: boolean;
+  /** Which existing jobs count for `dedupe`. Default queued, running, done. A watched-folder
+   *  re-scan should also pass `failed` and `cancelled`, so a file that failed (or that the user
+   *  cancelled) is not queued again at every daemon start; `wx retry` is the way back. */
+  dedupeStates?: readonly JobState[];
 }
 
 export interface JobQuery {
