@@ -325,6 +325,13 @@ describe('regionsFromProbabilities', () => {
     expect(await detectSpeech(vad, new Float32Array(0))).toEqual([]);
     expect(await vad.probabilities(new Float32Array(100))).toHaveLength(1);
     await expect(vad.probabilities([0, 0] as unknown as Float32Array)).rejects.toMatchObject({ code: 'vad.bad_input' });
+    await expect(new SpeechSegmenter(vad).push([0, 0] as unknown as Float32Array)).rejects.toMatchObject({ code: 'vad.bad_input' });
+    // Pieces shorter than a frame are kept until a frame is complete.
+    const seg = new SpeechSegmenter(vad);
+    expect(await seg.push(new Float32Array(100))).toEqual([]);
+    expect(seg.processedS).toBe(0);
+    await seg.push(new Float32Array(412));
+    expect(seg.processedS).toBeCloseTo(0.032, 6);
   });
 
   it('rejects nonsense options', () => {

@@ -624,6 +624,7 @@ export class SpeechSegmenter {
   }
 
   async push(samples: Float32Array): Promise<SegmenterEvent[]> {
+    if (!(samples instanceof Float32Array)) throw new WxError('vad.bad_input', 'SpeechSegmenter.push takes a Float32Array of 16 kHz samples');
     const events: SegmenterEvent[] = [];
     let offset = 0;
     while (offset < samples.length) {
