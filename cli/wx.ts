@@ -12,6 +12,7 @@ import { registerStatus } from './commands/status.js';
 import { registerSearch } from './commands/search.js';
 import { registerJobs } from './commands/jobs.js';
 import { registerService } from './commands/service.js';
+import { registerWatch } from './commands/watch.js';
 import { registerModels } from './commands/models.js';
 
 const program = new Command('wx')
@@ -27,6 +28,7 @@ registerStatus(program);
 registerSearch(program);
 registerJobs(program);
 registerService(program);
+registerWatch(program);
 registerModels(program);
 
 try {

@@ -24,6 +24,7 @@ import {
 } from './ipc/protocol.js';
 import { RpcMethodError, type RequestContext } from './ipc/transport.js';
 import { JobRunner, type JobOptions } from './jobs/runner.js';
+import { WatchManager } from './jobs/watches.js';
 import { WorkerTranscriber, type TranscribeEngine } from './jobs/transcriber-host.js';
 import { getDefaultModel } from './models/registry.js';
 import { PRIORITY, TranscriptStore, type Job, type StoredSegment, type StoredTranscript, type Watch } from './store/index.js';
@@ -55,6 +56,7 @@ export class Daemon {
   private lastError: StatusResult['last_error'] = null;
   store!: TranscriptStore;
   runner!: JobRunner;
+  watches!: WatchManager;
   /** Open engines by `model|precision`; the default one is loaded at start and kept warm. */
   private readonly engines = new Map<string, Promise<TranscribeEngine>>();
   private defaultKey: string | null = null;
@@ -98,6 +100,12 @@ export class Daemon {
     this.runner.on('finished', (job) => {
       if (job.state === 'failed') this.recordError(job.error ?? 'failed', { job: job.id, path: job.path });
     });
+    this.watches = new WatchManager(this.store, this.runner, this.log, {
+      maxAttempts: this.config.jobs.maxAttempts,
+      stabilityMs: this.config.watch.stabilityMs,
+      presencePollMs: this.config.watch.presencePollMs,
+      onError: (message, extra) => this.recordError(message, extra),
+    });
     this.server = new RpcServer({
       socketPath: this.paths.socket,
       daemonVersion: VERSION,
@@ -114,6 +122,8 @@ export class Daemon {
     }
     this.loadDefaultModel();
     this.runner.start();
+    // Watches re-arm in the background: a large back-fill must not delay readiness.
+    this.watches.startAll().catch((err) => this.log.error('cannot re-arm watched folders', { error: describeError(err) }));
     this.log.info('daemon listening', { socket: this.paths.socket, version: VERSION, protocol: PROTOCOL_VERSION, home: this.paths.home });
     return true;
   }
@@ -174,6 +184,19 @@ export class Daemon {
       );
     });
     this.method('watch.ls', () => this.store.listWatches().map(watchInfo));
+    this.method('watch.add', async (p) => {
+      if (!p || typeof p.dir !== 'string' || !path.isAbsolute(p.dir)) throw RpcMethodError.of('invalidParams', 'watch.bad_params', 'watch.add needs {dir: absolute path}');
+      const input: Parameters<WatchManager['add']>[0] = { dir: p.dir, recursive: p.recursive ?? false, include: p.include ?? [], exclude: p.exclude ?? [], backfill: p.backfill ?? true };
+      if (p.outputDir) input.outputDir = p.outputDir;
+      if (p.formats) input.formats = p.formats;
+      return watchInfo(await this.watches.add(input));
+    });
+    this.method('watch.rm', async (p) => {
+      if (!p || typeof p.dir !== 'string') throw RpcMethodError.of('invalidParams', 'watch.bad_params', 'watch.rm needs {dir}');
+      const removed = await this.watches.remove(p.dir);
+      if (!removed) throw RpcMethodError.of('notFound', 'watch.not_found', `${path.resolve(p.dir)} is not watched`, { dir: p.dir });
+      return { removed };
+    });
     for (const method of PLANNED_METHODS) {
       this.server.handle(method, () => {
         throw RpcMethodError.of('methodNotFound', 'ipc.not_implemented', `${method} is not available in this daemon yet`, { method });
@@ -340,6 +363,7 @@ export class Daemon {
       } catch (err) {
         this.log.error('error while closing the socket', { error: describeError(err) });
       }
+      await this.watches.closeAll();
       await this.runner.stop();
       for (const engine of this.engines.values()) {
         await engine.then((e) => e.close()).catch(() => {});
