@@ -1,12 +1,13 @@
-// A faster graph for offline VAD, built at load time from Silero v5's own weights.
+// Our ONNX graph for Silero VAD v5, built at load time from the weights in Silero's own file.
 //
-// Silero's graph runs one 576-sample frame per row and step: its convolutions see 4 (then 2,
+// Silero's graph runs one 576-sample frame per row and call: its convolutions see 4 (then 2,
 // then 1) time positions per frame, so ONNX Runtime runs one tiny GEMM per frame, and its
 // LSTM takes one step per call. Only the LSTM is recurrent. This graph takes a whole block of
 // frames [T, B, 576] at once: the STFT and the four encoder convolutions become single large
 // MatMuls over all T·B frames (im2col done with Slice/Concat), and the LSTM runs the T steps in
-// one op. It computes exactly the same function as the 16-kHz branch of the original (tests
-// compare them), so rows can carry their state across blocks with no approximation.
+// one op. It computes the same function as the 16-kHz branch of the original (test/vad.test.ts
+// compares them on real audio), so a stream carries its state from block to block exactly;
+// with T = 1 it also serves live streams.
 import fs from 'node:fs';
 import { Graph, encodeModel, f32Tensor, i64Tensor } from '../engine/onnx/graph.js';
 import { WxError } from '../errors.js';
