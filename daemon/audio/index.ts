@@ -189,7 +189,10 @@ export async function loadAudio(file: string, opts: LoadAudioOptions = {}): Prom
     } catch (err) {
       const typed = fromNative(err, file);
       // Compressed WAV payloads (ADPCM, GSM, …) are ffmpeg's job.
-      if (!(typed instanceof AudioError && typed.code === 'audio.unsupported' && (await findFfmpeg()))) throw typed;
+      if (!(typed instanceof AudioError && typed.code === 'audio.unsupported')) throw typed;
+      if (!(await findFfmpeg())) {
+        throw new AudioError('audio.unsupported', file, `${String(typed.context.reason)}; ffmpeg can decode it: ${installHint()}`, { cause: typed });
+      }
     }
   }
   const ffmpeg = await findFfmpeg();
