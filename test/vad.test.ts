@@ -1,5 +1,6 @@
-// Silero VAD on the real model and the shared espeak-ng clips: timing against the manifest,
-// silence, batched vs sequential agreement, chunking and the streaming segmenter.
+// Silero VAD on the real model and the shared espeak-ng clips: our graph against Silero's own,
+// timing against the manifest, silence and noise, block vs frame-by-frame passes, chunking
+// (offline and while reading) and the streaming segmenter.
 import fs from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
@@ -12,10 +13,10 @@ import {
   detectSpeech,
   mergeIntoChunks,
   planSpeechChunks,
-  streamSpeechChunks,
-  type SpeechChunk,
   regionsFromProbabilities,
   resolveSileroModel,
+  streamSpeechChunks,
+  type SpeechChunk,
   type SpeechRegion,
   type VadOptions,
 } from '../daemon/audio/vad.js';
@@ -31,14 +32,14 @@ const manifest = (): Manifest => JSON.parse(fs.readFileSync(sharedPath('fixtures
 
 let vad: SileroVad;
 let long: Float32Array;
-let longBatched: Float32Array;
-let longSequential: Float32Array;
+let longBlocks: Float32Array;
+let longFrameByFrame: Float32Array;
 
 beforeAll(async () => {
   vad = await SileroVad.load();
   long = await loadAudio(sharedPath('fixtures', 'speech', 'dev-long.wav'));
-  longBatched = await vad.probabilities(long);
-  longSequential = await vad.probabilitiesSequential(long);
+  longBlocks = await vad.probabilities(long);
+  longFrameByFrame = await vad.probabilitiesSequential(long);
 });
 afterAll(async () => {
   await vad?.close();
@@ -68,7 +69,7 @@ describe('model file', () => {
     const sr = new ort.Tensor('int64', BigInt64Array.from([16000n]), []);
     let state = new Float32Array(256);
     const input = new Float32Array(576);
-    const upstream = new Float32Array(longBatched.length);
+    const upstream = new Float32Array(longBlocks.length);
     for (let f = 0; f < upstream.length; f++) {
       input.fill(0);
       const from = Math.max(0, f * 512 - 64);
@@ -79,7 +80,7 @@ describe('model file', () => {
     }
     await session.release();
     let maxDiff = 0;
-    for (let f = 0; f < upstream.length; f++) maxDiff = Math.max(maxDiff, Math.abs(upstream[f]! - longBatched[f]!));
+    for (let f = 0; f < upstream.length; f++) maxDiff = Math.max(maxDiff, Math.abs(upstream[f]! - longBlocks[f]!));
     expect(maxDiff).toBeLessThan(1e-4);
   });
 });
@@ -169,7 +170,7 @@ describe('noise', () => {
 
 describe('dev-long.wav', () => {
   it('covers every manifest segment and finds nothing outside them', () => {
-    const regions = regionsFromProbabilities(longBatched, long.length);
+    const regions = regionsFromProbabilities(longBlocks, long.length);
     const { segments } = manifest().long;
     let boundsOk = 0;
     let speech = 0;
@@ -192,12 +193,12 @@ describe('dev-long.wav', () => {
   });
 
   it('block probabilities equal the frame-by-frame stream, with the same regions', () => {
-    expect(longBatched.length).toBe(Math.ceil(long.length / VAD_FRAME));
+    expect(longBlocks.length).toBe(Math.ceil(long.length / VAD_FRAME));
     let maxDiff = 0;
-    for (let i = 0; i < longBatched.length; i++) maxDiff = Math.max(maxDiff, Math.abs(longBatched[i]! - longSequential[i]!));
+    for (let i = 0; i < longBlocks.length; i++) maxDiff = Math.max(maxDiff, Math.abs(longBlocks[i]! - longFrameByFrame[i]!));
     expect(maxDiff).toBeLessThan(1e-4);
-    const a = regionsFromProbabilities(longBatched, long.length);
-    const b = regionsFromProbabilities(longSequential, long.length);
+    const a = regionsFromProbabilities(longBlocks, long.length);
+    const b = regionsFromProbabilities(longFrameByFrame, long.length);
     expect(a).toEqual(b);
   });
 
@@ -206,7 +207,7 @@ describe('dev-long.wav', () => {
     try {
       const probs = await two.probabilities(long);
       let maxDiff = 0;
-      for (let i = 0; i < probs.length; i++) maxDiff = Math.max(maxDiff, Math.abs(probs[i]! - longBatched[i]!));
+      for (let i = 0; i < probs.length; i++) maxDiff = Math.max(maxDiff, Math.abs(probs[i]! - longBlocks[i]!));
       expect(maxDiff).toBeLessThan(1e-5);
     } finally {
       await two.close();
@@ -217,8 +218,8 @@ describe('dev-long.wav', () => {
 
 describe('mergeIntoChunks', () => {
   it('packs the dev-long regions into ≤ 30 s chunks cut only between regions', () => {
-    const regions = regionsFromProbabilities(longBatched, long.length);
-    const chunks = mergeIntoChunks(regions, { probs: longBatched });
+    const regions = regionsFromProbabilities(longBlocks, long.length);
+    const chunks = mergeIntoChunks(regions, { probs: longBlocks });
     expect(chunks.length).toBeGreaterThan(1);
     expect(chunks.flatMap((c) => c.regions)).toEqual(regions); // every region exactly once, in order
     for (const [i, c] of chunks.entries()) {
@@ -236,9 +237,9 @@ describe('mergeIntoChunks', () => {
 
   it('planSpeechChunks composes probabilities, regions and chunks', async () => {
     const plan = await planSpeechChunks(vad, long, { maxChunkS: 20 });
-    expect(Array.from(plan.probs)).toEqual(Array.from(longBatched));
-    expect(plan.regions).toEqual(regionsFromProbabilities(longBatched, long.length));
-    expect(plan.chunks).toEqual(mergeIntoChunks(plan.regions, { maxChunkS: 20, probs: longBatched }));
+    expect(Array.from(plan.probs)).toEqual(Array.from(longBlocks));
+    expect(plan.regions).toEqual(regionsFromProbabilities(longBlocks, long.length));
+    expect(plan.chunks).toEqual(mergeIntoChunks(plan.regions, { maxChunkS: 20, probs: longBlocks }));
     for (const c of plan.chunks) expect(c.end - c.start).toBeLessThanOrEqual(20);
   });
 
@@ -371,9 +372,9 @@ describe('streaming', () => {
   for (const opts of [{}, { maxSpeechS: 4, minSilenceMs: 300 }] as VadOptions[]) {
     it(`SpeechSegmenter events match the offline regions of dev-long.wav, promptly (${JSON.stringify(opts)})`, async () => {
       const events = await streamLong(opts);
-      const offline = regionsFromProbabilities(longSequential, long.length, opts);
+      const offline = regionsFromProbabilities(longFrameByFrame, long.length, opts);
       if (opts.maxSpeechS) {
-        expect(offline.length).toBeGreaterThan(regionsFromProbabilities(longSequential, long.length).length * 0.8);
+        expect(offline.length).toBeGreaterThan(regionsFromProbabilities(longFrameByFrame, long.length).length * 0.8);
         for (const r of offline) expect(r.end - r.start).toBeLessThanOrEqual(4 + 1e-9);
       }
       expect(events.length).toBe(2 * offline.length);
