@@ -84,9 +84,12 @@ describe('schema and migrations', () => {
     expect(store.db.pragma('foreign_keys', { simple: true })).toBe(1);
     expect(store.db.pragma('synchronous', { simple: true })).toBe(1); // NORMAL
     expect(store.db.pragma('busy_timeout', { simple: true })).toBe(5000);
+    transcribed('private.wav', ['nobody else reads this']);
+    for (const f of ['wx.db', 'wx.db-wal', 'wx.db-shm']) expect(fs.statSync(path.join(home, f)).mode & 0o777, f).toBe(0o600);
     const tables = (store.db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]).map((r) => r.name);
     expect(tables).toEqual(expect.arrayContaining(['recordings', 'jobs', 'transcripts', 'segments', 'segments_fts', 'watches']));
     transcribed('a.wav', ['kept across reopen']);
+    expect(store.search('nobody')).toHaveLength(1);
     store.close();
     store = open();
     expect(store.schemaVersion).toBe(SCHEMA_VERSION);
@@ -178,7 +181,11 @@ describe('job queue', () => {
     const w2 = store.enqueueJob({ recordingId: rec(2).id, priority: PRIORITY.watch, source: 'watch' });
     const cli = store.enqueueJob({ recordingId: rec(3).id, priority: PRIORITY.interactive, source: 'cli' });
     const dict = store.enqueueJob({ recordingId: rec(4).id, priority: PRIORITY.dictation, source: 'dictation' });
-    expect(store.queueStats()).toMatchObject({ queued: 4, running: 0, queuedAudioS: 100 });
+    expect(store.queueStats()).toMatchObject({ queued: 4, running: 0, queuedAudioS: 100, queuedUnknownDuration: 0 });
+    const unknown = store.upsertRecording({ path: media('unknown.wav'), sha256: sha(77), size: 1, mtimeMs: 1 });
+    const uj = store.enqueueJob({ recordingId: unknown.id, priority: PRIORITY.watch, source: 'watch' });
+    expect(store.queueStats()).toMatchObject({ queued: 5, queuedAudioS: 100, queuedUnknownDuration: 1 });
+    store.cancelJob(uj.id);
     const order = [store.claimNextJob(), store.claimNextJob(), store.claimNextJob(), store.claimNextJob()].map((j) => j?.id);
     expect(order).toEqual([dict.id, cli.id, w1.id, w2.id]);
     expect(store.claimNextJob()).toBeUndefined();

@@ -239,7 +239,7 @@ export class TranscriptStore {
       ),
       runningJobs: p(`SELECT id, attempts, max_attempts FROM jobs WHERE state = 'running'`),
       queueCounts: p(
-        `SELECT j.state AS state, count(*) AS n, coalesce(sum(r.duration_s), 0) AS audio
+        `SELECT j.state AS state, count(*) AS n, coalesce(sum(r.duration_s), 0) AS audio, count(*) - count(r.duration_s) AS unknown
          FROM jobs j JOIN recordings r ON r.id = j.recording_id GROUP BY j.state`,
       ),
       deleteTranscriptsOf: p(`DELETE FROM transcripts WHERE recording_id = ?`),
@@ -282,6 +282,13 @@ export class TranscriptStore {
     try {
       fs.mkdirSync(path.dirname(abs), { recursive: true, mode: 0o700 });
       db = new Database(abs);
+      // Transcripts are private: owner-only. Set before WAL mode so SQLite creates -wal and
+      // -shm with the same mode.
+      try {
+        fs.chmodSync(abs, 0o600);
+      } catch {
+        // a file system without Unix modes (some network/FAT mounts): nothing to tighten
+      }
       const mode = db.pragma('journal_mode = WAL', { simple: true });
       if (String(mode).toLowerCase() !== 'wal') throw new Error(`journal_mode is ${String(mode)}, WAL refused`);
       db.pragma('foreign_keys = ON');
@@ -625,11 +632,14 @@ export class TranscriptStore {
   }
 
   queueStats(): QueueStats {
-    const stats: QueueStats = { queued: 0, running: 0, done: 0, failed: 0, cancelled: 0, queuedAudioS: 0, runningAudioS: 0 };
+    const stats: QueueStats = { queued: 0, running: 0, done: 0, failed: 0, cancelled: 0, queuedAudioS: 0, runningAudioS: 0, queuedUnknownDuration: 0 };
     for (const r of this.stmt.queueCounts.all() as Row[]) {
       const state = r.state as JobState;
       stats[state] = num(r.n);
-      if (state === 'queued') stats.queuedAudioS = num(r.audio);
+      if (state === 'queued') {
+        stats.queuedAudioS = num(r.audio);
+        stats.queuedUnknownDuration = num(r.unknown);
+      }
       if (state === 'running') stats.runningAudioS = num(r.audio);
     }
     return stats;

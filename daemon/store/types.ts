@@ -91,10 +91,12 @@ export interface QueueStats {
   done: number;
   failed: number;
   cancelled: number;
-  /** Seconds of audio in queued jobs (recordings of unknown duration count 0). */
+  /** Seconds of audio in queued jobs whose recording's duration is known. */
   queuedAudioS: number;
   /** Seconds of audio in running jobs. */
   runningAudioS: number;
+  /** Queued jobs whose recording's duration is not known yet (not counted in queuedAudioS). */
+  queuedUnknownDuration: number;
 }
 
 /** A segment as the pipeline produces it; only start, end and text are required. */
