@@ -141,6 +141,40 @@ describe('daemon end to end (real model)', () => {
     await client.close();
   });
 
+  it('SIGTERM while a job runs: the job goes back to the queue and runs again at the next start', async () => {
+    const long = sharedPath('fixtures', 'speech', 'dev-long.wav');
+    const client = await WxClient.connect({ home });
+    const queued = await client.call('transcribe', { files: [long], wait: false, priority: 'backlog' });
+    const id = queued.jobs[0]!.id;
+    const waitState = async (c: WxClient, state: string) => {
+      for (;;) {
+        const j = (await c.call('jobs.list', {})).find((x) => x.id === id);
+        if (j?.state === state) return j;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    await waitState(client, 'running');
+    const pid = client.server.pid;
+    const closed = client.connection.closed;
+    process.kill(pid, 'SIGTERM');
+    await closed;
+    while (alive(pid)) await new Promise((r) => setTimeout(r, 20));
+    expect(fs.existsSync(pathsOf(home).socket)).toBe(false);
+    const store = TranscriptStore.open(pathsOf(home).db);
+    const job = store.job(id)!;
+    store.close();
+    expect(job.state).toBe('queued');
+    expect(job.attempts).toBe(0);
+    const log = fs.readFileSync(path.join(pathsOf(home).logs, 'daemon.log'), 'utf8');
+    expect(log).toContain('"msg":"job re-queued at shutdown"');
+
+    const c2 = await WxClient.connect({ home, autostart: true });
+    const again = await waitState(c2, 'running');
+    expect(again.attempts).toBe(1);
+    expect((await c2.call('jobs.cancel', { id })).state).toBe('cancelled');
+    await c2.close();
+  });
+
   it('a restart keeps every transcript; kill -9 with queued work loses nothing', async () => {
     const before = JSON.parse((await wx(home, ['search', 'font', '--json'], env)).stdout);
     expect(before.length).toBeGreaterThan(0);
