@@ -386,6 +386,22 @@ describe('pull', () => {
     expect(listInstalled(home).map((m) => m.name)).toEqual(['synth']);
   });
 
+  it('a second pull of the same repo while one runs is refused (hub.busy), not interleaved', async () => {
+    hub.knobs.bytesPerSecond = 8 * 2 ** 20;
+    const flowing = new Promise<void>((resolve) => {
+      hub.knobs.onSent = (file) => file === 'model.safetensors' && resolve();
+    });
+    const ac = new AbortController();
+    const first = downloadModelFiles(hub.repo, { home, endpoint: hub.endpoint, signal: ac.signal });
+    const firstDone = first.then(() => 'finished', (e: WxError) => e.code);
+    await flowing;
+    const err = await errorOf(downloadModelFiles(hub.repo, { home, endpoint: hub.endpoint }));
+    expect(err.code).toBe('hub.busy');
+    expect(err.message).toContain(`pid ${process.pid}`);
+    ac.abort();
+    expect(await firstDone).toBe('hub.aborted');
+  });
+
   it('stops on abort and keeps the partial file for a resume', async () => {
     const ac = new AbortController();
     const err = await errorOf(
@@ -496,6 +512,21 @@ describe('registry', () => {
     expect(getDefaultModel(home, {})).toEqual({ model: 'synth', from: 'only installed model' });
     expect(() => removeModel(home, 'synth2')).toThrow(/no installed model named "synth2"/);
     expect(visibleModelDirs()).toEqual(['synth']);
+  });
+
+  it('config.json updates from concurrent processes never lose each other\'s keys', async () => {
+    fs.writeFileSync(path.join(home, 'config.json'), JSON.stringify({ threads: 2 }));
+    const script = (prefix: string) =>
+      `const { updateConfig } = await import(${JSON.stringify(path.join(repoRoot, 'dist', 'daemon', 'models', 'config-file.js'))});` +
+      `for (let i = 0; i < 40; i++) updateConfig(${JSON.stringify(home)}, (c) => { c['${prefix}' + i] = i; });`;
+    const run = (prefix: string) =>
+      new Promise<number | null>((resolve) => spawn(process.execPath, ['--input-type=module', '-e', script(prefix)], { stdio: 'inherit' }).once('exit', resolve));
+    expect(await Promise.all([run('a'), run('b'), run('c')])).toEqual([0, 0, 0]);
+    const cfg = readConfig(home);
+    expect(Object.keys(cfg)).toHaveLength(1 + 3 * 40);
+    expect(cfg.threads).toBe(2);
+    expect(cfg.b39).toBe(39);
+    expect(fs.readdirSync(home).filter((f) => f.startsWith('config.json.'))).toEqual([]);
   });
 
   it('resolves names, repo ids and Hugging Face directories; a directory is imported once and reused by content', async () => {

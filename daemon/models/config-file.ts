@@ -39,15 +39,26 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** Creates `lock` holding our pid, atomically: the pid is written to a private file that is then
+ *  hard-linked to the lock name, so nobody ever reads a lock file without its pid. */
+export function createLockFile(lock: string): boolean {
+  const tmp = `${lock}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+  fs.writeFileSync(tmp, String(process.pid));
+  try {
+    fs.linkSync(tmp, lock);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
 function acquireLock(lock: string): void {
   const deadline = Date.now() + 5000;
   for (;;) {
-    try {
-      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
+    if (createLockFile(lock)) return;
     let holder = NaN;
     try {
       holder = Number(fs.readFileSync(lock, 'utf8').trim());

@@ -12,6 +12,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { WxError } from '../errors.js';
 import { wxPaths } from '../paths.js';
+import { createLockFile } from './config-file.js';
 
 export const DEFAULT_HF_ENDPOINT = 'https://huggingface.co';
 
@@ -388,25 +389,26 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 /** One process at a time per download directory; a lock left by a dead process is taken over. */
 function lockDir(dir: string, repo: string): () => void {
   const lock = path.join(dir, '.lock');
-  for (let attempt = 0; attempt < 2; attempt++) {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    if (createLockFile(lock)) return () => fs.rmSync(lock, { force: true });
+    let pid: number;
     try {
-      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
-      return () => fs.rmSync(lock, { force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number(fs.readFileSync(lock, 'utf8').trim());
-      let alive = false;
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
-        try {
-          process.kill(pid, 0);
-          alive = true;
-        } catch (e) {
-          alive = (e as NodeJS.ErrnoException).code === 'EPERM';
-        }
-      }
-      if (alive) throw new WxError('hub.busy', `another wx process (pid ${pid}) is already downloading ${repo}`, { repo, pid });
-      fs.rmSync(lock, { force: true });
+      pid = Number(fs.readFileSync(lock, 'utf8').trim());
+    } catch {
+      continue; // released meanwhile
     }
+    // Our own pid means another pull in this process (the daemon) holds it.
+    let alive = pid === process.pid;
+    if (!alive && Number.isInteger(pid) && pid > 0) {
+      try {
+        process.kill(pid, 0);
+        alive = true;
+      } catch (e) {
+        alive = (e as NodeJS.ErrnoException).code === 'EPERM';
+      }
+    }
+    if (alive) throw new WxError('hub.busy', `another wx process (pid ${pid}) is already downloading ${repo}`, { repo, pid });
+    fs.rmSync(lock, { force: true });
   }
   throw new WxError('hub.busy', `cannot lock the download directory ${dir}`, { repo, file: dir });
 }
