@@ -13,6 +13,7 @@ import { registerSearch } from './commands/search.js';
 import { registerJobs } from './commands/jobs.js';
 import { registerService } from './commands/service.js';
 import { registerWatch } from './commands/watch.js';
+import { registerShow } from './commands/show.js';
 import { registerModels } from './commands/models.js';
 
 const program = new Command('wx')
@@ -29,6 +30,7 @@ registerSearch(program);
 registerJobs(program);
 registerService(program);
 registerWatch(program);
+registerShow(program);
 registerModels(program);
 
 try {

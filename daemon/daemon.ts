@@ -26,7 +26,7 @@ import { RpcMethodError, type RequestContext } from './ipc/transport.js';
 import { JobRunner, type JobOptions } from './jobs/runner.js';
 import { WatchManager } from './jobs/watches.js';
 import { WorkerTranscriber, type TranscribeEngine } from './jobs/transcriber-host.js';
-import { getDefaultModel } from './models/registry.js';
+import { getDefaultModel, listInstalled } from './models/registry.js';
 import { PRIORITY, TranscriptStore, type Job, type StoredSegment, type StoredTranscript, type Watch } from './store/index.js';
 import { hashFile } from './watch/index.js';
 import { Logger } from './log.js';
@@ -169,6 +169,21 @@ export class Daemon {
       const t = recordingId === undefined ? undefined : this.store.transcriptForRecording(recordingId);
       if (!t) throw RpcMethodError.of('notFound', 'transcript.not_found', `no stored transcript for ${JSON.stringify(p)}`, {});
       return wireTranscript(t, this.store.recording(t.recordingId)?.path ?? '');
+    });
+    this.method('recordings.forget', (p) => {
+      const rec = p?.recordingId !== undefined ? this.store.recording(p.recordingId) : p?.path !== undefined ? this.store.recordingByPath(p.path) : undefined;
+      if (!rec) throw RpcMethodError.of('notFound', 'recording.not_found', `no recording ${p?.path ?? p?.recordingId ?? ''} in the database`, { path: p?.path ?? null });
+      for (const job of this.store.listJobs({ recordingId: rec.id, state: 'running' })) {
+        this.store.cancelJob(job.id);
+        this.runner.cancel(job.id);
+      }
+      this.store.deleteRecording(rec.id);
+      this.log.info('recording forgotten', { recording: rec.id, path: rec.path });
+      return { recording_id: rec.id, path: rec.path };
+    });
+    this.method('models.ls', () => {
+      const current = this.defaultKey?.split('|')[0];
+      return listInstalled(this.paths.home).map((m) => ({ name: m.name, dir: m.dir, precisions: m.manifest.precisions, isDefault: m.name === current || m.dir === current }));
     });
     this.method('search', (p) => {
       if (!p || typeof p.query !== 'string') throw RpcMethodError.of('invalidParams', 'search.bad_params', 'search needs {query: string}');

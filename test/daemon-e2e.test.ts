@@ -221,4 +221,26 @@ describe('daemon end to end (real model)', () => {
     expect(store.integrityCheck()).toBe('ok');
     store.close();
   });
+  it('wx show exports a stored transcript; wx forget removes it from search', async () => {
+    const srt = await wx(home, ['show', short, '--format', 'srt'], env);
+    expect(srt.code, srt.stderr).toBe(0);
+    expect(srt.stdout).toMatch(/^1\n00:00:\d\d,\d{3} --> 00:00:\d\d,\d{3}\n/);
+    expect(srt.stdout).toContain(shortText);
+    const jobs = JSON.parse((await wx(home, ['jobs', '--json'], env)).stdout) as { id: number; path: string; state: string }[];
+    const jobId = jobs.find((j) => j.path === short && j.state === 'done')!.id;
+    const byJob = await wx(home, ['show', String(jobId), '--json'], env);
+    expect(JSON.parse(byJob.stdout)).toMatchObject({ path: short, model: 'wx-tiny-en-synth', precision: 'int8', transcript: { text: expect.stringContaining(shortText) } });
+
+    const word = wordsFound(fixtures['fx-short']!.text, shortText)[0]!;
+    const forget = await wx(home, ['forget', short], env);
+    expect(forget.code, forget.stderr).toBe(0);
+    const hits = JSON.parse((await wx(home, ['search', word, '--json'], env)).stdout) as { path: string }[];
+    expect(hits.filter((h) => h.path === short)).toEqual([]);
+    const gone = await wx(home, ['show', short], env);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain('no stored transcript');
+    const again = await wx(home, ['forget', short], env);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('no recording');
+  });
 });

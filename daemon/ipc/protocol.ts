@@ -214,6 +214,8 @@ export interface Methods {
   'jobs.retry': { params: { id: number }; result: JobInfo };
   'jobs.cancel': { params: { id: number }; result: JobInfo };
   'transcripts.get': { params: { recordingId?: number; jobId?: number; path?: string }; result: StoredTranscript };
+  /** Forgets a recording: its jobs, transcripts and search entries (the file is not touched). */
+  'recordings.forget': { params: { path?: string; recordingId?: number }; result: { recording_id: number; path: string } };
   search: { params: { query: string; limit?: number; since?: string; path?: string }; result: SearchHit[] };
   'watch.add': {
     params: {
