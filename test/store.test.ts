@@ -7,7 +7,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { WxError } from '../daemon/errors.js';
 import { wxPaths } from '../daemon/paths.js';
-import { PRIORITY, SCHEMA_VERSION, TranscriptStore, toFtsQuery, type TranscriptInput } from '../daemon/store/index.js';
+import { PRIORITY, SCHEMA_VERSION, TranscriptStore, toFtsQuery, toPipelineTranscript, type TranscriptInput } from '../daemon/store/index.js';
+import type { Transcript } from '../daemon/pipeline/types.js';
 import { repoRoot } from './shared.js';
 
 let home: string;
@@ -280,6 +281,26 @@ describe('job queue', () => {
     expect(store.transcriptForRecording(r.id)?.text).toBe('replacement words');
     expect(store.search('original')).toHaveLength(0);
     expect(store.counts().transcripts).toBe(1);
+  });
+
+  it('stores every field of the pipeline transcript and gives it back', () => {
+    const r = rec(1);
+    const job = store.enqueueJob({ recordingId: r.id, priority: 1, source: 'cli' });
+    store.claimNextJob();
+    const original: Transcript = {
+      text: ' Hello there. General Kenobi.',
+      language: 'en',
+      duration: 4.5,
+      segments: [
+        { id: 0, seek: 0, start: 0, end: 1.5, text: ' Hello there.', tokens: [50364, 2425, 456, 13], temperature: 0, avg_logprob: -0.25, compression_ratio: 0.8, no_speech_prob: 0.01 },
+        { id: 1, seek: 0, start: 2, end: 4.5, text: ' General Kenobi.', tokens: [50464, 6996, 591], temperature: 0.2, avg_logprob: -0.5, compression_ratio: 0.9, no_speech_prob: 0.03 },
+      ],
+    };
+    const saved = store.completeJob(job.id, { ...original, model: 'tiny.en', precision: 'fp16' });
+    expect(saved).toMatchObject({ recordingId: r.id, jobId: job.id, model: 'tiny.en', precision: 'fp16', language: 'en', durationS: 4.5 });
+    const back = store.transcriptForRecording(r.id)!;
+    expect(toPipelineTranscript(back)).toEqual(original);
+    expect(store.recording(r.id)?.durationS).toBe(10); // a known duration is kept
   });
 
   it('requeues jobs left running by a closed (crashed) store, failing those out of attempts', () => {

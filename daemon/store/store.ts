@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { WxError, describeError } from '../errors.js';
-import { OUTPUT_FORMATS, type OutputFormat } from '../pipeline/types.js';
+import { OUTPUT_FORMATS, type OutputFormat, type Transcript } from '../pipeline/types.js';
 import { toFtsQuery } from './fts-query.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 import type {
@@ -155,6 +155,28 @@ function toWatch(r: Row): Watch {
     createdAt: num(r.created_at),
     available: bool(r.available),
     lastError: strOrNull(r.last_error),
+  };
+}
+
+/** A stored transcript in the pipeline's shape, for the writers (`wx show --format srt`,
+ *  sidecar files). Fields the store did not get come back as 0 / []. */
+export function toPipelineTranscript(t: StoredTranscript & { segments: readonly StoredSegment[] }): Transcript {
+  return {
+    text: t.text,
+    language: t.language,
+    duration: t.durationS,
+    segments: t.segments.map((s) => ({
+      id: s.idx,
+      seek: s.seek ?? 0,
+      start: s.start,
+      end: s.end,
+      text: s.text,
+      tokens: s.tokens ?? [],
+      temperature: s.temperature ?? 0,
+      avg_logprob: s.avgLogprob ?? 0,
+      compression_ratio: s.compressionRatio ?? 0,
+      no_speech_prob: s.noSpeechProb ?? 0,
+    })),
   };
 }
 
