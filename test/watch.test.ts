@@ -222,6 +222,31 @@ describe('FolderWatcher', () => {
     await rec.waitFor('later.wav (watching again)', isFile('later.wav'), mark);
   });
 
+  it('reports a path that is not a readable folder as unavailable, and resumes when it is one', async () => {
+    if (process.getuid?.() === 0) {
+      // root reads any folder regardless of mode: drop to another uid is not possible in-process,
+      // so use a path whose parent is a file (ENOTDIR) for the unreadable case instead.
+      fs.rmSync(dir, { recursive: true });
+      fs.writeFileSync(dir, 'a file where the folder should be');
+      const w = startWatcher();
+      await w.start();
+      expect(rec.events[0]).toMatchObject({ kind: 'unavailable' });
+      expect(rec.events[0]!.reason).toContain(dir);
+      fs.rmSync(dir);
+      fs.mkdirSync(dir);
+    } else {
+      fs.chmodSync(dir, 0o000);
+      const w = startWatcher();
+      await w.start();
+      expect(rec.events[0]).toMatchObject({ kind: 'unavailable' });
+      expect(rec.events[0]!.reason).toMatch(/permission denied/);
+      fs.chmodSync(dir, 0o755);
+    }
+    await rec.waitFor('available', (e) => e.kind === 'available');
+    fs.writeFileSync(path.join(dir, 'readable.wav'), 'x');
+    await rec.waitFor('readable.wav', isFile('readable.wav'));
+  });
+
   it('starts on a missing folder as unavailable and picks it up when it appears', async () => {
     fs.rmSync(dir, { recursive: true });
     const w = startWatcher();

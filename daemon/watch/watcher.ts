@@ -169,14 +169,18 @@ export class FolderWatcher {
       const st = await fs.promises.stat(this.dir);
       if (!st.isDirectory()) reason = `${this.dir} is not a folder`;
       else {
-        await fs.promises.access(this.dir, fs.constants.R_OK | fs.constants.X_OK);
+        // Opening it, not just access(): macOS privacy controls (TCC) let stat and access
+        // succeed on ~/Documents or ~/Desktop and refuse the listing.
+        const handle = await fs.promises.opendir(this.dir);
+        await handle.close();
         identity = `${st.dev}:${st.ino}`;
       }
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       reason =
-        code === 'ENOENT' ? `${this.dir} is gone (deleted, renamed, or its drive is unmounted)`
-        : code === 'EACCES' ? `${this.dir} is not readable (permission denied)`
+        code === 'ENOENT' || code === 'ENOTDIR' ? `${this.dir} is gone (deleted, renamed, or its drive is unmounted)`
+        : code === 'EACCES' || code === 'EPERM'
+          ? `${this.dir} is not readable (permission denied${process.platform === 'darwin' ? '; on macOS, allow wx access to this folder in System Settings › Privacy & Security' : ''})`
         : `${this.dir} cannot be read: ${describeError(err)}`;
     }
     if (this.closed) return;
