@@ -373,17 +373,19 @@ export class Daemon {
     this.shuttingDown = true;
     this.stopping ??= (async () => {
       this.log.info('daemon shutting down', { reason });
-      try {
-        await this.server.close();
-      } catch (err) {
-        this.log.error('error while closing the socket', { error: describeError(err) });
-      }
-      await this.watches.closeAll();
-      await this.runner.stop();
-      for (const engine of this.engines.values()) {
-        await engine.then((e) => e.close()).catch(() => {});
-      }
-      this.store.close();
+      // Every step is attempted even if an earlier one fails: the lock and socket must go.
+      const step = async (what: string, fn: () => unknown) => {
+        try {
+          await fn();
+        } catch (err) {
+          this.log.error(`shutdown: ${what} failed`, { error: describeError(err) });
+        }
+      };
+      await step('closing the socket', () => this.server.close());
+      await step('closing watchers', () => this.watches.closeAll());
+      await step('stopping the job loop', () => this.runner.stop());
+      for (const engine of this.engines.values()) await step('closing an engine', () => engine.then((e) => e.close()));
+      await step('closing the database', () => this.store.close());
       this.lock?.release();
       this.log.info('daemon stopped');
       this.log.close();
@@ -411,7 +413,16 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     process.stderr.write(`wx daemon: already running (see ${daemon.paths.socket})\n`);
     return DAEMON_EXIT.ok;
   }
-  const onSignal = (sig: NodeJS.Signals) => void daemon.shutdown(sig);
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    // A second signal while stopping means "now": exit without the remaining clean-up (the
+    // queue is in SQLite; the next start recovers the stale lock and re-queues the job).
+    if (++signals > 1) {
+      daemon.log.warn('second signal during shutdown: exiting at once', { signal: sig });
+      process.exit(DAEMON_EXIT.fatal);
+    }
+    void daemon.shutdown(sig);
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   // The terminal going away must not kill a background daemon started from it.

@@ -92,6 +92,32 @@ describe('daemon end to end (real model)', () => {
     expect(wordsFound(fixtures['fx-multi']!.text, a.stdout).length).toBeGreaterThan(5);
   });
 
+  it('progress notifications reach the requesting client, tied to its request and job', async () => {
+    const client = await WxClient.connect({ home });
+    const events: { requestId?: number | string; jobId?: number; file: string; processedS: number; durationS: number }[] = [];
+    const other = await WxClient.connect({ home });
+    const leaked: unknown[] = [];
+    other.on('progress', (p) => leaked.push(p));
+    client.on('progress', (p) => events.push(p));
+    const r = await client.call('transcribe', { files: [multi], wait: true });
+    expect(r.jobs[0]!.state).toBe('done');
+    expect(events.length).toBeGreaterThan(0);
+    for (const e of events) {
+      expect(e.jobId).toBe(r.jobs[0]!.id);
+      expect(e.file).toBe(multi);
+      expect(e.processedS).toBeLessThanOrEqual(e.durationS + 1e-6);
+    }
+    expect(events.at(-1)!.processedS).toBeGreaterThan(0);
+    expect(leaked).toEqual([]);
+    const bad = await wx(home, ['search', 'font', '--since', 'not a date'], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('cannot read "not a date" as a date');
+    const future = JSON.parse((await wx(home, ['search', 'font', '--since', '2999-01-01', '--json'], env)).stdout);
+    expect(future).toEqual([]);
+    await client.close();
+    await other.close();
+  });
+
   it('a corrupt file fails with its reason; wx jobs --failed lists it; wx retry queues it again', async () => {
     const bad = path.join(home, 'corrupt.wav');
     fs.writeFileSync(bad, 'RIFF this is not audio');

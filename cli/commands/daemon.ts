@@ -54,6 +54,8 @@ export async function stopDaemon(home: string, timeoutMs = 60_000): Promise<numb
   await client.call('daemon.shutdown', undefined);
   await client.connection.closed;
   if (!(await waitForExit(pid, timeoutMs))) {
+    // The daemon treats a signal during its shutdown as "exit now".
+    process.stderr.write(`wx: the daemon (pid ${pid}) is still shutting down after ${timeoutMs / 1000} s; signalling it\n`);
     process.kill(pid, 'SIGTERM');
     if (!(await waitForExit(pid, 10_000))) {
       throw new WxError('daemon.stop_timeout', `the wx daemon (pid ${pid}) did not exit after a shutdown request and SIGTERM`, { pid });

@@ -70,7 +70,8 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.running) {
-      this.running.reason = 'shutdown';
+      // A job already being cancelled stays cancelled.
+      this.running.reason ??= 'shutdown';
       this.running.controller.abort();
     }
     this.wake();
@@ -91,7 +92,12 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
         await this.sleep(this.nextRetryInMs());
         continue;
       }
-      await this.run(job);
+      try {
+        await this.run(job);
+      } catch (err) {
+        // run() records every outcome itself; reaching here is a bug, but the loop must go on.
+        this.log.error('job loop error', { job: job.id, error: describeError(err) });
+      }
     }
   }
 
@@ -144,8 +150,10 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
       this.emit('finished', done, stored);
     } catch (err) {
       if (state.reason === 'shutdown') {
-        this.store.releaseJob(job.id);
-        this.log.info('job re-queued at shutdown', { job: job.id, path: job.path });
+        if (this.store.job(job.id)?.state === 'running') {
+          this.store.releaseJob(job.id);
+          this.log.info('job re-queued at shutdown', { job: job.id, path: job.path });
+        }
       } else if (state.reason === 'cancel') {
         const cancelled = this.store.job(job.id)!;
         this.log.info('job cancelled', { job: job.id, path: job.path });
