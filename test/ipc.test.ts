@@ -15,7 +15,7 @@ import { RawConnection, nodeUsableBy, tempHome } from './daemon-helpers.js';
 const servers: RpcServer[] = [];
 const homes: string[] = [];
 
-async function serve(setup: (s: RpcServer) => void, opts: { allowedUid?: number; maxMessageBytes?: number } = {}): Promise<{ server: RpcServer; home: string; socket: string }> {
+async function serve(setup: (s: RpcServer) => void, opts: { allowedUid?: number; maxMessageBytes?: number; protocolVersion?: number } = {}): Promise<{ server: RpcServer; home: string; socket: string }> {
   const home = tempHome();
   homes.push(home);
   const socket = wxPaths(home).socket;
@@ -185,5 +185,23 @@ describe('ipc', () => {
     // Droppable notifications are skipped, not queued, while the peer is not draining.
     client.destroy();
     await new Promise<void>((r) => server.close(() => r()));
+  });
+  it('WxClient.connect to a daemon of another protocol version fails with a restart hint', async () => {
+    const { WxError } = await import('../daemon/errors.js');
+    const { home } = await serve(() => {}, { protocolVersion: PROTOCOL_VERSION + 1 });
+    const err = await WxClient.connect({ home }).catch((e) => e);
+    expect(err).toBeInstanceOf(WxError);
+    expect(err.code).toBe('ipc.protocol_mismatch');
+    expect(err.message).toContain(`speaks protocol ${PROTOCOL_VERSION + 1}, this client speaks ${PROTOCOL_VERSION}`);
+    expect(err.message).toContain('wx daemon restart');
+    expect(err.context.pid).toBe(process.pid);
+  });
+
+  it('a socket path too long for Unix sockets is a clear error', async () => {
+    const home = tempHome();
+    homes.push(home);
+    const deep = path.join(home, 'x'.repeat(120));
+    const server = new RpcServer({ socketPath: path.join(deep, 'run', 'wx.sock'), daemonVersion: 'test' });
+    await expect(server.listen()).rejects.toThrow(/longer than the 103 bytes.*set WX_HOME to a shorter directory/);
   });
 });

@@ -26,7 +26,13 @@ export interface ServerOptions {
   allowedUid?: number;
   log?: (level: 'debug' | 'info' | 'warn' | 'error', message: string, context?: Record<string, unknown>) => void;
   maxMessageBytes?: number;
+  /** The protocol version this server speaks (default PROTOCOL_VERSION; tests simulate an
+   *  older or newer daemon with it). */
+  protocolVersion?: number;
 }
+
+/** sun_path is 104 bytes on macOS, 108 on Linux, including the terminating NUL. */
+const MAX_SOCKET_PATH_BYTES = 103;
 
 interface ConnState {
   initialized: boolean;
@@ -66,6 +72,9 @@ export class RpcServer {
    *  the socket path is removed: the caller holds the instance lock, so it is stale. */
   async listen(): Promise<void> {
     const socketPath = this.opts.socketPath;
+    if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) {
+      throw new WxError('ipc.socket_path_too_long', `the socket path ${socketPath} is longer than the ${MAX_SOCKET_PATH_BYTES} bytes Unix sockets allow; set WX_HOME to a shorter directory`, { socket: socketPath });
+    }
     const dir = path.dirname(socketPath);
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const st = fs.statSync(dir);
@@ -162,17 +171,18 @@ export class RpcServer {
       if (!p || typeof p.protocolVersion !== 'number') {
         throw RpcMethodError.of('invalidParams', 'ipc.bad_params', 'initialize needs {protocolVersion: number, client: {name, version}}');
       }
-      if (p.protocolVersion !== PROTOCOL_VERSION) {
+      const ours = this.opts.protocolVersion ?? PROTOCOL_VERSION;
+      if (p.protocolVersion !== ours) {
         throw RpcMethodError.of(
           'protocolMismatch',
           'ipc.protocol_mismatch',
-          `protocol mismatch: the running wx daemon (version ${this.opts.daemonVersion}, pid ${process.pid}) speaks protocol ${PROTOCOL_VERSION}, this client speaks ${p.protocolVersion}; restart the daemon with \`wx daemon restart\``,
-          { daemonProtocol: PROTOCOL_VERSION, clientProtocol: p.protocolVersion, daemonVersion: this.opts.daemonVersion, pid: process.pid },
+          `protocol mismatch: the running wx daemon (version ${this.opts.daemonVersion}, pid ${process.pid}) speaks protocol ${ours}, this client speaks ${p.protocolVersion}; restart the daemon with \`wx daemon restart\``,
+          { daemonProtocol: ours, clientProtocol: p.protocolVersion, daemonVersion: this.opts.daemonVersion, pid: process.pid },
         );
       }
       state.initialized = true;
       const model = this.opts.modelName?.();
-      const result: ResultOf<'initialize'> = { protocolVersion: PROTOCOL_VERSION, daemonVersion: this.opts.daemonVersion, pid: process.pid };
+      const result: ResultOf<'initialize'> = { protocolVersion: ours, daemonVersion: this.opts.daemonVersion, pid: process.pid };
       if (model) result.model = model;
       return result;
     }
