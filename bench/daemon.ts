@@ -87,6 +87,27 @@ export const suite: BenchSuite = {
       for (let i = 0; i < 10; i++) cli.push(await timeMs(() => runWx(home, ['status', '--json'], env)));
       rows.push(['`wx status --json`, whole command', `${fmt(median(cli), 0)} ms`, `p95 ${fmt(quantile(cli, 0.95), 0)} ms`, '10 runs (target ≤ 60 ms)']);
 
+      // The floor for a one-shot client: Node start + the IPC client module + one round trip.
+      const clientModule = path.join(projectRoot(), 'dist', 'daemon', 'ipc', 'client.js');
+      const script = `const { WxClient } = await import(${JSON.stringify(clientModule)}); const c = await WxClient.connect({ home: ${JSON.stringify(home)} }); await c.call('status'); await c.close();`;
+      const minimal: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        minimal.push(
+          await timeMs(
+            () =>
+              new Promise<void>((resolve, reject) => {
+                const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'ignore' });
+                child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`minimal client exited ${code}`))));
+              }),
+          ),
+        );
+      }
+      const bare: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        bare.push(await timeMs(() => new Promise<void>((resolve) => spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' }).once('exit', () => resolve()))));
+      }
+      rows.push(['one-shot client: node + IPC client + `status`', `${fmt(median(minimal), 0)} ms`, `p95 ${fmt(quantile(minimal, 0.95), 0)} ms`, `10 runs; bare \`node -e 0\` ${fmt(median(bare), 0)} ms`]);
+
       const queries = ['the', 'w1a', 'w2b w3c', '"we w5a"', 'w9* -the', 'w1a OR w7c', 'wzzz', 'w4e'];
       for (const q of queries) await first.call('search', { query: q, limit: 20 });
       const searches: number[] = [];
