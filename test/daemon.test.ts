@@ -155,6 +155,28 @@ describe('daemon lifecycle through the CLI', () => {
     expect(fs.existsSync(pathsOf(h).lock)).toBe(false);
   });
 
+  it('wx daemon start --foreground serves until SIGTERM, logging to stderr', async () => {
+    const { spawn } = await import('node:child_process');
+    const { wxBin } = await import('./daemon-helpers.js');
+    const h = home();
+    const cli = spawn(process.execPath, [wxBin, 'daemon', 'start', '--foreground'], { env: { ...process.env, WX_HOME: h }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    cli.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((r) => cli.once('exit', (c) => r(c)));
+    const client = await waitReady(h);
+    const daemonPid = client.server.pid;
+    expect(daemonPid).not.toBe(cli.pid);
+    await client.close();
+    const second = await wx(h, ['daemon', 'start', '--foreground']);
+    expect(second.code).toBe(3);
+    expect(second.stderr).toContain(`already running (pid ${daemonPid})`);
+    cli.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(alive(daemonPid)).toBe(false);
+    expect(stderr).toContain('"msg":"daemon listening"');
+    expect(stderr).toContain('"msg":"daemon stopped"');
+  });
+
   it('a bad config.json stops the start with a clear message', async () => {
     const h = home();
     fs.writeFileSync(pathsOf(h).config, JSON.stringify({ precision: 'fp16' }));
