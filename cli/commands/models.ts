@@ -1,12 +1,16 @@
 // `wx models …`: list, pull from the Hugging Face Hub, remove, choose the default, import a local
 // checkpoint. Runs in-process (the logic lives in daemon/models, which the daemon also calls).
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
+import type cliProgressTypes from 'cli-progress';
 import { WxError } from '../../daemon/errors.js';
 import { wxHome } from '../../daemon/paths.js';
-import { importModel, type ImportPrecision } from '../../daemon/engine/import.js';
-import { getDefaultModel, listDownloads, listInstalled, MODEL_ALIASES, pullModel, removeModel, setDefaultModel, type PullProgress } from '../../daemon/models/registry.js';
+import type { ImportPrecision } from '../../daemon/engine/import.js';
+import type { PullProgress } from '../../daemon/models/registry.js';
 import { EXIT } from '../exit.js';
+
+// The model code (and the converter behind it) loads only when a models command runs, so the
+// other commands start without it.
+const registry = () => import('../../daemon/models/registry.js');
 
 function parsePrecision(v: string): ImportPrecision {
   if (v === 'int8' || v === 'fp32' || v === 'both') return v;
@@ -35,9 +39,10 @@ function formatEta(s: number | null): string {
 }
 
 /** Renders pull progress: a bar on a terminal, a line every few seconds otherwise. */
-function progressRenderer(stream: NodeJS.WriteStream): { update(p: PullProgress): void; stop(): void } {
+async function progressRenderer(stream: NodeJS.WriteStream): Promise<{ update(p: PullProgress): void; stop(): void }> {
   if (stream.isTTY) {
-    let bar: cliProgress.SingleBar | undefined;
+    const cliProgress = (await import('cli-progress')).default;
+    let bar: cliProgressTypes.SingleBar | undefined;
     let phase = '';
     return {
       update(p) {
@@ -92,7 +97,8 @@ export function registerModels(program: Command): Command {
     .command('ls')
     .description('installed models (name, source, precisions, size; * = default), then the known aliases')
     .option('--json', 'machine-readable output')
-    .action((o: { json?: boolean }) => {
+    .action(async (o: { json?: boolean }) => {
+      const { getDefaultModel, listDownloads, listInstalled, MODEL_ALIASES } = await registry();
       const home = wxHome();
       const installed = listInstalled(home);
       const def = getDefaultModel(home);
@@ -147,8 +153,9 @@ export function registerModels(program: Command): Command {
       const abort = new AbortController();
       const onSigint = () => abort.abort();
       process.once('SIGINT', onSigint);
-      const render = progressRenderer(process.stderr);
+      const render = await progressRenderer(process.stderr);
       try {
+        const { pullModel } = await registry();
         const r = await pullModel(model, {
           home: wxHome(),
           revision: o.revision,
@@ -177,7 +184,8 @@ export function registerModels(program: Command): Command {
   models
     .command('rm <name>')
     .description('remove an installed model')
-    .action((name: string) => {
+    .action(async (name: string) => {
+      const { removeModel } = await registry();
       const r = removeModel(wxHome(), name);
       process.stdout.write(`removed ${r.name}${r.wasDefault ? ' (it was the default; none is set now)' : ''}\n`);
     });
@@ -186,6 +194,7 @@ export function registerModels(program: Command): Command {
     .command('default [name]')
     .description('show or set the default model (WX_MODEL overrides it)')
     .action(async (name?: string) => {
+      const { getDefaultModel, setDefaultModel } = await registry();
       const home = wxHome();
       if (name === undefined) {
         const def = getDefaultModel(home);
@@ -204,8 +213,9 @@ export function registerModels(program: Command): Command {
     .option('--precision <p>', 'int8, fp32 or both', parsePrecision, 'int8')
     .option('--force', 'replace an installed model of the same name')
     .action(async (dir: string, o: { name?: string; precision: ImportPrecision; force?: boolean }) => {
-      const render = progressRenderer(process.stderr);
+      const render = await progressRenderer(process.stderr);
       try {
+        const { importModel } = await import('../../daemon/engine/import.js');
         const m = await importModel(dir, { home: wxHome(), precision: o.precision, force: !!o.force, ...(o.name ? { name: o.name } : {}), onProgress: (p) => render.update({ phase: 'import', ...p }) });
         render.stop();
         process.stdout.write(`installed ${m.name} (${m.manifest.precisions.join('+')}) in ${m.dir}\n`);
