@@ -205,6 +205,15 @@ describe('pull', () => {
     } finally {
       await model.close();
     }
+    // default / rm through the CLI.
+    const setDefault = await runWx(['models', 'default', 'synth'], env);
+    expect(setDefault.stdout).toContain('default model: synth');
+    expect(readConfig(home)).toEqual({ model: 'synth' });
+    expect((await runWx(['models', 'default'], env)).stdout).toContain('synth (from config)');
+    const text = await runWx(['models', 'ls'], env);
+    expect(text.stdout).toMatch(/^\* synth +wx-test\/whisper-tiny-synth@[0-9a-f]{10} +(fp32\+int8|int8\+fp32) +\d+(\.\d)? MB$/m);
+    expect(text.stdout).toMatch(/^ +turbo +openai\/whisper-large-v3-turbo$/m);
+
     // And through the pipeline by its installed name (INT8, VAD): the fixture's words.
     const truth = JSON.parse(fs.readFileSync(sharedPath('fixtures', 'fixtures.json'), 'utf8'))['fx-short'].text as string;
     const transcriber = await Transcriber.open({ model: 'synth', precision: 'int8', home, threads: 2 });
@@ -214,6 +223,10 @@ describe('pull', () => {
     } finally {
       await transcriber.close();
     }
+    const rm = await runWx(['models', 'rm', 'synth'], env);
+    expect(rm.stdout).toContain('removed synth (it was the default');
+    expect(JSON.parse((await runWx(['models', 'ls', '--json'], env)).stdout).installed).toEqual([]);
+    expect(readConfig(home)).toEqual({});
   });
 
   it('pulls a sharded checkpoint: the index first, then the shards it names', async () => {
