@@ -22,7 +22,9 @@ export interface WxConfig {
   /** Rotate daemon.log when it passes this size; keep this many old files. */
   log: { maxBytes: number; keep: number };
   vad: { threshold: number; minSilenceMs: number; speechPadMs: number; maxChunkS: number };
-  jobs: { maxAttempts: number; retryBaseMs: number };
+  /** `concurrency`: jobs run at once (more than 1 pays only when the engine batches across
+   *  recordings). */
+  jobs: { maxAttempts: number; retryBaseMs: number; concurrency: number };
   /** Watched folders: how long a file's size/mtime must stay unchanged before it counts as
    *  complete, and how often a folder's presence (unmounted drive) is checked. */
   watch: { stabilityMs: number; presencePollMs: number };
@@ -40,7 +42,7 @@ export function defaultConfig(): WxConfig {
     logLevel: 'info',
     log: { maxBytes: 5 * 1024 * 1024, keep: 3 },
     vad: { threshold: 0.5, minSilenceMs: 500, speechPadMs: 200, maxChunkS: 28 },
-    jobs: { maxAttempts: 3, retryBaseMs: 2000 },
+    jobs: { maxAttempts: 3, retryBaseMs: 2000, concurrency: 1 },
     watch: { stabilityMs: 2000, presencePollMs: 2000 },
     dictation: { mode: 'balanced', fillers: true, trailingSpace: false, replacements: {} },
   };
@@ -110,7 +112,7 @@ function validate(raw: unknown, file: string): Partial<WxConfig> {
     logLevel: oneOf('debug', 'info', 'warn', 'error'),
     log: object({ maxBytes: int(4096, 2 ** 40), keep: int(0, 100) }),
     vad: object({ threshold: num(0, 1), minSilenceMs: int(0, 10_000), speechPadMs: int(0, 5000), maxChunkS: num(1, 30) }),
-    jobs: object({ maxAttempts: int(1, 100), retryBaseMs: int(0, 3_600_000) }),
+    jobs: object({ maxAttempts: int(1, 100), retryBaseMs: int(0, 3_600_000), concurrency: int(1, 64) }),
     watch: object({ stabilityMs: int(50, 600_000), presencePollMs: int(50, 600_000) }),
     dictation: object({ mode: oneOf('low', 'balanced', 'high'), fillers: bool, trailingSpace: bool, replacements: stringMap }),
   });

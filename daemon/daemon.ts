@@ -96,7 +96,7 @@ export class Daemon {
     }
     const requeued = this.store.requeueRunningJobs();
     if (requeued > 0) this.log.warn('re-queued jobs interrupted by a previous daemon', { jobs: requeued });
-    this.runner = new JobRunner(this.store, (o) => this.engineFor(o), this.log);
+    this.runner = new JobRunner(this.store, (o) => this.engineFor(o), this.log, this.config.jobs.concurrency);
     this.runner.on('finished', (job) => {
       if (job.state === 'failed') this.recordError(job.error ?? 'failed', { job: job.id, path: job.path });
     });

@@ -270,3 +270,36 @@ describe('daemon end to end (real model)', () => {
     expect(again.stderr).toContain('no recording');
   });
 });
+
+describe('jobs.concurrency', () => {
+  it('with 2, two requests run at once and give the same transcripts as one at a time', async () => {
+    const h = tempHome();
+    fs.writeFileSync(pathsOf(h).config, JSON.stringify({ jobs: { concurrency: 2 } }));
+    process.env.WX_MODEL = tinyModelDir();
+    let client: WxClient | null = null;
+    try {
+      client = await WxClient.connect({ home: h, autostart: true });
+      const serialShort = await client.call('transcribe', { files: [short], wait: true });
+      expect(serialShort.jobs[0], JSON.stringify(serialShort.jobs)).toMatchObject({ state: 'done' });
+      const [m, s] = await Promise.all([client.call('transcribe', { files: [multi], wait: true }), client.call('transcribe', { files: [short], wait: true })]);
+      expect(s.transcripts[0]!.transcript.text).toBe(serialShort.transcripts[0]!.transcript.text);
+      expect(m.jobs[0]!.state).toBe('done');
+      const log = fs.readFileSync(path.join(pathsOf(h).logs, 'daemon.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      const ids = [m.jobs[0]!.id, s.jobs[0]!.id];
+      const started = ids.map((id) => log.findIndex((l) => l.msg === 'job started' && l.job === id));
+      const done = ids.map((id) => log.findIndex((l) => l.msg === 'job done' && l.job === id));
+      // Both started before either finished.
+      expect(Math.max(...started)).toBeLessThan(Math.min(...done));
+      await client.call('daemon.shutdown', undefined);
+      await client.connection.closed;
+      client = null;
+    } finally {
+      delete process.env.WX_MODEL;
+      if (client) {
+        const pid = client.server.pid;
+        if (alive(pid)) process.kill(pid, 'SIGKILL');
+      }
+      fs.rmSync(h, { recursive: true, force: true });
+    }
+  });
+});

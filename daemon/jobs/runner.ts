@@ -27,8 +27,15 @@ export interface JobRunnerEvents {
 
 type StopReason = 'cancel' | 'shutdown';
 
+interface Running {
+  job: Job;
+  controller: AbortController;
+  reason: StopReason | null;
+  done: Promise<void>;
+}
+
 export class JobRunner extends EventEmitter<JobRunnerEvents> {
-  private running: { job: Job; controller: AbortController; reason: StopReason | null } | null = null;
+  private readonly running = new Map<number, Running>();
   private stopping = false;
   private wakeUp: (() => void) | null = null;
   private loopDone: Promise<void> | null = null;
@@ -38,48 +45,58 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     /** The engine for a job (the warm default, or another model the job asks for). */
     private readonly engineFor: (options: JobOptions) => Promise<TranscribeEngine>,
     private readonly log: Logger,
+    /** Jobs run at once. More than 1 pays only when the engine batches across recordings
+     *  (its scheduler interleaves their windows by priority); 1 runs them one after another. */
+    private readonly concurrency = 1,
   ) {
     super();
   }
 
-  get current(): Job | null {
-    return this.running?.job ?? null;
+  /** Jobs running now. */
+  get current(): Job[] {
+    return [...this.running.values()].map((r) => r.job);
   }
 
   start(): void {
     this.loopDone ??= this.loop();
   }
 
-  /** Something was queued (or retried): look at the queue now. */
+  /** Something was queued (or retried), or a slot came free: look at the queue now. */
   wake(): void {
     const w = this.wakeUp;
     this.wakeUp = null;
     w?.();
   }
 
-  /** Stops the job if it is the running one (the caller marks it cancelled in the store). */
+  /** Stops the job if it is running (the caller marks it cancelled in the store). */
   cancel(jobId: number): boolean {
-    if (this.running?.job.id !== jobId) return false;
-    this.running.reason = 'cancel';
-    this.running.controller.abort();
+    const r = this.running.get(jobId);
+    if (!r) return false;
+    r.reason = 'cancel';
+    r.controller.abort();
     return true;
   }
 
-  /** Stops the loop; a running job is interrupted and put back in the queue (its attempt is not
-   *  counted), so the next daemon start runs it again. */
+  /** Stops the loop; running jobs are interrupted and put back in the queue (their attempt is
+   *  not counted), so the next daemon start runs them again. */
   async stop(): Promise<void> {
     this.stopping = true;
-    if (this.running) {
+    for (const r of this.running.values()) {
       // A job already being cancelled stays cancelled.
-      this.running.reason ??= 'shutdown';
-      this.running.controller.abort();
+      r.reason ??= 'shutdown';
+      r.controller.abort();
     }
     this.wake();
     await this.loopDone;
+    await Promise.all([...this.running.values()].map((r) => r.done));
   }
 
   private async loop(): Promise<void> {
     while (!this.stopping) {
+      if (this.running.size >= this.concurrency) {
+        await this.sleep(undefined);
+        continue;
+      }
       let job: Job | undefined;
       try {
         job = this.store.claimNextJob();
@@ -92,12 +109,17 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
         await this.sleep(this.nextRetryInMs());
         continue;
       }
-      try {
-        await this.run(job);
-      } catch (err) {
-        // run() records every outcome itself; reaching here is a bug, but the loop must go on.
-        this.log.error('job loop error', { job: job.id, error: describeError(err) });
-      }
+      const state: Running = { job, controller: new AbortController(), reason: null, done: Promise.resolve() };
+      this.running.set(job.id, state);
+      state.done = this.run(state)
+        .catch((err) => {
+          // run() records every outcome itself; reaching here is a bug, but the loop goes on.
+          this.log.error('job loop error', { job: state.job.id, error: describeError(err) });
+        })
+        .finally(() => {
+          this.running.delete(state.job.id);
+          this.wake();
+        });
     }
   }
 
@@ -120,10 +142,8 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     });
   }
 
-  private async run(job: Job): Promise<void> {
-    const controller = new AbortController();
-    const state: { job: Job; controller: AbortController; reason: StopReason | null } = { job, controller, reason: null };
-    this.running = state;
+  private async run(state: Running): Promise<void> {
+    const { job, controller } = state;
     this.emit('started', job);
     const t0 = performance.now();
     this.log.info('job started', { job: job.id, path: job.path, attempt: job.attempts, source: job.source });
@@ -176,8 +196,6 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
           this.emit('finished', after, null);
         }
       }
-    } finally {
-      this.running = null;
     }
   }
 }
