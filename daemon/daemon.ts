@@ -27,7 +27,7 @@ import { JobRunner, type JobOptions } from './jobs/runner.js';
 import { WatchManager } from './jobs/watches.js';
 import { WorkerTranscriber, type TranscribeEngine } from './jobs/transcriber-host.js';
 import { getDefaultModel, listInstalled } from './models/registry.js';
-import { PRIORITY, TranscriptStore, type Job, type StoredSegment, type StoredTranscript, type Watch } from './store/index.js';
+import { PRIORITY, TranscriptStore, toPipelineTranscript, type Job, type StoredSegment, type StoredTranscript, type Watch } from './store/index.js';
 import { hashFile } from './watch/index.js';
 import { Logger } from './log.js';
 import { wxPaths, type WxPaths } from './paths.js';
@@ -475,23 +475,7 @@ function wireTranscript(t: StoredTranscript & { segments: StoredSegment[] }, fil
     path: filePath,
     model: t.model,
     precision: t.precision === 'fp32' ? 'fp32' : 'int8',
-    transcript: {
-      text: t.text,
-      language: t.language,
-      duration: t.durationS,
-      segments: t.segments.map((s) => ({
-        id: s.idx,
-        seek: s.seek ?? 0,
-        start: s.start,
-        end: s.end,
-        text: s.text,
-        tokens: s.tokens ?? [],
-        temperature: s.temperature ?? 0,
-        avg_logprob: s.avgLogprob ?? 0,
-        compression_ratio: s.compressionRatio ?? 0,
-        no_speech_prob: s.noSpeechProb ?? 0,
-      })),
-    },
+    transcript: toPipelineTranscript(t),
   };
 }
 

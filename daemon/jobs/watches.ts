@@ -6,8 +6,7 @@ import path from 'node:path';
 import { WxError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { writeOutputs } from '../pipeline/writers.js';
-import type { Transcript } from '../pipeline/types.js';
-import { PRIORITY, type Job, type TranscriptStore, type Watch, type WatchInput } from '../store/index.js';
+import { PRIORITY, toPipelineTranscript, type Job, type TranscriptStore, type Watch, type WatchInput } from '../store/index.js';
 import { FolderWatcher, hashFile } from '../watch/index.js';
 import type { JobRunner } from './runner.js';
 
@@ -112,23 +111,7 @@ export class WatchManager {
     if (!w || w.formats.length === 0) return;
     const t = this.store.transcriptForRecording(job.recordingId);
     if (!t) return;
-    const transcript: Transcript = {
-      text: t.text,
-      language: t.language,
-      duration: t.durationS,
-      segments: t.segments.map((s) => ({
-        id: s.idx,
-        seek: s.seek ?? 0,
-        start: s.start,
-        end: s.end,
-        text: s.text,
-        tokens: s.tokens ?? [],
-        temperature: s.temperature ?? 0,
-        avg_logprob: s.avgLogprob ?? 0,
-        compression_ratio: s.compressionRatio ?? 0,
-        no_speech_prob: s.noSpeechProb ?? 0,
-      })),
-    };
+    const transcript = toPipelineTranscript(t);
     try {
       const written = writeOutputs(transcript, { outputDir: w.outputDir ?? path.dirname(job.path), basename: path.basename(job.path, path.extname(job.path)), formats: w.formats });
       this.log.info('sidecar outputs written', { job: job.id, files: written.join(', ') });
