@@ -53,6 +53,7 @@ export class Daemon {
   /** Set first thing in shutdown: aborted requests then leave their jobs queued, not cancelled. */
   private shuttingDown = false;
   private model: ModelStatus | null = null;
+  private modelLoading: string | null = null;
   private lastError: StatusResult['last_error'] = null;
   store!: TranscriptStore;
   runner!: JobRunner;
@@ -234,7 +235,9 @@ export class Daemon {
     }
     this.defaultKey = `${model}|${this.config.precision}`;
     const t0 = performance.now();
+    this.modelLoading = model;
     const loading = this.openEngine(model, this.config.precision);
+    void loading.finally(() => (this.modelLoading = null)).catch(() => {});
     loading.then(
       (engine) => {
         this.model = { name: engine.modelName, precision: engine.precision, backend: 'onnxruntime-cpu', load_ms: Math.round(performance.now() - t0) };
@@ -359,6 +362,7 @@ export class Daemon {
       protocol_version: PROTOCOL_VERSION,
       uptime_s: Math.round((Date.now() - this.startedAt) / 100) / 10,
       model: this.model,
+      model_loading: this.modelLoading,
       rss_mb: Math.round((process.memoryUsage().rss / 2 ** 20) * 10) / 10,
       queue: { queued: q.queued, running: q.running, done: q.done, failed: q.failed, cancelled: q.cancelled, queued_audio_s: q.queuedAudioS },
       watch: this.store.listWatches().map(watchInfo),

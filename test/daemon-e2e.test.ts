@@ -78,6 +78,7 @@ describe('daemon end to end (real model)', () => {
     expect(s.model.precision).toBe('int8');
     expect(s.model.backend).toBe('onnxruntime-cpu');
     expect(s.model.load_ms).toBeGreaterThan(0);
+    expect(s.model_loading).toBeNull();
     expect(s.queue.done).toBe(1);
     expect(s.queue.failed).toBe(0);
     const jobs = JSON.parse((await wx(home, ['jobs', '--json'], env)).stdout);

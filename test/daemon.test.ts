@@ -177,6 +177,29 @@ describe('daemon lifecycle through the CLI', () => {
     expect(stderr).toContain('"msg":"daemon stopped"');
   });
 
+  it('a default model that cannot load is reported in status, and jobs fail with the reason', async () => {
+    const { sharedPath } = await import('./shared.js');
+    const h = home();
+    const missing = `${h}/no-such-model`;
+    const p = start(h, { WX_MODEL: missing });
+    const client = await waitReady(h, p);
+    let s = await client.call('status', undefined);
+    while (s.model_loading !== null) {
+      await new Promise((r) => setTimeout(r, 20));
+      s = await client.call('status', undefined);
+    }
+    expect(s.model).toBeNull();
+    expect(s.last_error?.message).toContain(missing);
+    const r = await client.call('transcribe', { files: [sharedPath('fixtures', 'fx-short.wav')], wait: true });
+    expect(r.jobs[0]).toMatchObject({ state: 'failed', attempts: 1 });
+    expect(r.jobs[0]!.error).toContain(missing);
+    expect(r.transcripts).toEqual([null]);
+    const human = await wx(h, ['status']);
+    expect(human.stdout).toContain('model      none loaded');
+    expect(human.stdout).toContain('last error');
+    await client.close();
+  });
+
   it('a bad config.json stops the start with a clear message', async () => {
     const h = home();
     fs.writeFileSync(pathsOf(h).config, JSON.stringify({ precision: 'fp16' }));

@@ -8,7 +8,9 @@ export function renderStatus(s: StatusResult): string {
     `daemon     pid ${s.pid}, wx ${s.version} (protocol ${s.protocol_version}), up ${formatUptime(s.uptime_s)}, ${s.rss_mb.toFixed(0)} MB resident`,
     s.model
       ? `model      ${s.model.name} (${s.model.precision}, ${s.model.backend}), loaded in ${s.model.load_ms.toFixed(0)} ms`
-      : 'model      none loaded',
+      : s.model_loading
+        ? `model      loading ${s.model_loading}…`
+        : 'model      none loaded (install one with `wx models pull tiny`, or set WX_MODEL)',
     `queue      ${s.queue.queued} queued (${formatUptime(s.queue.queued_audio_s)} of audio), ${s.queue.running} running, ${s.queue.done} done, ${s.queue.failed} failed`,
   ];
   if (s.watch.length === 0) lines.push('watching   nothing (add a folder with `wx watch add DIR`)');

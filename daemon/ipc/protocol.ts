@@ -155,13 +155,17 @@ export interface StatusResult {
   version: string;
   protocol_version: number;
   uptime_s: number;
-  /** null while no model is loaded (e.g. none installed yet). */
+  /** null while no model is loaded (e.g. none installed yet, or still loading). */
   model: ModelStatus | null;
+  /** The default model being loaded right now (the first seconds after start), else null. */
+  model_loading: string | null;
   rss_mb: number;
   queue: QueueStats;
   watch: WatchInfo[];
   /** The most recent job failure or daemon error, if any. */
   last_error: { at: string; message: string; job?: number; path?: string } | null;
+  /** Dictation sessions open now. */
+  dictation?: { sessions: number };
   home: string;
   socket: string;
 }
@@ -236,16 +240,32 @@ export interface Methods {
   'models.default': { params: { name?: string; precision?: Precision }; result: { name: string; precision: Precision } };
   /** Replies, then the daemon shuts down cleanly (running job re-queued or finished). */
   'daemon.shutdown': { params: Record<string, never> | undefined; result: { pid: number } };
-  // Dictation (issue 8). Declared now so clients compile against one file; the daemon answers
-  // methodNotFound until the streaming engine lands.
+  // Dictation (issue 8; daemon/dictation/). A session belongs to the connection that started it;
+  // if that connection closes before `dictation.stop`, the audio (already on disk) is queued as a
+  // normal job. Audio framing over the JSON-lines socket: each `dictation.audio` request carries
+  // one frame as base64 of s16le mono samples at the session's `sampleRate`, `seq` counting
+  // 0, 1, 2, … (a gap or a repeat is an error); a frame holds 1 to 2 s of samples (100 ms
+  // frames are typical). Requests may be pipelined: send frames without waiting for replies.
   'dictation.start': {
-    params: { mode: 'low' | 'balanced' | 'high'; source: 'client' | 'mic'; sampleRate?: number };
-    result: { sessionId: string };
+    params: {
+      mode: 'low' | 'balanced' | 'high';
+      source: 'client' | 'mic';
+      /** Of the client's frames (default 16000; 8000–192000 accepted, resampled to 16 kHz). */
+      sampleRate?: number;
+      /** Remove filler words (um, uh, …) from the final text. */
+      noFillers?: boolean;
+      language?: string;
+    };
+    result: { sessionId: string; recording: string };
   };
   /** Audio frames as base64 of s16le mono samples at the session's sample rate. */
   'dictation.audio': { params: { sessionId: string; seq: number; pcm: string }; result: { accepted: number } };
+  /** Ends the audio; replies with the final text (also sent as a `dictation.final` notification). */
   'dictation.stop': { params: { sessionId: string }; result: DictationFinal };
+  /** Drops the session without a transcript (its audio stays on disk, as every dictation's). */
   'dictation.cancel': { params: { sessionId: string }; result: { cancelled: boolean } };
+  /** Recent dictations, newest first (`wx dictate --history`). */
+  'dictation.history': { params: { limit?: number } | undefined; result: DictationHistoryItem[] };
 }
 export type MethodName = keyof Methods;
 export type ParamsOf<M extends MethodName> = Methods[M]['params'];
@@ -253,9 +273,39 @@ export type ResultOf<M extends MethodName> = Methods[M]['result'];
 
 export interface DictationFinal {
   sessionId: string;
+  /** After post-processing (fillers, replacements, trailing space). */
   text: string;
+  /** One per utterance; times are seconds from the start of the dictation. */
   segments: Segment[];
+  /** From `dictation.stop` arriving to the final text being ready. */
   latency_ms: number;
+  /** The dictation's audio file ($WX_HOME/recordings/<id>.wav). */
+  recording: string;
+  stats: DictationStats;
+}
+
+export interface DictationStats {
+  /** Partial notifications sent. */
+  partials: number;
+  /** Model decodes run (partial and final). */
+  decodes: number;
+  decode_ms_mean: number;
+  /** Seconds of audio received when the first partial with text went out (null: none did). */
+  first_text_audio_s: number | null;
+  audio_s: number;
+}
+
+/** `wx dictate --history --json` is an array of these, newest first. */
+export interface DictationHistoryItem {
+  id: string;
+  path: string;
+  /** ISO 8601. */
+  created_at: string;
+  duration_s: number | null;
+  /** `done`: transcript stored; `queued`/`running`/`failed`: as a job; `live`: still dictating;
+   *  `kept`: audio only (cancelled). */
+  state: 'done' | 'queued' | 'running' | 'failed' | 'cancelled' | 'live' | 'kept';
+  text: string | null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -274,4 +324,4 @@ export interface Notifications {
 export type NotificationName = keyof Notifications;
 
 /** Methods the daemon answers with methodNotFound for now (declared for typed clients). */
-export const PLANNED_METHODS: readonly MethodName[] = ['dictation.start', 'dictation.audio', 'dictation.stop', 'dictation.cancel'];
+export const PLANNED_METHODS: readonly MethodName[] = [];
