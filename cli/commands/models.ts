@@ -1,6 +1,6 @@
 // `wx models …`: list, pull from the Hugging Face Hub, remove, choose the default, import a local
 // checkpoint. Runs in-process (the logic lives in daemon/models, which the daemon also calls).
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import type cliProgressTypes from 'cli-progress';
 import { WxError } from '../../daemon/errors.js';
 import { wxHome } from '../../daemon/paths.js';
@@ -14,7 +14,7 @@ const registry = () => import('../../daemon/models/registry.js');
 
 function parsePrecision(v: string): ImportPrecision {
   if (v === 'int8' || v === 'fp32' || v === 'both') return v;
-  throw new WxError('cli.usage', `--precision must be int8, fp32 or both (got ${JSON.stringify(v)})`, { option: 'precision' });
+  throw new InvalidArgumentError('expected int8, fp32 or both.');
 }
 
 export function formatBytes(n: number): string {
