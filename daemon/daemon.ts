@@ -155,7 +155,7 @@ export class Daemon {
     });
     this.method('jobs.retry', (p) => {
       const job = this.store.retryJob(requireId(p?.id));
-      this.runner.wake();
+      this.runner.wake(job.priority);
       return jobInfo(job);
     });
     this.method('jobs.cancel', (p) => {
@@ -313,7 +313,7 @@ export class Daemon {
         const job = this.store.enqueueJob({ recordingId: rec.id, priority, source: 'cli', options, maxAttempts: p.wait ? 1 : this.config.jobs.maxAttempts });
         mine.add(job.id);
         jobs.push(job);
-        this.runner.wake();
+        this.runner.wake(priority);
       }
       if (!p.wait) return { jobs: jobs.map(jobInfo), transcripts: jobs.map(() => null) };
       while (finished.size < jobs.length) {

@@ -168,6 +168,25 @@ describe('daemon end to end (real model)', () => {
     await client.close();
   });
 
+  it('an interactive request does not wait for a long backlog job', async () => {
+    const long = sharedPath('fixtures', 'speech', 'dev-long.wav');
+    const client = await WxClient.connect({ home });
+    const backlog = await client.call('transcribe', { files: [long], wait: false, priority: 'backlog' });
+    const longId = backlog.jobs[0]!.id;
+    for (;;) {
+      const j = (await client.call('jobs.list', { state: 'running' })).find((x) => x.id === longId);
+      if (j) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const quick = await client.call('transcribe', { files: [short], wait: true });
+    expect(quick.jobs[0]!.state).toBe('done');
+    expect(quick.transcripts[0]!.transcript.text.trim()).toBe(shortText);
+    // The 4-minute recording is still being transcribed: the short one did not queue behind it.
+    expect((await client.call('jobs.list', { state: 'running' })).map((j) => j.id)).toEqual([longId]);
+    expect((await client.call('jobs.cancel', { id: longId })).state).toBe('cancelled');
+    await client.close();
+  });
+
   it('SIGTERM while a job runs: the job goes back to the queue and runs again at the next start', async () => {
     const long = sharedPath('fixtures', 'speech', 'dev-long.wav');
     const client = await WxClient.connect({ home });

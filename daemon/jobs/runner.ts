@@ -39,6 +39,8 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
   private stopping = false;
   private wakeUp: (() => void) | null = null;
   private loopDone: Promise<void> | null = null;
+  /** Most urgent priority queued since the loop last looked (see wake). */
+  private urgentHint: number | null = null;
 
   constructor(
     private readonly store: TranscriptStore,
@@ -61,8 +63,11 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     this.loopDone ??= this.loop();
   }
 
-  /** Something was queued (or retried), or a slot came free: look at the queue now. */
-  wake(): void {
+  /** Something was queued (or retried), or a slot came free: look at the queue now. Passing
+   *  the queued job's priority lets a more urgent job start in one extra lane while all slots
+   *  run less urgent work, so an interactive request never waits for a long backlog job. */
+  wake(priority?: number): void {
+    if (priority !== undefined) this.urgentHint = Math.min(this.urgentHint ?? priority, priority);
     const w = this.wakeUp;
     this.wakeUp = null;
     w?.();
@@ -93,10 +98,11 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
 
   private async loop(): Promise<void> {
     while (!this.stopping) {
-      if (this.running.size >= this.concurrency) {
+      if (this.running.size >= this.concurrency && !this.urgentLaneFree()) {
         await this.sleep(undefined);
         continue;
       }
+      this.urgentHint = null;
       let job: Job | undefined;
       try {
         job = this.store.claimNextJob();
@@ -121,6 +127,14 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
           this.wake();
         });
     }
+  }
+
+  /** One job beyond `concurrency` may run when something more urgent than all running jobs
+   *  was queued. */
+  private urgentLaneFree(): boolean {
+    if (this.urgentHint === null || this.running.size > this.concurrency) return false;
+    const mostUrgentRunning = Math.min(...[...this.running.values()].map((r) => r.job.priority));
+    return this.urgentHint < mostUrgentRunning;
   }
 
   /** Milliseconds until the earliest queued job's back-off ends (undefined: none waiting). */
