@@ -183,7 +183,12 @@ describe('daemon end to end (real model)', () => {
     expect(quick.transcripts[0]!.transcript.text.trim()).toBe(shortText);
     // The 4-minute recording is still being transcribed: the short one did not queue behind it.
     expect((await client.call('jobs.list', { state: 'running' })).map((j) => j.id)).toEqual([longId]);
-    expect((await client.call('jobs.cancel', { id: longId })).state).toBe('cancelled');
+    const cancel = await wx(home, ['cancel', String(longId)], env);
+    expect(cancel.code, cancel.stderr).toBe(0);
+    expect(cancel.stdout).toContain(`job ${longId} is cancelled`);
+    const twice = await wx(home, ['retry', String(quick.jobs[0]!.id)], env);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toContain('is done; cannot retry it');
     await client.close();
   });
 

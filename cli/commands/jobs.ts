@@ -23,6 +23,17 @@ export function registerJobs(program: Command): Command {
       }),
     );
 
+  program
+    .command('cancel')
+    .description('cancel a queued or running job')
+    .argument('<job>', 'job id (see `wx jobs`)', positiveInt)
+    .action((id: number) =>
+      withDaemon({ autostart: true }, async (client) => {
+        const job = await client.call('jobs.cancel', { id });
+        process.stdout.write(`job ${job.id} is ${job.state}: ${job.path}\n`);
+      }),
+    );
+
   return program
     .command('retry')
     .description('queue a failed (or cancelled) job again')
