@@ -270,7 +270,9 @@ export class Daemon {
     return engine;
   }
 
-  private engineFor(o: JobOptions): Promise<TranscribeEngine> {
+  /** The warm engine for these options (the default model unless they name another): for the
+   *  job loop, and for other daemon parts that run the model (dictation). */
+  engineFor(o: JobOptions = {}): Promise<TranscribeEngine> {
     const precision = o.precision ?? this.config.precision;
     const model = o.model ?? (this.defaultKey ? this.defaultKey.split('|')[0] : undefined);
     if (!model) {
