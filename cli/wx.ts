@@ -15,6 +15,7 @@ import { registerService } from './commands/service.js';
 import { registerWatch } from './commands/watch.js';
 import { registerShow } from './commands/show.js';
 import { registerModels } from './commands/models.js';
+import { registerDictate } from './commands/dictate.js';
 
 const program = new Command('wx')
   .description('wx: local, private speech-to-text (a warm Whisper model, watched folders, search, dictation)')
@@ -32,6 +33,7 @@ registerService(program);
 registerWatch(program);
 registerShow(program);
 registerModels(program);
+registerDictate(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -25,6 +25,7 @@ import {
 import { RpcMethodError, type RequestContext } from './ipc/transport.js';
 import { JobRunner, type JobOptions } from './jobs/runner.js';
 import { WatchManager } from './jobs/watches.js';
+import { DictationManager } from './dictation/index.js';
 import { WorkerTranscriber, type TranscribeEngine } from './jobs/transcriber-host.js';
 import { getDefaultModel, listInstalled } from './models/registry.js';
 import { PRIORITY, TranscriptStore, toPipelineTranscript, type Job, type StoredSegment, type StoredTranscript, type Watch } from './store/index.js';
@@ -58,6 +59,7 @@ export class Daemon {
   store!: TranscriptStore;
   runner!: JobRunner;
   watches!: WatchManager;
+  dictation!: DictationManager;
   /** Open engines by `model|precision`; the default one is loaded at start and kept warm. */
   private readonly engines = new Map<string, Promise<TranscribeEngine>>();
   private defaultKey: string | null = null;
@@ -113,6 +115,14 @@ export class Daemon {
       modelName: () => this.model?.name,
       log: (level, message, context) => this.log.write(level, message, context),
     });
+    this.dictation = new DictationManager({
+      paths: this.paths,
+      store: this.store,
+      log: this.log,
+      config: () => this.config.dictation,
+      engine: () => this.engineFor({}),
+      wakeRunner: () => this.runner.wake(),
+    });
     this.registerMethods();
     try {
       await this.server.listen();
@@ -125,6 +135,7 @@ export class Daemon {
     this.runner.start();
     // Watches re-arm in the background: a large back-fill must not delay readiness.
     this.watches.startAll().catch((err) => this.log.error('cannot re-arm watched folders', { error: describeError(err) }));
+    this.dictation.recover().catch((err) => this.log.error('cannot recover interrupted dictations', { error: describeError(err) }));
     this.log.info('daemon listening', { socket: this.paths.socket, version: VERSION, protocol: PROTOCOL_VERSION, home: this.paths.home });
     return true;
   }
@@ -213,6 +224,11 @@ export class Daemon {
       if (!removed) throw RpcMethodError.of('notFound', 'watch.not_found', `${path.resolve(p.dir)} is not watched`, { dir: p.dir });
       return { removed };
     });
+    this.method('dictation.start', (p, ctx) => this.dictation.start(p, ctx));
+    this.method('dictation.audio', (p, ctx) => this.dictation.audio(p, ctx));
+    this.method('dictation.stop', (p, ctx) => this.dictation.stop(p, ctx));
+    this.method('dictation.cancel', (p, ctx) => this.dictation.cancel(p, ctx));
+    this.method('dictation.history', (p) => this.dictation.history(p));
     for (const method of PLANNED_METHODS) {
       this.server.handle(method, () => {
         throw RpcMethodError.of('methodNotFound', 'ipc.not_implemented', `${method} is not available in this daemon yet`, { method });
@@ -369,6 +385,7 @@ export class Daemon {
       queue: { queued: q.queued, running: q.running, done: q.done, failed: q.failed, cancelled: q.cancelled, queued_audio_s: q.queuedAudioS },
       watch: this.store.listWatches().map(watchInfo),
       last_error: this.lastError,
+      dictation: { sessions: this.dictation.sessionCount },
       home: this.paths.home,
       socket: this.paths.socket,
     };
@@ -389,6 +406,7 @@ export class Daemon {
       };
       await step('closing the socket', () => this.server.close());
       await step('closing watchers', () => this.watches.closeAll());
+      await step('keeping open dictations', () => this.dictation.closeAll());
       await step('stopping the job loop', () => this.runner.stop());
       for (const engine of this.engines.values()) await step('closing an engine', () => engine.then((e) => e.close()));
       await step('closing the database', () => this.store.close());

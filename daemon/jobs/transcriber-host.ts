@@ -5,6 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { WxError } from '../errors.js';
 import type { TranscribeOptions, TranscribeProgress, TranscriberOptions, Transcript } from '../pipeline/index.js';
 import type { PipelineOptions } from '../pipeline/transcribe.js';
+import type { UtteranceHypothesis, UtteranceRequest } from '../dictation/window.js';
 
 type Precision = 'int8' | 'fp32';
 type ErrorShape = { code: string; message: string; context: WxError['context'] };
@@ -13,12 +14,14 @@ export type WorkerRequest =
   | { type: 'open'; opts: Omit<TranscriberOptions, 'onImportProgress'> }
   | { type: 'transcribe'; id: number; file: string; opts: TranscribeOptions & PipelineOptions }
   | { type: 'cancel'; id: number }
+  | { type: 'utterance'; id: number; request: UtteranceRequest }
   | { type: 'close' };
 
 export type WorkerReply =
   | { type: 'opened'; modelName: string; precision: Precision }
   | { type: 'progress'; id: number; progress: TranscribeProgress }
   | { type: 'result'; id: number; transcript: Transcript }
+  | { type: 'utterance'; id: number; hypothesis: UtteranceHypothesis }
   | { type: 'error'; id: number; error: ErrorShape; aborted?: boolean }
   | { type: 'closed' };
 
@@ -27,11 +30,14 @@ export interface TranscribeEngine {
   readonly modelName: string;
   readonly precision: Precision;
   transcribeFile(file: string, opts: TranscribeOptions & PipelineOptions, hooks?: { onProgress?: (p: TranscribeProgress) => void; signal?: AbortSignal }): Promise<Transcript>;
+  /** One dictation decode of an utterance's audio (daemon/dictation), where the model runs. */
+  decodeUtterance?(request: UtteranceRequest): Promise<UtteranceHypothesis>;
   close(): Promise<void>;
 }
 
 interface Call {
   resolve: (t: Transcript) => void;
+  resolveUtterance?: (h: UtteranceHypothesis) => void;
   reject: (e: Error) => void;
   onProgress?: (p: TranscribeProgress) => void;
 }
@@ -96,6 +102,15 @@ export class WorkerTranscriber implements TranscribeEngine {
     });
   }
 
+  decodeUtterance(request: UtteranceRequest): Promise<UtteranceHypothesis> {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    return new Promise((resolveUtterance, reject) => {
+      this.calls.set(id, { resolve: () => {}, resolveUtterance, reject });
+      this.worker.postMessage({ type: 'utterance', id, request } satisfies WorkerRequest);
+    });
+  }
+
   private onMessage(msg: WorkerReply): void {
     if (msg.type === 'opened' || msg.type === 'closed') return;
     const call = this.calls.get(msg.id);
@@ -103,6 +118,7 @@ export class WorkerTranscriber implements TranscribeEngine {
     if (msg.type === 'progress') return call.onProgress?.(msg.progress);
     this.calls.delete(msg.id);
     if (msg.type === 'result') call.resolve(msg.transcript);
+    else if (msg.type === 'utterance') call.resolveUtterance?.(msg.hypothesis);
     else if (msg.aborted) call.reject(abortError(String(msg.error.context.file ?? '')));
     else call.reject(new WxError(msg.error.code, msg.error.message, msg.error.context));
   }

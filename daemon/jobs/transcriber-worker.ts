@@ -4,6 +4,7 @@ import { parentPort } from 'node:worker_threads';
 import { WxError, describeError } from '../errors.js';
 import { Transcriber } from '../pipeline/index.js';
 import type { WorkerReply, WorkerRequest } from './transcriber-host.js';
+import { decodeUtterance, engineWindowModel } from '../dictation/window.js';
 
 if (!parentPort) throw new Error('transcriber-worker must run in a worker thread');
 const port = parentPort;
@@ -41,6 +42,16 @@ port.on('message', async (msg: WorkerRequest) => {
       }
       return;
     }
+    case 'utterance':
+      try {
+        if (!transcriber) throw new WxError('engine.not_open', 'the transcriber is not open');
+        const engine = transcriber.engine;
+        const hypothesis = await decodeUtterance(engineWindowModel(engine), engine.tokenizer, engine.windowSamples, msg.request);
+        post({ type: 'utterance', id: msg.id, hypothesis });
+      } catch (err) {
+        post({ type: 'error', id: msg.id, error: errorOf(err) });
+      }
+      return;
     case 'cancel':
       running.get(msg.id)?.abort();
       return;

@@ -1,0 +1,60 @@
+// One dictation decode: the audio of the current utterance (≤ one 30-s window) → text. Runs
+// where the model is (the transcriber worker thread), against the smallest model surface:
+// encode + decode, which both the engine and the engine scheduler offer; dictation asks for the
+// highest priority where a scheduler honours one.
+import type { DecodeResult, EncodedWindows, WhisperEngine, WhisperTokenizer, WindowJob } from '../engine/index.js';
+
+export type ModelPriority = 'dictation' | 'interactive' | 'backlog';
+
+export interface WindowModel {
+  encode(samples: Float32Array, offsets: readonly number[], lengths: readonly number[], opts?: { priority?: ModelPriority }): Promise<EncodedWindows>;
+  decode(jobs: readonly WindowJob[], opts?: { priority?: ModelPriority }): Promise<DecodeResult[]>;
+}
+
+/** The engine itself as a WindowModel (no scheduler: calls run as they come). */
+export function engineWindowModel(engine: WhisperEngine): WindowModel {
+  return {
+    encode: (samples, offsets, lengths) => engine.encodeAudio(samples, offsets, lengths),
+    decode: (jobs) => engine.decode(jobs),
+  };
+}
+
+export interface UtteranceRequest {
+  /** 16 kHz mono samples of the utterance so far. */
+  samples: Float32Array;
+  /** Text said before this utterance, given to the model as context. */
+  prompt?: string;
+  language?: string;
+}
+
+export interface UtteranceHypothesis {
+  text: string;
+  tokens: number[];
+  avgLogprob: number;
+  noSpeechProb: number;
+  /** Wall time of encode + decode in the model's thread. */
+  decodeMs: number;
+}
+
+/** Most prompt tokens: a short context helps, a long one costs decoder time on every step. */
+const MAX_PROMPT_TOKENS = 64;
+
+export async function decodeUtterance(model: WindowModel, tokenizer: WhisperTokenizer, windowSamples: number, req: UtteranceRequest): Promise<UtteranceHypothesis> {
+  const t0 = performance.now();
+  const length = Math.min(req.samples.length, windowSamples);
+  const enc = await model.encode(req.samples, [0], [length], { priority: 'dictation' });
+  const prompt = req.prompt?.trim() ? tokenizer.encode(' ' + req.prompt.trim()).slice(-MAX_PROMPT_TOKENS) : [];
+  // Timestamps on, as the offline pipeline decodes: the model was trained that way and its text
+  // is the same shape the final transcript of a file would have.
+  const [r] = await model.decode(
+    [{ enc, index: 0, options: { temperature: 0, timestamps: true, maxInitialTimestamp: 2.0, ...(req.language ? { language: req.language } : {}), ...(prompt.length ? { previousTokens: prompt } : {}) } }],
+    { priority: 'dictation' },
+  );
+  return {
+    text: r!.text.trim(),
+    tokens: r!.tokens.filter((t) => t < tokenizer.eot),
+    avgLogprob: r!.avgLogprob,
+    noSpeechProb: r!.noSpeechProb,
+    decodeMs: performance.now() - t0,
+  };
+}
