@@ -260,6 +260,9 @@ export class DictationManager {
 
   /** Closes the recording (hash, size, duration into its row) and forgets the session. */
   private finish(live: Live, after: (durationS: number) => Promise<void>): Promise<void> {
+    // The session is over for its client now; closing the recording goes on in the background
+    // (shutdown waits for it through `closing`).
+    this.live.delete(live.id);
     const p = this.closeRecording(live, after);
     this.closing.add(p);
     void p.catch(() => {}).finally(() => this.closing.delete(p));
@@ -268,20 +271,17 @@ export class DictationManager {
 
   private async closeRecording(live: Live, after: (durationS: number) => Promise<void>): Promise<void> {
     live.detach();
-    try {
-      const tail = live.stopping ? new Float32Array(0) : live.resampler.flush();
-      if (tail.length > 0) live.writer.append(tail);
-      live.stopping = true;
-      live.writer.close();
-      const durationS = live.writer.samples / SAMPLE_RATE;
-      const st = fs.statSync(live.writer.file);
-      const sha256 = await hashFile(live.writer.file);
-      this.deps.store.upsertRecording({ path: live.writer.file, sha256, size: st.size, mtimeMs: st.mtimeMs, durationS });
-      await after(durationS);
-    } finally {
-      this.live.delete(live.id);
-    }
+    const tail = live.stopping ? new Float32Array(0) : live.resampler.flush();
+    if (tail.length > 0) live.writer.append(tail);
+    live.stopping = true;
+    live.writer.close();
+    const durationS = live.writer.samples / SAMPLE_RATE;
+    const st = fs.statSync(live.writer.file);
+    const sha256 = await hashFile(live.writer.file);
+    this.deps.store.upsertRecording({ path: live.writer.file, sha256, size: st.size, mtimeMs: st.mtimeMs, durationS });
+    await after(durationS);
   }
+
 
   /** Returns the queued job's id (undefined if the recording holds no audio). */
   private async keepAsJob(live: Live, why: string): Promise<number | undefined> {

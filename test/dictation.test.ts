@@ -1,0 +1,256 @@
+// Dictation end to end: a real daemon process, a real socket, the real test model and dev clips.
+// Streaming at real-time pace gives the offline text (within a small WER), committed text never
+// changes, the final comes soon after stop, audio is on disk before transcription and survives a
+// client that vanishes (then it is a queued job) or a daemon killed with -9; two sessions at once
+// do not interfere; bad input gets clear errors and leaks no session.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadAudio } from '../daemon/audio/index.js';
+import { floatToS16 } from '../daemon/dictation/wav-writer.js';
+import { WxClient } from '../daemon/ipc/client.js';
+import { ErrorCode, type DictationFinal, type Notifications } from '../daemon/ipc/protocol.js';
+import { RpcRemoteError } from '../daemon/ipc/transport.js';
+import { wordErrorRate } from '../daemon/pipeline/wer.js';
+import { TranscriptStore } from '../daemon/store/index.js';
+import { pathsOf, requireBuiltDaemon, spawnDaemonProcess, tempHome, waitReady, wx, type DaemonProcess } from './daemon-helpers.js';
+import { sharedPath, tinyModelDir } from './shared.js';
+
+const clip = (n: number) => sharedPath('fixtures', 'speech', `dev-${String(n).padStart(3, '0')}.wav`);
+const FRAME = 1600; // 100 ms at 16 kHz
+
+let home: string;
+let daemon: DaemonProcess;
+let client: WxClient;
+const env = () => ({ WX_MODEL: tinyModelDir() });
+const offline = new Map<string, string>();
+
+async function offlineText(file: string): Promise<string> {
+  if (!offline.has(file)) {
+    const r = await client.call('transcribe', { files: [file], wait: true });
+    offline.set(file, r.transcripts[0]!.transcript.text.trim());
+  }
+  return offline.get(file)!;
+}
+
+interface Streamed {
+  sessionId: string;
+  recording: string;
+  partials: Notifications['dictation.partial'][];
+  final: DictationFinal | null;
+  stopWallMs: number;
+}
+
+/** Streams `file` over `c` as a client would (100-ms frames, paced in real time), then stops.
+ *  `frames` limits how many frames are sent; `stop: false` leaves the session open. */
+async function streamFile(c: WxClient, file: string, opts: { mode?: 'low' | 'balanced' | 'high'; frames?: number; stop?: boolean } = {}): Promise<Streamed> {
+  const pcm = floatToS16(await loadAudio(file));
+  const { sessionId, recording } = await c.call('dictation.start', { mode: opts.mode ?? 'balanced', source: 'client' });
+  const out: Streamed = { sessionId, recording, partials: [], final: null, stopWallMs: 0 };
+  const off = c.on('dictation.partial', (p) => out.partials.push(p));
+  const total = Math.ceil(pcm.length / 2 / FRAME);
+  const n = Math.min(total, opts.frames ?? total);
+  const t0 = performance.now();
+  const sent: Promise<unknown>[] = [];
+  for (let i = 0; i < n; i++) {
+    const wait = t0 + i * 100 - performance.now();
+    // Pacing like a microphone, not synchronisation: replies are awaited below.
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    sent.push(c.call('dictation.audio', { sessionId, seq: i, pcm: pcm.subarray(i * FRAME * 2, Math.min(pcm.length, (i + 1) * FRAME * 2)).toString('base64') }));
+  }
+  await Promise.all(sent);
+  if (opts.stop !== false) {
+    const t = performance.now();
+    out.final = await c.call('dictation.stop', { sessionId });
+    out.stopWallMs = performance.now() - t;
+  }
+  off();
+  return out;
+}
+
+function expectCommittedStable(partials: { committed: string }[], finalText: string): void {
+  let prev = '';
+  for (const p of partials) {
+    expect(p.committed.startsWith(prev), `committed text changed: "${prev}" → "${p.committed}"`).toBe(true);
+    prev = p.committed;
+  }
+  expect(finalText.startsWith(prev), `final "${finalText}" does not extend committed "${prev}"`).toBe(true);
+}
+
+async function rpcError(p: Promise<unknown>): Promise<RpcRemoteError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof RpcRemoteError) return err;
+    throw err;
+  }
+  throw new Error('expected an RPC error');
+}
+
+/** Asks the daemon (one request per round) until `check` holds; each round waits on a reply. */
+async function until<T>(what: string, ask: () => Promise<T>, check: (v: T) => boolean, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await ask();
+    if (check(v)) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: last ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+beforeAll(async () => {
+  requireBuiltDaemon();
+  home = tempHome();
+  daemon = spawnDaemonProcess(home, env());
+  client = await waitReady(home, daemon);
+  // Warm: the first dictation must not pay for loading the model.
+  await until('the model', () => client.call('status', undefined), (s) => s.model !== null);
+}, 60_000);
+
+afterAll(async () => {
+  await client?.close().catch(() => {});
+  daemon?.child.kill('SIGKILL');
+  await daemon?.exited;
+  fs.rmSync(home, { recursive: true, force: true });
+});
+
+describe('wx dictate (real daemon, real model)', () => {
+  it('streams dev clips in real time: final ≈ offline text, committed text never changes, final soon after stop', async () => {
+    const files = [clip(0), clip(1), clip(2)];
+    const finals: string[] = [];
+    const offlines: string[] = [];
+    for (const file of files) {
+      const r = await wx(home, ['dictate', '--input', file, '--realtime', '--json', '--mode', 'balanced'], env());
+      expect(r.code, r.stderr).toBe(0);
+      const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+      const final = events.at(-1);
+      expect(final.type).toBe('final');
+      const partials = events.slice(0, -1);
+      expect(partials.length).toBeGreaterThan(0);
+      expect(partials.every((e: { type: string }) => e.type === 'partial')).toBe(true);
+      expectCommittedStable(partials, final.text);
+      expect(final.latency_ms).toBeGreaterThanOrEqual(0);
+      expect(final.latency_ms).toBeLessThan(1500);
+      expect(fs.existsSync(final.recording)).toBe(true);
+      finals.push(final.text);
+      offlines.push(await offlineText(file));
+    }
+    const vsOffline = wordErrorRate(offlines, finals);
+    expect(vsOffline.wer, `dictation ${JSON.stringify(finals)} vs offline ${JSON.stringify(offlines)}`).toBeLessThanOrEqual(0.25);
+  }, 120_000);
+
+  it('every dictation is stored and searchable; --history lists it', async () => {
+    const r = await streamFile(client, clip(3), { mode: 'high' });
+    const final = r.final!;
+    expect(final.text.length).toBeGreaterThan(0);
+    expect(final.segments.length).toBeGreaterThan(0);
+    const word = (final.text.toLowerCase().match(/[a-z]{5,}/g) ?? [])[0]!;
+    // The transcript is stored right after the reply; ask until it is there.
+    const hits = await until('the stored dictation', () => client.call('search', { query: word }), (h) => h.some((x) => x.path === r.recording));
+    expect(hits.find((x) => x.path === r.recording)!.text.toLowerCase()).toContain(word);
+    const hist = await wx(home, ['dictate', '--history', '--json'], env());
+    expect(hist.code, hist.stderr).toBe(0);
+    const items = JSON.parse(hist.stdout);
+    const mine = items.find((d: { path: string }) => d.path === r.recording);
+    expect(mine.state).toBe('done');
+    expect(mine.text).toBe(final.text);
+    const human = await wx(home, ['dictate', '--history'], env());
+    expect(human.stdout).toContain(final.text);
+  }, 60_000);
+
+  it('two sessions at once do not interfere', async () => {
+    const other = await WxClient.connect({ home, autostart: false });
+    try {
+      const [a, b] = await Promise.all([streamFile(client, clip(4)), streamFile(other, clip(5))]);
+      // Each connection sees only its own session's partials.
+      expect(a.partials.every((p) => p.sessionId === a.sessionId)).toBe(true);
+      expect(b.partials.every((p) => p.sessionId === b.sessionId)).toBe(true);
+      expectCommittedStable(a.partials, a.final!.text);
+      expectCommittedStable(b.partials, b.final!.text);
+      const [oa, ob] = [await offlineText(clip(4)), await offlineText(clip(5))];
+      expect(wordErrorRate(oa, a.final!.text).wer, `${a.final!.text} vs ${oa}`).toBeLessThanOrEqual(0.34);
+      expect(wordErrorRate(ob, b.final!.text).wer, `${b.final!.text} vs ${ob}`).toBeLessThanOrEqual(0.34);
+      expect(a.final!.latency_ms).toBeLessThan(2500);
+      expect(b.final!.latency_ms).toBeLessThan(2500);
+      expect((await client.call('status', undefined)).dictation?.sessions).toBe(0);
+    } finally {
+      await other.close();
+    }
+  }, 60_000);
+
+  it('a client that vanishes mid-utterance: its audio is on disk, a queued job transcribes it', async () => {
+    const c = await WxClient.connect({ home, autostart: false });
+    const r = await streamFile(c, clip(6), { frames: 20, stop: false });
+    // Every frame was acknowledged: all of it must be on disk already.
+    const wav = fs.statSync(r.recording);
+    const pcm = floatToS16(await loadAudio(clip(6)));
+    expect(wav.size).toBe(44 + Math.min(pcm.length, 20 * FRAME * 2));
+    expect((await client.call('status', undefined)).dictation?.sessions).toBe(1);
+    c.connection.destroy();
+    const jobs = await until('the dictation job', () => client.call('jobs.list', { limit: 50 }), (js) => js.some((j) => j.path === r.recording && j.state === 'done'));
+    const job = jobs.find((j) => j.path === r.recording)!;
+    const stored = await client.call('transcripts.get', { jobId: job.id });
+    expect(stored.transcript.text.trim().length).toBeGreaterThan(0);
+    const store = TranscriptStore.open(pathsOf(home).db);
+    try {
+      const rec = store.recordingByPath(r.recording)!;
+      expect(rec.size).toBe(wav.size);
+      expect(store.job(job.id)!.source).toBe('dictation');
+    } finally {
+      store.close();
+    }
+    expect((await client.call('status', undefined)).dictation?.sessions).toBe(0);
+  }, 60_000);
+
+  it('bad input: clear errors, and no session is left behind', async () => {
+    const noSession = await rpcError(client.call('dictation.stop', { sessionId: 'nope' }));
+    expect(noSession.rpcCode).toBe(ErrorCode.notFound);
+    expect(noSession.message).toMatch(/no dictation session nope/);
+    const badRate = await rpcError(client.call('dictation.start', { mode: 'balanced', source: 'client', sampleRate: 1000 }));
+    expect(badRate.message).toMatch(/sample rate 1000/);
+    const badMode = await rpcError(client.call('dictation.start', { mode: 'turbo' as 'low', source: 'client' }));
+    expect(badMode.message).toMatch(/unknown dictation mode/);
+    if (process.platform !== 'darwin') {
+      const mic = await rpcError(client.call('dictation.start', { mode: 'low', source: 'mic' }));
+      expect(mic.message).toMatch(/arecord -f S16_LE -r 16000 \| wx dictate --input -/);
+      const cli = await wx(home, ['dictate', '--input', 'mic'], env());
+      expect(cli.code).toBe(2);
+      expect(cli.stderr).toContain('microphone capture is macOS-only');
+    }
+    const { sessionId } = await client.call('dictation.start', { mode: 'low', source: 'client' });
+    const odd = await rpcError(client.call('dictation.audio', { sessionId, seq: 0, pcm: Buffer.alloc(3).toString('base64') }));
+    expect(odd.message).toMatch(/frame 0 has 3 bytes/);
+    const huge = await rpcError(client.call('dictation.audio', { sessionId, seq: 0, pcm: Buffer.alloc(16000 * 2 * 3).toString('base64') }));
+    expect(huge.message).toMatch(/whole s16le samples/);
+    const notB64 = await rpcError(client.call('dictation.audio', { sessionId, seq: 0, pcm: '***' }));
+    expect(notB64.message).toMatch(/not base64/);
+    await client.call('dictation.audio', { sessionId, seq: 0, pcm: Buffer.alloc(3200).toString('base64') });
+    const gap = await rpcError(client.call('dictation.audio', { sessionId, seq: 5, pcm: Buffer.alloc(3200).toString('base64') }));
+    expect(gap.message).toMatch(/seq 5 out of order \(expected 1\)/);
+    // Another connection cannot touch this session.
+    const other = await WxClient.connect({ home, autostart: false });
+    expect((await rpcError(other.call('dictation.cancel', { sessionId }))).rpcCode).toBe(ErrorCode.notFound);
+    await other.close();
+    expect(await client.call('dictation.cancel', { sessionId })).toEqual({ cancelled: true });
+    expect((await rpcError(client.call('dictation.stop', { sessionId }))).rpcCode).toBe(ErrorCode.notFound);
+    expect((await client.call('status', undefined)).dictation?.sessions).toBe(0);
+  }, 30_000);
+
+  it('kill -9 of the daemon mid-dictation keeps the audio; the next daemon transcribes it', async () => {
+    const c = await WxClient.connect({ home, autostart: false });
+    const r = await streamFile(c, clip(7), { frames: 25, stop: false });
+    const size = fs.statSync(r.recording).size;
+    expect(size).toBe(44 + 25 * FRAME * 2);
+    await client.close();
+    daemon.child.kill('SIGKILL');
+    await daemon.exited;
+    await c.close().catch(() => {});
+    // Still a valid WAV with every acknowledged sample.
+    expect((await loadAudio(r.recording)).length).toBe(25 * FRAME);
+    daemon = spawnDaemonProcess(home, env());
+    client = await waitReady(home, daemon);
+    const jobs = await until('the recovered dictation', () => client.call('jobs.list', { limit: 50 }), (js) => js.some((j) => j.path === r.recording && j.state === 'done'));
+    const job = jobs.find((j) => j.path === r.recording)!;
+    expect((await client.call('transcripts.get', { jobId: job.id })).transcript.text.trim().length).toBeGreaterThan(0);
+  }, 90_000);
+});
