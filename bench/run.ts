@@ -11,6 +11,7 @@ const suites: (() => Promise<BenchSuite>)[] = [
   async () => (await import('./text.js')).suite,
   async () => (await import('./models.js')).suite,
   async () => (await import('./daemon.js')).suite,
+  async () => (await import('./dictation.js')).suite,
 ];
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
