@@ -3,8 +3,8 @@
 // changes, the final comes soon after stop, audio is on disk before transcription and survives a
 // client that vanishes (then it is a queued job) or a daemon killed with -9; two sessions at once
 // do not interfere; bad input gets clear errors and leaks no session.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAudio } from '../daemon/audio/index.js';
 import { floatToS16 } from '../daemon/dictation/wav-writer.js';
@@ -13,7 +13,7 @@ import { ErrorCode, type DictationFinal, type Notifications } from '../daemon/ip
 import { RpcRemoteError } from '../daemon/ipc/transport.js';
 import { wordErrorRate } from '../daemon/pipeline/wer.js';
 import { TranscriptStore } from '../daemon/store/index.js';
-import { pathsOf, requireBuiltDaemon, spawnDaemonProcess, tempHome, waitReady, wx, type DaemonProcess } from './daemon-helpers.js';
+import { pathsOf, requireBuiltDaemon, spawnDaemonProcess, tempHome, waitReady, wx, wxBin, type CliResult, type DaemonProcess } from './daemon-helpers.js';
 import { sharedPath, tinyModelDir } from './shared.js';
 
 const clip = (n: number) => sharedPath('fixtures', 'speech', `dev-${String(n).padStart(3, '0')}.wav`);
@@ -98,9 +98,24 @@ async function until<T>(what: string, ask: () => Promise<T>, check: (v: T) => bo
   }
 }
 
+/** `wx dictate …` with `input` on its stdin (as `arecord … | wx dictate --input -`). */
+function wxWithStdin(args: string[], input: Buffer): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [wxBin, ...args], { env: { ...process.env, WX_HOME: home, ...env() }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
 beforeAll(async () => {
   requireBuiltDaemon();
   home = tempHome();
+  // A user dictionary entry, checked on a clip whose text has the word.
+  fs.writeFileSync(pathsOf(home).config, JSON.stringify({ dictation: { replacements: { relationship: 'bond' } } }));
   daemon = spawnDaemonProcess(home, env());
   client = await waitReady(home, daemon);
   // Warm: the first dictation must not pay for loading the model.
@@ -138,6 +153,26 @@ describe('wx dictate (real daemon, real model)', () => {
     const vsOffline = wordErrorRate(offlines, finals);
     expect(vsOffline.wer, `dictation ${JSON.stringify(finals)} vs offline ${JSON.stringify(offlines)}`).toBeLessThanOrEqual(0.25);
   }, 120_000);
+
+  it('reads stdin: WAV, or raw s16le at 16 kHz; applies the user dictionary to the final text', async () => {
+    const wav = fs.readFileSync(clip(8));
+    const r = await wxWithStdin(['dictate', '--input', '-', '--json'], wav);
+    expect(r.code, r.stderr).toBe(0);
+    const final = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+    expect(final.type).toBe('final');
+    expect(await offlineText(clip(8))).toMatch(/relationship/);
+    expect(final.text).toMatch(/\bbond\b/);
+    expect(final.text).not.toMatch(/relationship/);
+
+    const raw = floatToS16(await loadAudio(clip(9)));
+    const r2 = await wxWithStdin(['dictate', '--input', '-'], raw);
+    expect(r2.code, r2.stderr).toBe(0);
+    const text = r2.stdout.trim();
+    expect(wordErrorRate(await offlineText(clip(9)), text).wer, `${text} vs offline`).toBeLessThanOrEqual(0.34);
+    // The recording row is completed right after the final reply; ask until it is.
+    const items = await until('the stored dictation', () => client.call('dictation.history', { limit: 1 }), (h) => h[0]?.state === 'done');
+    expect(items[0]!.duration_s).toBeCloseTo(raw.length / 2 / 16000, 3);
+  }, 60_000);
 
   it('every dictation is stored and searchable; --history lists it', async () => {
     const r = await streamFile(client, clip(3), { mode: 'high' });
