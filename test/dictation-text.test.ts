@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { decodeWav } from '../daemon/audio/index.js';
+import { SileroVad, SpeechSegmenter, decodeWav, loadAudio } from '../daemon/audio/index.js';
+import { sharedPath } from './shared.js';
 import { LocalAgreement, applyReplacements, postprocess, removeFillers, tailStart, WavWriter, floatToS16, s16ToFloat } from '../daemon/dictation/index.js';
 
 describe('LocalAgreement-2', () => {
@@ -85,6 +86,27 @@ describe('WavWriter', () => {
       expect(fs.statSync(file).mode & 0o777).toBe(0o600);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SpeechSegmenter.lastSpeechEndS (where the final decode may stop listening)', () => {
+  it('is the end of the last speech frame, before the confirming silence, on dev clips', async () => {
+    const manifest = JSON.parse(fs.readFileSync(sharedPath('fixtures', 'speech', 'manifest.json'), 'utf8')) as { clips: { file: string; end: number }[] };
+    const vad = await SileroVad.load();
+    try {
+      for (const clip of manifest.clips.slice(0, 5)) {
+        const samples = await loadAudio(sharedPath('fixtures', 'speech', clip.file));
+        const seg = new SpeechSegmenter(vad, { minSilenceMs: 400 });
+        expect(seg.lastSpeechEndS).toBe(-1);
+        for (let off = 0; off < samples.length; off += 1600) await seg.push(samples.subarray(off, off + 1600));
+        // Within two frames (64 ms) plus the speech's soft ending of the true end.
+        expect(Math.abs(seg.lastSpeechEndS - clip.end), clip.file).toBeLessThan(0.15);
+        seg.reset();
+        expect(seg.lastSpeechEndS).toBe(-1);
+      }
+    } finally {
+      await vad.close();
     }
   });
 });

@@ -15,7 +15,7 @@ type Mode = 'low' | 'balanced' | 'high';
 const FRAME_MS = 100;
 
 interface DictateOptions {
-  mode: Mode;
+  mode?: Mode;
   input: string;
   realtime?: boolean;
   json?: boolean;
@@ -140,7 +140,7 @@ class PartialLine {
 async function dictate(client: WxClient, input: AudioInput, opts: DictateOptions, interrupted: { value: boolean }): Promise<DictationFinal> {
   const tty = !opts.json && process.stdout.isTTY === true;
   const line = tty ? new PartialLine(process.stdout) : null;
-  const { sessionId } = await client.call('dictation.start', { mode: opts.mode, source: 'client', sampleRate: input.sampleRate, noFillers: !opts.fillers });
+  const { sessionId } = await client.call('dictation.start', { ...(opts.mode ? { mode: opts.mode } : {}), source: 'client', sampleRate: input.sampleRate, ...(opts.fillers ? {} : { noFillers: true }) });
   const off = client.on('dictation.partial', (p) => {
     if (p.sessionId !== sessionId) return;
     if (opts.json) process.stdout.write(JSON.stringify({ type: 'partial', committed: p.committed, tentative: p.tentative }) + '\n');
@@ -194,7 +194,7 @@ export function registerDictate(program: Command): Command {
   return program
     .command('dictate')
     .description('stream speech to the daemon: partial text while it is said, the final text at the end')
-    .option('--mode <mode>', 'low (re-decode every 150 ms), balanced (350 ms) or high (750 ms)', parseMode, 'balanced' as Mode)
+    .option('--mode <mode>', 'low (re-decode every 150 ms), balanced (350 ms) or high (750 ms); default: config dictation.mode (balanced)', parseMode)
     .option('--input <source>', 'mic (macOS), FILE (any audio format), or - (stdin: WAV or raw s16le 16 kHz mono)', 'mic')
     .option('--realtime', 'send FILE/stdin audio at real-time pace (as a microphone would)')
     .option('--json', 'one JSON event per line: {"type":"partial",…} … {"type":"final","text",…,"latency_ms"}')

@@ -605,6 +605,7 @@ export class SpeechSegmenter {
   private lastEndSample = 0;
   /** Unpadded end of the last region (−1 = none yet). */
   private lastRawEnd = -1;
+  private lastSpeechFrame = -1;
 
   constructor(vad: SileroVad, opts: VadOptions & { preRollMs?: number } = {}) {
     this.o = resolveOptions(opts);
@@ -616,6 +617,12 @@ export class SpeechSegmenter {
   /** True between a `start` and its `end`. */
   get inSpeech(): boolean {
     return this.speaking;
+  }
+
+  /** End (seconds) of the last frame at or above the speech threshold, or −1: where speech
+   *  really stopped, before the silence that confirms it has lasted long enough. */
+  get lastSpeechEndS(): number {
+    return this.lastSpeechFrame < 0 ? -1 : ((this.lastSpeechFrame + 1) * VAD_FRAME) / VAD_SAMPLE_RATE;
   }
 
   /** Seconds of audio consumed so far (whole frames). */
@@ -635,6 +642,7 @@ export class SpeechSegmenter {
       if (this.pendingLength === VAD_FRAME) {
         this.pendingLength = 0;
         const prob = await this.stream.push(this.pending);
+        if (prob >= this.o.threshold) this.lastSpeechFrame = this.frameIndex;
         const tracked: TrackerEvent[] = [];
         this.tracker.step(prob, this.frameIndex++, tracked);
         this.translate(tracked, events);
@@ -660,6 +668,7 @@ export class SpeechSegmenter {
     this.speaking = false;
     this.lastEndSample = 0;
     this.lastRawEnd = -1;
+    this.lastSpeechFrame = -1;
   }
 
   private translate(tracked: TrackerEvent[], events: SegmenterEvent[]): void {

@@ -12,6 +12,8 @@ export const SAMPLE_RATE = 16_000;
 export type DictationMode = 'low' | 'balanced' | 'high';
 /** Re-decode cadence of the open utterance by mode (audio time between decodes). */
 export const CADENCE_MS: Record<DictationMode, number> = { low: 150, balanced: 350, high: 750 };
+/** Audio kept after the last speech frame for a decode to count as having heard the utterance. */
+const TAIL_MARGIN_SAMPLES = Math.round(0.15 * SAMPLE_RATE);
 export const DICTATION_MODES = Object.keys(CADENCE_MS) as DictationMode[];
 
 export interface UtteranceDecoder {
@@ -126,6 +128,8 @@ export class DictationSession {
   private readonly utterances: Utterance[] = [];
   private vadChain: Promise<void> = Promise.resolve();
   private partialInFlight = false;
+  /** The partial decode running now, if any (its result lands in `u.lastHypothesis`). */
+  private inflight: { u: Utterance; to: number; done: Promise<void> } | null = null;
   private finalizing: Promise<void> = Promise.resolve();
   private failure: Error | null = null;
   private stopped = false;
@@ -233,9 +237,16 @@ export class DictationSession {
   private async finalize(u: Utterance): Promise<void> {
     if (this.failure) return;
     const end = u.end!;
+    // Words end where speech does: audio past the last speech frame (plus a margin for soft word
+    // endings) adds nothing, so a partial decode that saw up to there is the final decode. At
+    // stop this usually saves a whole decode (trailing silence is shorter than the VAD's
+    // minimum silence, so the utterance is still open then).
+    const lastSpeech = Math.round(this.segmenter.lastSpeechEndS * SAMPLE_RATE);
+    const needTo = lastSpeech >= u.start ? Math.min(end, lastSpeech + TAIL_MARGIN_SAMPLES) : end;
+    const running = this.inflight;
+    if (running && running.u === u && running.to >= needTo) await running.done;
     let h: UtteranceHypothesis;
-    // A partial decode that already saw all of this utterance's audio is its final decode.
-    if (u.lastHypothesis && u.lastHypothesis.coversTo >= end) h = u.lastHypothesis.h;
+    if (u.lastHypothesis && u.lastHypothesis.coversTo >= needTo) h = u.lastHypothesis.h;
     else {
       try {
         h = await this.decode(u, end);
@@ -277,7 +288,7 @@ export class DictationSession {
     if (to - Math.max(u.decodedTo, u.start) < this.cadenceSamples) return;
     u.decodedTo = to;
     this.partialInFlight = true;
-    this.decode(u, to).then(
+    const done = this.decode(u, to).then(
       (h) => {
         this.partialInFlight = false;
         if (this.stopped && this.failure) return;
@@ -295,6 +306,11 @@ export class DictationSession {
         this.fail(err);
       },
     );
+    const flight = { u, to, done };
+    this.inflight = flight;
+    void done.finally(() => {
+      if (this.inflight === flight) this.inflight = null;
+    });
   }
 
   /** Committed text = every final utterance, then the committed words of the first one that is

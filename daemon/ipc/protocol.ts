@@ -248,7 +248,8 @@ export interface Methods {
   // frames are typical). Requests may be pipelined: send frames without waiting for replies.
   'dictation.start': {
     params: {
-      mode: 'low' | 'balanced' | 'high';
+      /** Default: config `dictation.mode`. */
+      mode?: 'low' | 'balanced' | 'high';
       source: 'client' | 'mic';
       /** Of the client's frames (default 16000; 8000–192000 accepted, resampled to 16 kHz). */
       sampleRate?: number;
