@@ -166,6 +166,12 @@ export class DictationSession {
     });
   }
 
+  /** Resolves once the VAD has read everything pushed so far (a producer faster than real time
+   *  can wait on it to keep the session's view of the audio current). */
+  async vadSettled(): Promise<void> {
+    await this.vadChain;
+  }
+
   /** No more audio: closes the open utterance, waits for every final decode. */
   async stop(): Promise<SessionResult> {
     const stoppedAt = performance.now();
@@ -246,7 +252,9 @@ export class DictationSession {
     const running = this.inflight;
     if (running && running.u === u && running.to >= needTo) await running.done;
     let h: UtteranceHypothesis;
-    if (u.lastHypothesis && u.lastHypothesis.coversTo >= needTo) h = u.lastHypothesis.h;
+    // …unless it also heard the start of the next utterance (a cut at the length limit).
+    const next = this.utterances[this.utterances.indexOf(u) + 1];
+    if (u.lastHypothesis && u.lastHypothesis.coversTo >= needTo && (!next || next.start >= u.lastHypothesis.coversTo)) h = u.lastHypothesis.h;
     else {
       try {
         h = await this.decode(u, end);
@@ -284,7 +292,8 @@ export class DictationSession {
     if (this.partialInFlight || this.stopped || this.failure) return;
     const u = this.utterances.at(-1);
     if (!u || u.end !== null) return;
-    const to = this.buffer.end;
+    // Only audio the VAD has seen: the utterance may end (or be cut) before the rest.
+    const to = Math.min(this.buffer.end, Math.round(this.segmenter.processedS * SAMPLE_RATE));
     if (to - Math.max(u.decodedTo, u.start) < this.cadenceSamples) return;
     u.decodedTo = to;
     this.partialInFlight = true;
