@@ -55,6 +55,19 @@ export class WhisperEngine {
     return this.model.encode(mel, offsets.length);
   }
 
+  /** Encodes windows of several recordings in one run. */
+  async encodeAudioParts(parts: readonly { samples: Float32Array; offsets: readonly number[]; lengths: readonly number[] }[]): Promise<EncodedWindows> {
+    const mels = await Promise.all(parts.map((p) => this.mel.windowsAsync(p.samples, p.offsets, p.lengths)));
+    const total = mels.reduce((s, m) => s + m.length, 0);
+    const all = new Float32Array(total);
+    let at = 0;
+    for (const m of mels) {
+      all.set(m, at);
+      at += m.length;
+    }
+    return this.model.encode(all, parts.reduce((s, p) => s + p.offsets.length, 0));
+  }
+
   async encodeMel(mel: Float32Array, batch: number, opts: { hidden?: boolean } = {}): Promise<EncodedWindows & { hidden?: Float32Array }> {
     return this.model.encode(mel, batch, opts);
   }

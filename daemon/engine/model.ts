@@ -34,6 +34,34 @@ export class EncodedWindows {
     /** Per-window element count of one layer's K (= V) block. */
     readonly perWindow: number,
   ) {}
+
+  /** Windows `from`..`from+count` as their own EncodedWindows (views, no copy). */
+  slice(from: number, count: number): EncodedWindows {
+    const n = this.perWindow;
+    const view = (a: Float32Array) => a.subarray(from * n, (from + count) * n);
+    return new EncodedWindows(count, this.crossK.map(view), this.crossV.map(view), n);
+  }
+
+  static concat(parts: readonly EncodedWindows[]): EncodedWindows {
+    const n = parts[0]!.perWindow;
+    const batch = parts.reduce((s, p) => s + p.batch, 0);
+    const join = (pick: (p: EncodedWindows) => Float32Array[], l: number) => {
+      const out = new Float32Array(batch * n);
+      let at = 0;
+      for (const p of parts) {
+        out.set(pick(p)[l]!, at);
+        at += p.batch * n;
+      }
+      return out;
+    };
+    const layers = parts[0]!.crossK.length;
+    return new EncodedWindows(
+      batch,
+      Array.from({ length: layers }, (_, l) => join((p) => p.crossK, l)),
+      Array.from({ length: layers }, (_, l) => join((p) => p.crossV, l)),
+      n,
+    );
+  }
 }
 
 export class WhisperModel {
@@ -197,6 +225,11 @@ export class DecoderBatch {
     this.selfV = this.selfV.map(relayout);
     this.capacity = capacity;
     this.selfSlot = d.dModel * capacity;
+  }
+
+  /** Drops every row. */
+  clear(): void {
+    this.rows.length = 0;
   }
 
   /** Forgets a row's cached positions (reuse the row for a new prompt on the same window). */

@@ -5,7 +5,8 @@ import { SileroVad } from '../audio/vad.js';
 import { WhisperEngine, type Precision } from '../engine/index.js';
 import { resolveModel } from '../models/registry.js';
 import { WxError } from '../errors.js';
-import { transcribeSamples, type PipelineOptions, type Strategy } from './transcribe.js';
+import { scheduledAccess, transcribeSamples, type PipelineOptions, type Strategy } from './transcribe.js';
+import { EngineScheduler, type Priority, type SchedulerOptions } from '../engine/scheduler.js';
 import type { Transcript } from './types.js';
 
 export type { Transcript, Segment, OutputFormat } from './types.js';
@@ -16,6 +17,8 @@ export interface TranscribeOptions {
   task?: 'transcribe' | 'translate';
   strategy?: Strategy;
   initialPrompt?: string;
+  /** Scheduler priority of this transcription's model work (default interactive). */
+  priority?: Priority;
 }
 
 export interface TranscribeProgress {
@@ -30,17 +33,22 @@ export interface TranscriberOptions {
   precision: Precision;
   home: string;
   threads?: number;
+  scheduler?: SchedulerOptions;
   onImportProgress?: (p: { step: string; fraction: number }) => void;
 }
 
 export class Transcriber {
   private vad: SileroVad | undefined;
-  private constructor(readonly engine: WhisperEngine, private readonly threads: number) {}
+  /** Every model call of every transcription (and dictation) goes through this one scheduler. */
+  readonly scheduler: EngineScheduler;
+  private constructor(readonly engine: WhisperEngine, schedulerOptions: SchedulerOptions = {}) {
+    this.scheduler = new EngineScheduler(engine, schedulerOptions);
+  }
 
   static async open(opts: TranscriberOptions): Promise<Transcriber> {
     const installed = await resolveModel(opts.model, { home: opts.home, precision: opts.precision, ...(opts.onImportProgress ? { onProgress: opts.onImportProgress } : {}) });
     const engine = await WhisperEngine.open(installed.dir, { precision: opts.precision, threads: opts.threads ?? 0 });
-    return new Transcriber(engine, opts.threads ?? 0);
+    return new Transcriber(engine, opts.scheduler);
   }
 
   get modelName(): string {
@@ -52,14 +60,15 @@ export class Transcriber {
   }
 
   private async vadModel(): Promise<SileroVad> {
-    this.vad ??= await SileroVad.load({ threads: this.threads > 0 ? this.threads : 2 });
+    // One thread: the VAD graph is small and a second thread never paid (bench/vad.ts).
+    this.vad ??= await SileroVad.load({ threads: 1 });
     return this.vad;
   }
 
   async transcribeSamples(samples: Float32Array, opts: TranscribeOptions & PipelineOptions = {}, hooks: { onProgress?: (p: { processedS: number; durationS: number }) => void; signal?: AbortSignal } = {}): Promise<Transcript> {
     const strategy = opts.strategy ?? 'vad';
     const vad = strategy === 'vad' ? await this.vadModel() : undefined;
-    return transcribeSamples(this.engine, vad, samples, opts, hooks);
+    return transcribeSamples(scheduledAccess(this.scheduler, opts.priority ?? 'interactive'), vad, samples, opts, hooks);
   }
 
   async transcribeFile(file: string, opts: TranscribeOptions & PipelineOptions = {}, hooks: { onProgress?: (p: TranscribeProgress) => void; signal?: AbortSignal } = {}): Promise<Transcript> {
@@ -78,6 +87,7 @@ export class Transcriber {
   }
 
   async close(): Promise<void> {
+    await this.scheduler.close();
     await this.engine.close();
     await this.vad?.close();
   }

@@ -149,52 +149,90 @@ export interface WindowJob {
 }
 
 /**
- * Decodes windows with up to `maxRows` rows in flight. Each row's prompt runs on its own (rows
- * feed different prompt lengths); then all rows advance one token per decoder call. Results are
- * independent of batching: a row sees exactly the tokens it would see alone.
+ * The rows in flight on one DecoderBatch. `admit` runs a window's prompt on its own row (rows
+ * feed different prompt lengths); `step` advances every row by one token in one decoder call.
+ * A finished row leaves at once, so a waiting window can take its place before the next step
+ * (iteration-level batching). A row sees exactly the tokens it would see alone.
  */
-export async function decodeWindows(model: WhisperModel, tok: WhisperTokenizer, jobs: readonly WindowJob[], opts: { maxRows?: number } = {}): Promise<DecodeResult[]> {
-  const results: DecodeResult[] = new Array(jobs.length);
-  if (jobs.length === 0) return results;
-  const maxRows = Math.max(1, Math.min(opts.maxRows ?? 8, jobs.length));
-  const V = model.dims.nVocab;
-  const batch = model.newBatch(maxRows);
-  type Live = { row: DecoderRow; seq: SequenceDecoder; job: number; next: number };
-  const live = new Map<number, Live>(); // by row id
-  let nextJob = 0;
+export class BatchRunner {
+  private readonly batch: DecoderBatch;
+  private readonly live = new Map<number, { row: DecoderRow; seq: SequenceDecoder; next: number; done: (r: DecodeResult) => void }>();
+  private readonly V: number;
 
-  const finish = (l: Live) => {
-    results[l.job] = l.seq.result();
-    batch.remove(l.row);
-    live.delete(l.row.id);
-  };
+  constructor(private readonly model: WhisperModel, private readonly tok: WhisperTokenizer, readonly maxRows: number) {
+    this.batch = model.newBatch(maxRows);
+    this.V = model.dims.nVocab;
+  }
 
-  while (nextJob < jobs.length || live.size > 0) {
-    while (live.size < maxRows && nextJob < jobs.length) {
-      const j = nextJob++;
-      const job = jobs[j]!;
-      const row = batch.add(job.enc, job.index);
+  get size(): number {
+    return this.live.size;
+  }
+
+  get free(): number {
+    return this.maxRows - this.live.size;
+  }
+
+  /** Starts decoding `job`; `done` is called with its result when the row finishes. */
+  async admit(job: WindowJob, done: (r: DecodeResult) => void): Promise<void> {
+    const { batch, tok, V } = this;
+    const row = batch.add(job.enc, job.index);
+    try {
       let language = job.options.language;
       if (tok.multilingual && language === undefined) {
         language = await detectLanguageOnRow(batch, row, tok);
         batch.reset(row);
       }
-      const seq = new SequenceDecoder(tok, model, language, job.options, job.keepFirstLogits ?? 0);
+      const seq = new SequenceDecoder(tok, this.model, language, job.options, job.keepFirstLogits ?? 0);
       const logits = await batch.step([row], [seq.prompt], [seq.sotIndex, seq.prompt.length - 1]);
       seq.setNoSpeechFrom(logits.subarray(0, V));
-      const l: Live = { row, seq, job: j, next: seq.consume(logits.subarray(V, 2 * V)) };
-      live.set(row.id, l);
-      if (l.next < 0) finish(l);
+      const l = { row, seq, next: seq.consume(logits.subarray(V, 2 * V)), done };
+      this.live.set(row.id, l);
+      if (l.next < 0) this.finish(l);
+    } catch (err) {
+      this.live.delete(row.id);
+      batch.remove(row);
+      throw err;
     }
-    if (live.size === 0) continue;
-    const rows = batch.rows.slice();
-    const lives = rows.map((r) => live.get(r.id)!);
-    const logits = await batch.step(rows, lives.map((l) => [l.next]), [0]);
+  }
+
+  /** Forgets every row (after a failed step). */
+  reset(): void {
+    this.live.clear();
+    this.batch.clear();
+  }
+
+  /** One token for every row in flight. */
+  async step(): Promise<void> {
+    if (this.live.size === 0) return;
+    const rows = this.batch.rows.slice();
+    const lives = rows.map((r) => this.live.get(r.id)!);
+    const logits = await this.batch.step(rows, lives.map((l) => [l.next]), [0]);
     for (let b = 0; b < lives.length; b++) {
       const l = lives[b]!;
-      l.next = l.seq.consume(logits.subarray(b * V, (b + 1) * V));
-      if (l.next < 0 || l.row.length >= model.dims.nTextCtx) finish(l);
+      l.next = l.seq.consume(logits.subarray(b * this.V, (b + 1) * this.V));
+      if (l.next < 0 || l.row.length >= this.model.dims.nTextCtx) this.finish(l);
     }
+  }
+
+  private finish(l: { row: DecoderRow; seq: SequenceDecoder; done: (r: DecodeResult) => void }): void {
+    this.batch.remove(l.row);
+    this.live.delete(l.row.id);
+    l.done(l.seq.result());
+  }
+}
+
+/** Decodes windows with up to `maxRows` rows in flight (see BatchRunner). */
+export async function decodeWindows(model: WhisperModel, tok: WhisperTokenizer, jobs: readonly WindowJob[], opts: { maxRows?: number } = {}): Promise<DecodeResult[]> {
+  const results: DecodeResult[] = new Array(jobs.length);
+  if (jobs.length === 0) return results;
+  const runner = new BatchRunner(model, tok, Math.max(1, Math.min(opts.maxRows ?? 8, jobs.length)));
+  let next = 0;
+  while (next < jobs.length || runner.size > 0) {
+    while (runner.free > 0 && next < jobs.length) {
+      const j = next++;
+      await runner.admit(jobs[j]!, (r) => (results[j] = r));
+    }
+    await runner.step();
   }
   return results;
 }

@@ -12,9 +12,13 @@ export interface DecoderGraphOptions {
   linear: PrecisionPolicy;
   /** The tied token embedding (input lookup and output projection): float32, or one 8-bit
    *  table (blocks of 32 with scales) serving both. */
-  logits: 'fp32' | 'int8';
+  logits: 'fp32' | 'int8' | 'int8w';
   /** File storage of the tensors that stay in float (positions). */
   floatStorage?: 'fp32' | 'fp16';
+  /** Inputs per weight scale of 8-bit linears (default 32). */
+  int8Block?: number;
+  /** Inputs per scale of the 8-bit embedding table (default 32). */
+  tableBlock?: number;
 }
 
 export const DECODER_IO = {
@@ -34,7 +38,7 @@ const NEG = -1e9;
 
 export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: DecoderGraphOptions): Graph {
   const g = new Graph('wx_whisper_decoder');
-  const L = new LayerBuilder(g);
+  const L = new LayerBuilder(g, opts.int8Block);
   const d = dims.dModel;
   const H = dims.decoderHeads;
   const dh = d / H;
@@ -59,7 +63,7 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
 
   // Embeddings: token + learned position (per row: offset + 0..S-1).
   const embed = read(`${p}.embed_tokens.weight`, [V, d]);
-  const table = opts.logits === 'int8' ? L.blockTable(`${p}.embed_tokens`, embed, V, d) : undefined;
+  const table = opts.logits !== 'fp32' ? L.blockTable(`${p}.embed_tokens`, embed, V, d, opts.tableBlock ?? 32) : undefined;
   const embedName = table ? '' : L.weight(`${p}.embed_tokens.weight`, [V, d], embed);
   const seqLen = g.op('Gather', [g.op('Shape', [tokens]), L.i64([1], [])], { axis: 0 }); // scalar S
   const steps = g.op('Range', [L.i64([0], []), seqLen, L.i64([1], [])]); // [S]
@@ -141,8 +145,8 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
   const picked = g.op('Gather', [out, gather], { axis: 1 }); // [B, P, d]
   const flat = g.op('Reshape', [picked, L.i64([-1, d])]);
   let logits2d: string;
-  if (opts.logits === 'int8') {
-    logits2d = L.blockMatMul(flat, table!);
+  if (table) {
+    logits2d = L.blockMatMul(flat, table, opts.logits === 'int8w' ? 1 : 4);
   } else {
     logits2d = g.op('Gemm', [flat, embedName], { transB: 1, alpha: float(1), beta: float(0) });
   }

@@ -14,6 +14,8 @@ export interface EncoderGraphOptions {
   crossKv: LinearPrecision;
   /** File storage of the tensors that stay in float (conv stem, positions). */
   floatStorage?: 'fp32' | 'fp16';
+  /** Inputs per weight scale of 8-bit linears (default 32). */
+  int8Block?: number;
 }
 
 /** Output names, shared with the runtime side. */
@@ -39,7 +41,7 @@ function fuseQkv(q: Float32Array, k: Float32Array, v: Float32Array, bq: Float32A
 
 export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: EncoderGraphOptions): Graph {
   const g = new Graph('wx_whisper_encoder');
-  const L = new LayerBuilder(g);
+  const L = new LayerBuilder(g, opts.int8Block);
   const d = dims.dModel;
   const T = dims.nAudioCtx;
   const H = dims.encoderHeads;

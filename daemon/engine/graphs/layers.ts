@@ -13,8 +13,10 @@ export const INT8_BLOCK = 32;
  *    is quantised on its own, so a row's result does not depend on what else is in the batch;
  *  - `int8-tensor`: 8-bit weights per output column, activations quantised per TENSOR
  *    (DynamicQuantizeMatMul). Faster, but rows of a batch share one activation scale, so batching
- *    changes results; kept for measurements only. */
-export type LinearPrecision = 'fp32' | 'int8' | 'int8-tensor';
+ *    changes results; kept for measurements only;
+ *  - `int8w`: the `int8` weights with float32 arithmetic (accuracy level 1: weights widened on
+ *    the fly, activations not quantised). */
+export type LinearPrecision = 'fp32' | 'int8' | 'int8w' | 'int8-tensor';
 
 /** Which linear layers are quantised: one precision for all, or a choice per layer name
  *  (`model.encoder.layers.3.fc2`, `….self_attn.qkv`). */
@@ -43,11 +45,13 @@ export interface BlockTable {
   rows: number;
   cols: number;
   blocks: number;
+  block: number;
 }
 
 export class LayerBuilder {
   private readonly constants = new Map<string, string>();
-  constructor(readonly g: Graph) {}
+  /** `block`: inputs per weight scale of 8-bit linears. */
+  constructor(readonly g: Graph, readonly block: number = INT8_BLOCK) {}
 
   /** A shared int64 constant (shape vectors, axes). */
   i64(values: readonly number[], dims: readonly number[] = [values.length]): string {
@@ -86,12 +90,12 @@ export class LayerBuilder {
   /** x[..., inF] · Wᵀ (+ b): `w` is [outF, inF] as stored by Hugging Face. Without `bias` the
    *  caller adds it elsewhere (e.g. inside SkipLayerNormalization). */
   linear(x: string, name: string, w: Float32Array, outF: number, inF: number, bias: Float32Array | undefined, precision: LinearPrecision): string {
-    if (precision === 'int8') {
-      const q = quantizeRowBlocks(w, outF, inF, INT8_BLOCK);
-      const packed: TensorData = { dtype: 'uint8', dims: [outF, q.blocks, INT8_BLOCK], data: q.values };
+    if (precision === 'int8' || precision === 'int8w') {
+      const q = quantizeRowBlocks(w, outF, inF, this.block);
+      const packed: TensorData = { dtype: 'uint8', dims: [outF, q.blocks, this.block], data: q.values };
       const inputs = [x, this.g.initializer(`${name}.wq`, packed), this.weight(`${name}.scales`, [outF * q.blocks], q.scales)];
       if (bias) inputs.push('', '', this.weight(`${name}.bias`, [outF], bias));
-      return this.g.msOp('MatMulNBits', inputs, { K: inF, N: outF, bits: 8, block_size: INT8_BLOCK, accuracy_level: 4 });
+      return this.g.msOp('MatMulNBits', inputs, { K: inF, N: outF, bits: 8, block_size: this.block, accuracy_level: precision === 'int8' ? 4 : 1 });
     }
     const wt = transpose2d(w, outF, inF); // [inF, outF]
     if (precision === 'int8-tensor') {
@@ -109,10 +113,11 @@ export class LayerBuilder {
 
   /** An [N, K] matrix (rows = outputs) as an 8-bit block table, usable both as MatMulNBits
    *  weights and as a row lookup. */
-  blockTable(name: string, w: Float32Array, rows: number, cols: number): BlockTable {
-    const q = quantizeRowBlocks(w, rows, cols, INT8_BLOCK);
+  blockTable(name: string, w: Float32Array, rows: number, cols: number, block: number = this.block): BlockTable {
+    const q = quantizeRowBlocks(w, rows, cols, block);
     return {
-      values: this.g.initializer(`${name}.wq`, { dtype: 'uint8', dims: [rows, q.blocks, INT8_BLOCK], data: q.values }),
+      values: this.g.initializer(`${name}.wq`, { dtype: 'uint8', dims: [rows, q.blocks, block], data: q.values }),
+      block,
       scales: this.weight(`${name}.scales`, [rows, q.blocks], q.scales),
       rows,
       cols,
@@ -121,9 +126,9 @@ export class LayerBuilder {
   }
 
   /** x[..., K] · tableᵀ → [..., N] */
-  blockMatMul(x: string, t: BlockTable): string {
+  blockMatMul(x: string, t: BlockTable, accuracyLevel: 1 | 4 = 4): string {
     const flatScales = this.g.op('Reshape', [t.scales, this.i64([-1])]);
-    return this.g.msOp('MatMulNBits', [x, t.values, flatScales], { K: t.cols, N: t.rows, bits: 8, block_size: INT8_BLOCK, accuracy_level: 4 });
+    return this.g.msOp('MatMulNBits', [x, t.values, flatScales], { K: t.cols, N: t.rows, bits: 8, block_size: t.block, accuracy_level: accuracyLevel });
   }
 
   /** Rows `ids` ([B, S] int64) of the table, dequantised: [B, S, K]. */
@@ -131,8 +136,8 @@ export class LayerBuilder {
     const q = this.g.op('Gather', [t.values, ids], { axis: 0 }); // [B, S, blocks, 32]
     const centred = this.g.op('Sub', [this.g.op('Cast', [q], { to: 1 }), this.f32([128], [])]);
     const scales = this.g.op('Unsqueeze', [this.g.op('Gather', [t.scales, ids], { axis: 0 }), this.i64([-1])]); // [B, S, blocks, 1]
-    const full = this.g.op('Reshape', [this.g.op('Mul', [centred, scales]), this.i64([0, 0, t.blocks * INT8_BLOCK])]);
-    return t.blocks * INT8_BLOCK === cols ? full : this.g.op('Slice', [full, this.i64([0]), this.i64([cols]), this.i64([2])]);
+    const full = this.g.op('Reshape', [this.g.op('Mul', [centred, scales]), this.i64([0, 0, t.blocks * t.block])]);
+    return t.blocks * t.block === cols ? full : this.g.op('Slice', [full, this.i64([0]), this.i64([cols]), this.i64([2])]);
   }
 
   layerNorm(x: string, name: string, gamma: Float32Array, beta: Float32Array): string {

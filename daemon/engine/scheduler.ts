@@ -1,0 +1,223 @@
+// One scheduler drives the model. Every encoder run and decoder step of the daemon goes through
+// here, from any number of recordings and dictation sessions at once:
+// - encoder requests are merged into batches of windows (several recordings per run), best
+//   priority first;
+// - decoder rows from all requests share one running batch and join or leave at every step
+//   (iteration-level scheduling): a finished row is replaced by the next waiting window before
+//   the next step;
+// - priorities: dictation > interactive > backlog. Backlog rows never take the last slots of the
+//   batch, so a higher-priority window always joins at the next step instead of waiting for a
+//   backlog row to finish.
+// Results are the same as unbatched decoding: INT8 graphs quantise activations per row, and a
+// row only ever attends to its own cache.
+import { WxError } from '../errors.js';
+import type { WhisperEngine } from './index.js';
+import { EncodedWindows } from './model.js';
+import { BatchRunner, type DecodeResult, type WindowJob } from './decoding/task.js';
+
+export type Priority = 'dictation' | 'interactive' | 'backlog';
+const RANK: Record<Priority, number> = { dictation: 0, interactive: 1, backlog: 2 };
+
+export interface SchedulerOptions {
+  /** Decoder rows in flight. */
+  maxRows?: number;
+  /** Windows per encoder run. */
+  maxEncoderBatch?: number;
+  /** Rows kept free of backlog work for higher priorities. */
+  reservedRows?: number;
+}
+
+interface EncodeRequest {
+  rank: number;
+  seq: number;
+  samples: Float32Array;
+  offsets: readonly number[];
+  lengths: readonly number[];
+  resolve: (e: EncodedWindows) => void;
+  reject: (err: unknown) => void;
+}
+
+interface RowRequest {
+  rank: number;
+  seq: number;
+  job: WindowJob;
+  resolve: (r: DecodeResult) => void;
+  reject: (err: unknown) => void;
+}
+
+export interface SchedulerStats {
+  encoderRuns: number;
+  windowsEncoded: number;
+  decoderSteps: number;
+  rowSteps: number;
+  waitingRows: number;
+  activeRows: number;
+}
+
+const byPriority = (a: { rank: number; seq: number }, b: { rank: number; seq: number }) => a.rank - b.rank || a.seq - b.seq;
+
+export class EngineScheduler {
+  private readonly encodes: EncodeRequest[] = [];
+  private readonly rows: RowRequest[] = [];
+  private readonly runner: BatchRunner;
+  private readonly maxEncoderBatch: number;
+  private readonly reserved: number;
+  private readonly activeRanks = new Map<RowRequest, number>();
+  private seq = 0;
+  private running: Promise<void> | undefined;
+  private closed = false;
+  readonly stats: SchedulerStats = { encoderRuns: 0, windowsEncoded: 0, decoderSteps: 0, rowSteps: 0, waitingRows: 0, activeRows: 0 };
+
+  constructor(readonly engine: WhisperEngine, opts: SchedulerOptions = {}) {
+    const maxRows = Math.max(1, opts.maxRows ?? 8);
+    this.runner = new BatchRunner(engine.model, engine.tokenizer, maxRows);
+    this.maxEncoderBatch = Math.max(1, opts.maxEncoderBatch ?? 4);
+    this.reserved = Math.min(maxRows - 1, Math.max(0, opts.reservedRows ?? 2));
+  }
+
+  get tokenizer() {
+    return this.engine.tokenizer;
+  }
+
+  get windowSamples(): number {
+    return this.engine.windowSamples;
+  }
+
+  /** Encodes windows `offsets[i]`..+`lengths[i]` of 16 kHz `samples`. */
+  encode(samples: Float32Array, offsets: readonly number[], lengths: readonly number[], opts: { priority?: Priority } = {}): Promise<EncodedWindows> {
+    if (this.closed) return Promise.reject(new WxError('engine.closed', 'the engine is shutting down'));
+    if (offsets.length !== lengths.length || offsets.length === 0) return Promise.reject(new WxError('engine.bad_input', 'encode needs one length per offset'));
+    return new Promise((resolve, reject) => {
+      this.encodes.push({ rank: RANK[opts.priority ?? 'interactive'], seq: this.seq++, samples, offsets, lengths, resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Decodes windows; the rows join the shared running batch. */
+  decode(jobs: readonly WindowJob[], opts: { priority?: Priority } = {}): Promise<DecodeResult[]> {
+    if (this.closed) return Promise.reject(new WxError('engine.closed', 'the engine is shutting down'));
+    const rank = RANK[opts.priority ?? 'interactive'];
+    const all = jobs.map(
+      (job) =>
+        new Promise<DecodeResult>((resolve, reject) => {
+          this.rows.push({ rank, seq: this.seq++, job, resolve, reject });
+        }),
+    );
+    this.kick();
+    return Promise.all(all);
+  }
+
+  /** Stops taking work; waits for what is running. Waiting requests are rejected. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const err = new WxError('engine.closed', 'the engine is shutting down');
+    for (const r of this.encodes.splice(0)) r.reject(err);
+    for (const r of this.rows.splice(0)) r.reject(err);
+    await this.running;
+  }
+
+  private kick(): void {
+    this.running ??= this.loop().finally(() => {
+      this.running = undefined;
+      if (this.encodes.length || this.rows.length) this.kick();
+    });
+  }
+
+  private bestActiveRank(): number {
+    let best = Infinity;
+    for (const r of this.activeRanks.values()) best = Math.min(best, r);
+    return best;
+  }
+
+  private async loop(): Promise<void> {
+    let stepsSinceEncode = 0;
+    while (this.encodes.length > 0 || this.rows.length > 0 || this.runner.size > 0) {
+      // Yield to the event loop between model calls: the daemon's socket stays responsive.
+      await new Promise<void>((r) => setImmediate(r));
+      this.encodes.sort(byPriority);
+      this.rows.sort(byPriority);
+      // Encode when nothing decodes, when the waiting encode outranks every row in flight, or
+      // every few steps so encoding keeps ahead of the decoder.
+      const enc = this.encodes[0];
+      if (enc && (this.runner.size === 0 || enc.rank < this.bestActiveRank() || stepsSinceEncode >= 16 || (this.rows.length === 0 && this.runner.free > 0 && stepsSinceEncode >= 4))) {
+        await this.runEncoder();
+        stepsSinceEncode = 0;
+        continue;
+      }
+      while (this.rows.length > 0) {
+        const next = this.rows[0]!;
+        const limit = next.rank >= RANK.backlog ? this.runner.maxRows - this.reserved : this.runner.maxRows;
+        if (this.runner.size >= limit || this.runner.free === 0) break;
+        this.rows.shift();
+        this.activeRanks.set(next, next.rank);
+        try {
+          await this.runner.admit(next.job, (r) => {
+            this.activeRanks.delete(next);
+            next.resolve(r);
+          });
+        } catch (err) {
+          this.activeRanks.delete(next);
+          next.reject(err);
+        }
+      }
+      if (this.runner.size > 0) {
+        this.stats.rowSteps += this.runner.size;
+        this.stats.decoderSteps++;
+        try {
+          await this.runner.step();
+        } catch (err) {
+          // A failed step poisons every row in it; fail them, keep the scheduler alive.
+          for (const r of this.activeRanks.keys()) r.reject(err);
+          this.activeRanks.clear();
+          this.runner.reset();
+        }
+        stepsSinceEncode++;
+      }
+      this.stats.waitingRows = this.rows.length;
+      this.stats.activeRows = this.runner.size;
+    }
+  }
+
+  private async runEncoder(): Promise<void> {
+    // Take whole requests, best first, up to the batch size (a request larger than the batch
+    // runs alone, in slices).
+    const picked: EncodeRequest[] = [];
+    let windows = 0;
+    for (const r of this.encodes) {
+      if (picked.length > 0 && windows + r.offsets.length > this.maxEncoderBatch) continue;
+      picked.push(r);
+      windows += r.offsets.length;
+      if (windows >= this.maxEncoderBatch) break;
+    }
+    for (const r of picked) this.encodes.splice(this.encodes.indexOf(r), 1);
+    try {
+      const parts: EncodedWindows[] = [];
+      if (picked.length === 1) {
+        parts.push(await this.encodeSliced(picked[0]!));
+      } else {
+        const merged = await this.engine.encodeAudioParts(picked.map((r) => ({ samples: r.samples, offsets: r.offsets, lengths: r.lengths })));
+        this.stats.encoderRuns++;
+        this.stats.windowsEncoded += windows;
+        let at = 0;
+        for (const r of picked) {
+          parts.push(merged.slice(at, r.offsets.length));
+          at += r.offsets.length;
+        }
+      }
+      picked.forEach((r, i) => r.resolve(parts[i]!));
+    } catch (err) {
+      for (const r of picked) r.reject(err);
+    }
+  }
+
+  private async encodeSliced(r: EncodeRequest): Promise<EncodedWindows> {
+    const pieces: EncodedWindows[] = [];
+    for (let i = 0; i < r.offsets.length; i += this.maxEncoderBatch) {
+      pieces.push(await this.engine.encodeAudio(r.samples, r.offsets.slice(i, i + this.maxEncoderBatch), r.lengths.slice(i, i + this.maxEncoderBatch)));
+      this.stats.encoderRuns++;
+      this.stats.windowsEncoded += Math.min(this.maxEncoderBatch, r.offsets.length - i);
+      if (i + this.maxEncoderBatch < r.offsets.length) await new Promise<void>((res) => setImmediate(res));
+    }
+    return pieces.length === 1 ? pieces[0]! : EncodedWindows.concat(pieces);
+  }
+}
