@@ -1,0 +1,85 @@
+// The scheduler that drives the model for every request: windows of different recordings share
+// encoder runs and decoder steps, results equal unbatched decoding, priorities hold.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { importModel } from '../daemon/engine/import.js';
+import { WhisperEngine } from '../daemon/engine/index.js';
+import { EngineScheduler } from '../daemon/engine/scheduler.js';
+import { loadAudio } from '../daemon/audio/index.js';
+import { sharedPath, tinyModelDir } from './shared.js';
+
+let home: string;
+let engine: WhisperEngine;
+let clips: Float32Array[];
+
+beforeAll(async () => {
+  home = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-sched-'));
+  const m = await importModel(tinyModelDir(), { home, name: 'tiny', precision: 'int8' });
+  engine = await WhisperEngine.open(m.dir, { precision: 'int8', threads: 2 });
+  clips = await Promise.all(['dev-000.wav', 'dev-001.wav', 'dev-002.wav', 'dev-003.wav', 'dev-004.wav', 'dev-005.wav'].map((f) => loadAudio(sharedPath('fixtures', 'speech', f))));
+});
+
+afterAll(async () => {
+  await engine?.close();
+  if (home) fs.rmSync(home, { recursive: true, force: true });
+});
+
+const win = (s: Float32Array) => Math.min(s.length, engine.windowSamples);
+
+describe('EngineScheduler', () => {
+  it('batched across requests gives the same tokens as one window at a time, with shared steps', async () => {
+    const alone: number[][] = [];
+    for (const s of clips) {
+      const enc = await engine.encodeAudio(s, [0], [win(s)]);
+      alone.push((await engine.decode([{ enc, index: 0, options: { timestamps: true } }], { maxRows: 1 }))[0]!.tokens);
+    }
+    const sched = new EngineScheduler(engine, { maxRows: 4, maxEncoderBatch: 3 });
+    // Six independent requests at once, as six recordings would arrive.
+    const together = await Promise.all(
+      clips.map(async (s) => {
+        const enc = await sched.encode(s, [0], [win(s)]);
+        return (await sched.decode([{ enc, index: 0, options: { timestamps: true } }]))[0]!.tokens;
+      }),
+    );
+    expect(together).toEqual(alone);
+    expect(sched.stats.encoderRuns).toBeLessThan(clips.length); // windows of different requests shared runs
+    expect(sched.stats.rowSteps / sched.stats.decoderSteps).toBeGreaterThan(1.5); // rows shared steps
+    await sched.close();
+  });
+
+  it('an interactive window joins the running batch at once, ahead of a backlog', async () => {
+    const sched = new EngineScheduler(engine, { maxRows: 4, reservedRows: 1 });
+    const enc = await engine.encodeAudio(clips[0]!, [0], [win(clips[0]!)]);
+    const order: string[] = [];
+    const backlog = Array.from({ length: 12 }, (_, i) =>
+      sched.decode([{ enc, index: 0, options: { timestamps: true } }], { priority: 'backlog' }).then(() => order.push(`b${i}`)),
+    );
+    // Let the backlog start decoding before the interactive request arrives.
+    while (sched.stats.decoderSteps < 3) await new Promise<void>((r) => setImmediate(r));
+    const stepsAtSubmit = sched.stats.decoderSteps;
+    let stepsAtJoin = -1;
+    const interactive = sched.decode([{ enc, index: 0, options: { timestamps: true } }], { priority: 'interactive' }).then(() => order.push('i'));
+    // The reserved row lets it join without waiting for a backlog row to finish.
+    while (stepsAtJoin < 0) {
+      await new Promise<void>((r) => setImmediate(r));
+      if (sched.stats.activeRows > 3 || order.includes('i')) stepsAtJoin = sched.stats.decoderSteps;
+    }
+    expect(stepsAtJoin - stepsAtSubmit).toBeLessThanOrEqual(1);
+    await Promise.all([...backlog, interactive]);
+    // The interactive row finished before most of the backlog, which was queued before it.
+    expect(order.indexOf('i')).toBeLessThan(6);
+    await sched.close();
+  });
+
+  it('rejects work after close, and a failing request does not stop the others', async () => {
+    const sched = new EngineScheduler(engine);
+    const bad = sched.encode(new Float32Array(10), [0], [10, 20]);
+    await expect(bad).rejects.toThrow(/one length per offset/);
+    const ok = await sched.encode(clips[1]!, [0], [win(clips[1]!)]);
+    expect(ok.batch).toBe(1);
+    await sched.close();
+    await expect(sched.encode(clips[1]!, [0], [win(clips[1]!)])).rejects.toThrow(/shutting down/);
+  });
+});
