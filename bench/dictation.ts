@@ -118,6 +118,23 @@ export const suite: BenchSuite = {
           lat.push(a.final.latency_ms, b.final.latency_ms);
         }
         console.log(`\ntwo sessions at once (balanced, ${lat.length} finals): latency p50 ${fmt(median(lat), 0)} ms, p95 ${fmt(quantile(lat, 0.95), 0)} ms`);
+        // The same with a watched-folder backlog running: the 4-min dev-long.wav queued twice
+        // at backlog priority (copies, so they are two jobs).
+        const backlogDir = path.join(home, 'backlog');
+        fs.mkdirSync(backlogDir);
+        const files = [0, 1].map((i) => {
+          const f = path.join(backlogDir, `long-${i}.wav`);
+          fs.copyFileSync(path.join(shared, 'fixtures', 'speech', 'dev-long.wav'), f);
+          return f;
+        });
+        await client.call('transcribe', { files, wait: false, priority: 'backlog' });
+        const busy: number[] = [];
+        for (let i = 0; i + 1 < clips.length; i += 2) {
+          const [a, b] = await Promise.all([stream(client, clips[i]!.file, 'balanced'), stream(other, clips[i + 1]!.file, 'balanced')]);
+          busy.push(a.final.latency_ms, b.final.latency_ms);
+        }
+        const q = (await client.call('status', undefined)).queue;
+        console.log(`two sessions at once + backlog of 2× dev-long.wav (balanced, ${busy.length} finals): latency p50 ${fmt(median(busy), 0)} ms, p95 ${fmt(quantile(busy, 0.95), 0)} ms (backlog after: ${q.queued} queued, ${q.running} running, ${q.done} done)`);
       } finally {
         await other.close();
       }
