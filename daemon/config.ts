@@ -22,8 +22,8 @@ export interface WxConfig {
   /** Rotate daemon.log when it passes this size; keep this many old files. */
   log: { maxBytes: number; keep: number };
   vad: { threshold: number; minSilenceMs: number; speechPadMs: number; maxChunkS: number };
-  /** `concurrency`: jobs run at once (more than 1 pays only when the engine batches across
-   *  recordings). */
+  /** `concurrency`: jobs run at once (default 4). Their windows share the engine scheduler's
+   *  encoder and decoder batches, so several recordings finish sooner than one after another. */
   jobs: { maxAttempts: number; retryBaseMs: number; concurrency: number };
   /** Watched folders: how long a file's size/mtime must stay unchanged before it counts as
    *  complete, and how often a folder's presence (unmounted drive) is checked. */
@@ -42,7 +42,7 @@ export function defaultConfig(): WxConfig {
     logLevel: 'info',
     log: { maxBytes: 5 * 1024 * 1024, keep: 3 },
     vad: { threshold: 0.5, minSilenceMs: 500, speechPadMs: 200, maxChunkS: 28 },
-    jobs: { maxAttempts: 3, retryBaseMs: 2000, concurrency: 1 },
+    jobs: { maxAttempts: 3, retryBaseMs: 2000, concurrency: 4 },
     watch: { stabilityMs: 2000, presencePollMs: 2000 },
     dictation: { mode: 'balanced', fillers: true, trailingSpace: false, replacements: {} },
   };

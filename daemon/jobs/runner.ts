@@ -2,6 +2,7 @@
 // on a transcription engine (a worker thread), stores the transcript or the failure, repeats.
 // It sleeps when the queue is empty and wakes on `wake()` (a job was queued) or when the
 // earliest retry back-off ends; there is no polling of the database.
+import { PRIORITY } from '../store/types.js';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import { describeError } from '../errors.js';
@@ -173,7 +174,10 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
       const { model: _m, precision: _p, ...pipelineOptions } = options;
       void _m;
       void _p;
-      const transcript = await engine.transcribeFile(job.path, pipelineOptions, {
+      // The job's queue priority becomes its scheduler priority: a dictation's or an
+      // interactive request's windows overtake watched-folder backlog at the next decoder step.
+      const priority = job.priority <= PRIORITY.dictation ? 'dictation' : job.priority <= PRIORITY.interactive ? 'interactive' : 'backlog';
+      const transcript = await engine.transcribeFile(job.path, { ...pipelineOptions, priority }, {
         signal: controller.signal,
         onProgress: (p) => this.emit('progress', job, p),
       });
