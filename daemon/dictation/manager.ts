@@ -142,6 +142,8 @@ export class DictationManager {
     };
     this.live.set(id, live);
     this.deps.log.info('dictation started', { session: id, mode, sampleRate, recording: file });
+    // The client may have gone while the model was loading: 'close' has fired already.
+    if (ctx.connection.isClosed) void this.abandon(id, 'the client disconnected');
     return { sessionId: id, recording: file };
   }
 

@@ -135,7 +135,7 @@ export class DictationSession {
   private stopped = false;
   /** The final went out: no partial may follow it. */
   private done = false;
-  private lastPartial = '';
+  private lastPartial = '\u0000';
   private readonly stats = { partials: 0, decodes: 0, decodeMs: 0, firstTextAudioS: null as number | null };
 
   constructor(private readonly opts: DictationSessionOptions) {
