@@ -48,6 +48,10 @@ async function streamFile(c: WxClient, file: string, opts: { mode?: 'low' | 'bal
   const { sessionId, recording } = await c.call('dictation.start', { mode: opts.mode ?? 'balanced', source: 'client' });
   const out: Streamed = { sessionId, recording, partials: [], final: null, stopWallMs: 0 };
   const off = c.on('dictation.partial', (p) => out.partials.push(p));
+  let notified: DictationFinal | null = null;
+  const offFinal = c.on('dictation.final', (f) => {
+    if (f.sessionId === sessionId) notified = f;
+  });
   const total = Math.ceil(pcm.length / 2 / FRAME);
   const n = Math.min(total, opts.frames ?? total);
   const t0 = performance.now();
@@ -63,8 +67,11 @@ async function streamFile(c: WxClient, file: string, opts: { mode?: 'low' | 'bal
     const t = performance.now();
     out.final = await c.call('dictation.stop', { sessionId });
     out.stopWallMs = performance.now() - t;
+    // The final also arrives as a notification, before the reply.
+    expect(notified).toEqual(out.final);
   }
   off();
+  offFinal();
   return out;
 }
 
@@ -172,6 +179,28 @@ describe('wx dictate (real daemon, real model)', () => {
     // The recording row is completed right after the final reply; ask until it is.
     const items = await until('the stored dictation', () => client.call('dictation.history', { limit: 1 }), (h) => h[0]?.state === 'done');
     expect(items[0]!.duration_s).toBeCloseTo(raw.length / 2 / 16000, 3);
+  }, 60_000);
+
+  it('Ctrl-C ends a piped dictation whose stdin stays open (arecord | wx dictate): the final text still comes', async () => {
+    const child = spawn(process.execPath, [wxBin, 'dictate', '--input', '-', '--json'], { env: { ...process.env, WX_HOME: home, ...env() }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    // The pipe stays open, as arecord's does; Ctrl-C once text has appeared.
+    child.stdin.write(fs.readFileSync(clip(10)));
+    await new Promise<void>((resolve) =>
+      child.stdout.on('data', (d) => {
+        stdout += d;
+        if (/"type":"partial","committed":"[^"]*","tentative":"[^"]+"|"committed":"[^"]+"/.test(stdout)) resolve();
+      }),
+    );
+    child.kill('SIGINT');
+    expect(await exited, stderr).toBe(0);
+    const final = JSON.parse(stdout.trim().split('\n').at(-1)!);
+    expect(final.type).toBe('final');
+    expect(final.text.length).toBeGreaterThan(0);
+    child.stdin.destroy();
   }, 60_000);
 
   it('every dictation is stored and searchable; --history lists it', async () => {

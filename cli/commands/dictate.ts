@@ -137,7 +137,13 @@ class PartialLine {
   }
 }
 
-async function dictate(client: WxClient, input: AudioInput, opts: DictateOptions, interrupted: { value: boolean }): Promise<DictationFinal> {
+interface Interrupt {
+  value: boolean;
+  /** Resolves at the first Ctrl-C. */
+  wait: Promise<'interrupted'>;
+}
+
+async function dictate(client: WxClient, input: AudioInput, opts: DictateOptions, interrupted: Interrupt): Promise<DictationFinal> {
   const tty = !opts.json && process.stdout.isTTY === true;
   const line = tty ? new PartialLine(process.stdout) : null;
   const { sessionId } = await client.call('dictation.start', { ...(opts.mode ? { mode: opts.mode } : {}), source: 'client', sampleRate: input.sampleRate, ...(opts.fillers ? {} : { noFillers: true }) });
@@ -151,8 +157,12 @@ async function dictate(client: WxClient, input: AudioInput, opts: DictateOptions
     const inFlight = new Set<Promise<unknown>>();
     const t0 = performance.now();
     let seq = 0;
-    for await (const frame of input.frames) {
-      if (interrupted.value || failed) break;
+    const frames = input.frames[Symbol.asyncIterator]();
+    for (;;) {
+      // Ctrl-C must end the audio even while stdin has nothing to read (a pipe kept open).
+      const next = await Promise.race([frames.next(), interrupted.wait]);
+      if (next === 'interrupted' || next.done || failed) break;
+      const frame = next.value;
       if (opts.realtime) {
         // Pace frames as a microphone would deliver them.
         const due = t0 + seq * FRAME_MS;
@@ -225,12 +235,14 @@ export function registerDictate(program: Command): Command {
         process.exitCode = EXIT.usage;
         return;
       }
-      const interrupted = { value: false };
+      let onInterrupt!: (v: 'interrupted') => void;
+      const interrupted: Interrupt = { value: false, wait: new Promise((r) => (onInterrupt = r)) };
       // First Ctrl-C ends the audio (the final text still comes: `arecord | wx dictate` ends so);
       // a second one exits at once.
       const onSigint = () => {
         if (interrupted.value) process.exit(EXIT.interrupted);
         interrupted.value = true;
+        onInterrupt('interrupted');
       };
       process.on('SIGINT', onSigint);
       try {
@@ -243,6 +255,8 @@ export function registerDictate(program: Command): Command {
         });
       } finally {
         process.off('SIGINT', onSigint);
+        // An open pipe on stdin would keep the process alive after the final text.
+        if (opts.input === '-') process.stdin.destroy();
       }
     });
 }
