@@ -284,13 +284,13 @@ export class DictationManager {
     await after(durationS);
   }
 
-
   /** Returns the queued job's id (undefined if the recording holds no audio). */
   private async keepAsJob(live: Live, why: string): Promise<number | undefined> {
     let jobId: number | undefined;
     await this.finish(live, async () => {
       if (live.writer.samples === 0) return;
-      jobId = this.deps.store.enqueueJob({ recordingId: live.recordingId, priority: PRIORITY.dictation, source: 'dictation', options: { reason: why } }).id;
+      jobId = this.deps.store.enqueueJob({ recordingId: live.recordingId, priority: PRIORITY.dictation, source: 'dictation' }).id;
+      this.deps.log.info('dictation queued as a job', { session: live.id, job: jobId, why });
       this.deps.wakeRunner();
     });
     return jobId;
@@ -314,7 +314,7 @@ export class DictationManager {
       const st = fs.statSync(file);
       if (st.size <= 44) continue;
       const rec = this.deps.store.upsertRecording({ path: file, sha256: await hashFile(file), size: st.size, mtimeMs: st.mtimeMs, durationS: (st.size - 44) / (2 * SAMPLE_RATE) });
-      this.deps.store.enqueueJob({ recordingId: rec.id, priority: PRIORITY.dictation, source: 'dictation', options: { reason: 'recovered after the daemon stopped mid-dictation' } });
+      this.deps.store.enqueueJob({ recordingId: rec.id, priority: PRIORITY.dictation, source: 'dictation' });
       queued++;
     }
     if (queued > 0) {
