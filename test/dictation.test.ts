@@ -163,13 +163,15 @@ describe('wx dictate (real daemon, real model)', () => {
 
   it('reads stdin: WAV, or raw s16le at 16 kHz; applies the user dictionary to the final text', async () => {
     const wav = fs.readFileSync(clip(8));
-    const r = await wxWithStdin(['dictate', '--input', '-', '--json'], wav);
+    const r = await wxWithStdin(['dictate', '--input', '-', '--json', '--trailing-space'], wav);
     expect(r.code, r.stderr).toBe(0);
     const final = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
     expect(final.type).toBe('final');
     expect(await offlineText(clip(8))).toMatch(/relationship/);
     expect(final.text).toMatch(/\bbond\b/);
     expect(final.text).not.toMatch(/relationship/);
+    expect(final.text.endsWith(' ')).toBe(true);
+    expect(final.text.endsWith('  ')).toBe(false);
 
     const raw = floatToS16(await loadAudio(clip(9)));
     const r2 = await wxWithStdin(['dictate', '--input', '-'], raw);

@@ -20,6 +20,7 @@ interface DictateOptions {
   realtime?: boolean;
   json?: boolean;
   fillers: boolean;
+  trailingSpace?: boolean;
   history?: boolean;
   limit: number;
 }
@@ -146,7 +147,7 @@ interface Interrupt {
 async function dictate(client: WxClient, input: AudioInput, opts: DictateOptions, interrupted: Interrupt): Promise<DictationFinal> {
   const tty = !opts.json && process.stdout.isTTY === true;
   const line = tty ? new PartialLine(process.stdout) : null;
-  const { sessionId } = await client.call('dictation.start', { ...(opts.mode ? { mode: opts.mode } : {}), source: 'client', sampleRate: input.sampleRate, ...(opts.fillers ? {} : { noFillers: true }) });
+  const { sessionId } = await client.call('dictation.start', { ...(opts.mode ? { mode: opts.mode } : {}), source: 'client', sampleRate: input.sampleRate, ...(opts.fillers ? {} : { noFillers: true }), ...(opts.trailingSpace ? { trailingSpace: true } : {}) });
   const off = client.on('dictation.partial', (p) => {
     if (p.sessionId !== sessionId) return;
     if (opts.json) process.stdout.write(JSON.stringify({ type: 'partial', committed: p.committed, tentative: p.tentative }) + '\n');
@@ -209,6 +210,7 @@ export function registerDictate(program: Command): Command {
     .option('--realtime', 'send FILE/stdin audio at real-time pace (as a microphone would)')
     .option('--json', 'one JSON event per line: {"type":"partial",…} … {"type":"final","text",…,"latency_ms"}')
     .option('--no-fillers', 'remove filler words (um, uh, …) from the final text')
+    .option('--trailing-space', 'end the final text with a space (for pasting sentence after sentence)')
     .option('--history', 'list recent dictations instead')
     .option('--limit <n>', 'with --history: at most this many', positiveInt, 20)
     .action(async (opts: DictateOptions) => {

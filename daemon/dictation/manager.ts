@@ -136,7 +136,7 @@ export class DictationManager {
       connection: ctx.connection,
       nextSeq: 0,
       sampleRate,
-      post: { removeFillers: p.noFillers ?? !cfg.fillers, replacements: cfg.replacements, trailingSpace: cfg.trailingSpace },
+      post: { removeFillers: p.noFillers ?? !cfg.fillers, replacements: cfg.replacements, trailingSpace: p.trailingSpace ?? cfg.trailingSpace },
       stopping: false,
       detach: () => ctx.connection.off('close', onClose),
     };

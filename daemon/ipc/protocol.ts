@@ -255,6 +255,8 @@ export interface Methods {
       sampleRate?: number;
       /** Remove filler words (um, uh, …) from the final text. */
       noFillers?: boolean;
+      /** End the final text with a space (default: config `dictation.trailingSpace`). */
+      trailingSpace?: boolean;
       language?: string;
     };
     result: { sessionId: string; recording: string };
