@@ -4,7 +4,7 @@ import { parentPort } from 'node:worker_threads';
 import { WxError, describeError } from '../errors.js';
 import { Transcriber } from '../pipeline/index.js';
 import type { WorkerReply, WorkerRequest } from './transcriber-host.js';
-import { decodeUtterance, engineWindowModel, type WindowModel } from '../dictation/window.js';
+import { decodeUtterance, type WindowModel } from '../dictation/window.js';
 
 if (!parentPort) throw new Error('transcriber-worker must run in a worker thread');
 const port = parentPort;
@@ -46,9 +46,9 @@ port.on('message', async (msg: WorkerRequest) => {
       try {
         if (!transcriber) throw new WxError('engine.not_open', 'the transcriber is not open');
         const engine = transcriber.engine;
-        // Through the engine scheduler when the transcriber has one (dictation goes first there).
-        const scheduled = (transcriber as unknown as { scheduler?: WindowModel }).scheduler;
-        const hypothesis = await decodeUtterance(scheduled ?? engineWindowModel(engine), engine.tokenizer, engine.windowSamples, msg.request);
+        // Through the engine scheduler, where dictation work goes before everything else.
+        const model: WindowModel = transcriber.scheduler;
+        const hypothesis = await decodeUtterance(model, engine.tokenizer, engine.windowSamples, msg.request);
         post({ type: 'utterance', id: msg.id, hypothesis });
       } catch (err) {
         post({ type: 'error', id: msg.id, error: errorOf(err) });
