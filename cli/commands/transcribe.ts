@@ -5,7 +5,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { Transcriber, type Transcript } from '../../daemon/pipeline/index.js';
+import type { Transcript } from '../../daemon/pipeline/index.js';
 import { parseFormats, render, writeOutputs } from '../../daemon/pipeline/writers.js';
 import type { OutputFormat } from '../../daemon/pipeline/types.js';
 import { wxHome } from '../../daemon/paths.js';
@@ -98,6 +98,8 @@ async function transcribeInProcess(files: string[], o: ValidOptions): Promise<nu
   const onSigint = () => controller.abort();
   process.once('SIGINT', onSigint);
   let failures = 0;
+  // Loaded on use: the engine pulls in ONNX Runtime, which every other wx command can skip.
+  const { Transcriber } = await import('../../daemon/pipeline/index.js');
   const transcriber = await Transcriber.open({ model: o.model, precision: o.precision, home, threads: o.threads });
   try {
     for (const file of files) {
