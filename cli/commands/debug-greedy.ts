@@ -2,8 +2,6 @@
 // semantics of ../shared/fixtures/reference/reference.json (prompt, special-token suppression,
 // nothing else), for parity checks of the engine.
 import type { Command } from 'commander';
-import { loadAudio } from '../../daemon/audio/index.js';
-import { WhisperEngine } from '../../daemon/engine/index.js';
 import { resolveModel } from '../../daemon/models/registry.js';
 import { wxHome } from '../../daemon/paths.js';
 import type { Precision } from '../../daemon/engine/manifest.js';
@@ -24,6 +22,8 @@ export function registerDebugGreedy(debug: Command): void {
       const modelArg = o.model ?? process.env.WX_MODEL;
       if (!modelArg) throw new WxError('cli.no_model', 'no model: pass --model or set WX_MODEL');
       const home = wxHome();
+      // Loaded on use: the engine and audio modules pull in ONNX Runtime and the native addon.
+      const [{ loadAudio }, { WhisperEngine }] = await Promise.all([import('../../daemon/audio/index.js'), import('../../daemon/engine/index.js')]);
       const installed = await resolveModel(modelArg, { home, precision });
       const engine = await WhisperEngine.open(installed.dir, { precision });
       try {

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Command } from 'commander';
-import { MelExtractor, loadAudio } from '../../daemon/audio/index.js';
+import type { MelExtractor as MelExtractorType } from '../../daemon/audio/index.js';
 import { WxError } from '../../daemon/errors.js';
 
 export function registerDebugMel(debug: Command): void {
@@ -14,7 +14,9 @@ export function registerDebugMel(debug: Command): void {
     .option('--n-mels <n>', '80 or 128 (ignored with --model)', '80')
     .option('--model <dir>', "a model directory: take the settings from its preprocessor_config.json")
     .action(async (audio: string, o: { out: string; nMels: string; model?: string }) => {
-      let mel: MelExtractor;
+      // Loaded on use: the audio module pulls in the native addon and ONNX Runtime (VAD).
+      const { MelExtractor, loadAudio } = await import('../../daemon/audio/index.js');
+      let mel: MelExtractorType;
       if (o.model) {
         mel = MelExtractor.fromPreprocessorConfig(o.model);
       } else {
