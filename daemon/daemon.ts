@@ -121,7 +121,7 @@ export class Daemon {
       log: this.log,
       config: () => this.config.dictation,
       engine: () => this.engineFor({}),
-      wakeRunner: () => this.runner.wake(),
+      wakeRunner: () => this.runner.wake(PRIORITY.dictation),
     });
     this.registerMethods();
     try {
