@@ -1,5 +1,6 @@
 // The engine against the reference outputs in ../shared: import, encoder parity, greedy parity
 // (with and without timestamps), and the import of layouts the shared model does not have.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,7 +10,7 @@ import { WhisperModel } from '../daemon/engine/model.js';
 import { WhisperTokenizer } from '../daemon/engine/tokenizer.js';
 import { decodeWindows } from '../daemon/engine/decoding/task.js';
 import { WxError } from '../daemon/errors.js';
-import { sharedPath, tinyModelDir } from './shared.js';
+import { repoRoot, sharedPath, tinyModelDir } from './shared.js';
 import { writeSafetensors, writeSyntheticCheckpoint } from './helpers/synthetic-checkpoint.js';
 
 interface RefMode { prompt: number[]; tokens: number[]; top5_logits_first_steps?: [number, number][][] }
@@ -82,6 +83,22 @@ describe('FP32 parity with the reference', () => {
         }
       });
     }
+  }
+
+  for (const fixture of ['fx-short', 'fx-multi']) {
+    it(`wx debug greedy on ${fixture}.wav (audio → features → tokens) matches the reference`, () => {
+      for (const timestamps of [false, true]) {
+        const r = spawnSync(process.execPath, [path.join(repoRoot, 'bin', 'wx.js'), 'debug', 'greedy', sharedPath('fixtures', `${fixture}.wav`), '--model', 'tiny', '--precision', 'fp32', ...(timestamps ? ['--timestamps'] : [])], { encoding: 'utf8', env: { ...process.env, WX_HOME: home } });
+        expect(r.status, r.stderr).toBe(0);
+        const out = JSON.parse(r.stdout) as { tokens: number[]; top5_first_steps: [number, number][][] };
+        const ref = reference[fixture]![timestamps ? 'greedy_timestamps' : 'greedy_notimestamps'];
+        expect(out.tokens).toEqual(ref.tokens);
+        for (const [step, top] of (ref.top5_logits_first_steps ?? []).entries()) {
+          expect(out.top5_first_steps[step]!.map(([id]) => id)).toEqual(top.map(([id]) => id));
+          top.forEach(([, v], k) => expect(Math.abs(out.top5_first_steps[step]![k]![1] - v)).toBeLessThan(2e-3));
+        }
+      }
+    });
   }
 
   it('batched decoding gives the same tokens as one row at a time', async () => {
