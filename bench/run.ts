@@ -6,6 +6,7 @@ const suites: (() => Promise<BenchSuite>)[] = [
   async () => (await import('./audio.js')).suite,
   async () => (await import('./engine.js')).suite,
   async () => (await import('./e2e.js')).suite,
+  async () => (await import('./batching.js')).suite,
   async () => (await import('./store.js')).suite,
   async () => (await import('./watch.js')).suite,
   async () => (await import('./vad.js')).suite,
