@@ -25,17 +25,14 @@ interface ChildResult {
   fileMb: number;
 }
 
-async function measure(precision: Precision, runs: number, threads: number): Promise<ChildResult> {
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-bench-engine-'));
-  try {
-    const src = path.join(shared, 'models', 'wx-tiny-en-synth');
-    const t0 = performance.now();
-    const installed = await importModel(src, { home, name: 'tiny', precision });
-    const importMs = performance.now() - t0;
-    const files = installed.manifest.files[precision]!;
-    const fileMb = (fs.statSync(path.join(installed.dir, files.encoder)).size + fs.statSync(path.join(installed.dir, files.decoder)).size) / 2 ** 20;
+/** Runs in a fresh child process: the model's own load time and memory. */
+async function measure(precision: Precision, runs: number, threads: number, dir: string, importMs: number): Promise<ChildResult> {
+  {
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { files: Record<Precision, { encoder: string; decoder: string }> };
+    const files = manifest.files[precision];
+    const fileMb = (fs.statSync(path.join(dir, files.encoder)).size + fs.statSync(path.join(dir, files.decoder)).size) / 2 ** 20;
     const t1 = performance.now();
-    const model = await WhisperModel.load(installed.dir, { precision, threads });
+    const model = await WhisperModel.load(dir, { precision, threads });
     const loadMs = performance.now() - t1;
     const rssLoadedMb = rssMb();
     const melFile = path.join(shared, 'fixtures', 'reference', 'fx-multi.mel.f32');
@@ -54,15 +51,6 @@ async function measure(precision: Precision, runs: number, threads: number): Pro
     const decoderMs: Record<number, number> = {};
     const steps = 32;
     for (const B of [1, 4, 8]) {
-      const times = await timeRuns(async () => {
-        const batch = model.newBatch(B, 64);
-        const rows = Array.from({ length: B }, () => batch.add(enc4, 0));
-        for (const r of rows) await batch.step([r], [[50257]], [0]);
-        const t = performance.now();
-        for (let s = 0; s < steps; s++) await batch.step(rows, rows.map(() => [262 + s]), [0]);
-        return performance.now() - t;
-      }, 1, 1);
-      // timeRuns measured the whole closure; re-measure only the steps for accuracy.
       const perStep: number[] = [];
       for (let r = 0; r < runs; r++) {
         const batch = model.newBatch(B, 64);
@@ -72,13 +60,10 @@ async function measure(precision: Precision, runs: number, threads: number): Pro
         for (let s = 0; s < steps; s++) await batch.step(rows, rows.map(() => [262 + s]), [0]);
         perStep.push((performance.now() - t) / steps);
       }
-      void times;
       decoderMs[B] = median(perStep) / B;
     }
     await model.close();
     return { precision, importMs, loadMs, encoderMs, decoderMs, rssLoadedMb, peakRssMb: process.resourceUsage().maxRSS / 1024, fileMb };
-  } finally {
-    fs.rmSync(home, { recursive: true, force: true });
   }
 }
 
@@ -88,9 +73,17 @@ export const suite: BenchSuite = {
   async run(args) {
     const runs = args.includes('--quick') ? 3 : 7;
     const results: ChildResult[] = [];
-    for (const precision of ['fp32', 'int8'] as Precision[]) {
-      const out = execFileSync(process.execPath, [here, '--child', precision, String(runs)], { encoding: 'utf8', maxBuffer: 1 << 20 });
-      results.push(JSON.parse(out.trim().split('\n').pop()!) as ChildResult);
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-bench-engine-'));
+    try {
+      for (const precision of ['fp32', 'int8'] as Precision[]) {
+        const t0 = performance.now();
+        const installed = await importModel(path.join(shared, 'models', 'wx-tiny-en-synth'), { home, name: `tiny-${precision}`, precision });
+        const importMs = performance.now() - t0;
+        const out = execFileSync(process.execPath, [here, '--child', precision, String(runs), installed.dir, String(importMs)], { encoding: 'utf8', maxBuffer: 1 << 20 });
+        results.push(JSON.parse(out.trim().split('\n').pop()!) as ChildResult);
+      }
+    } finally {
+      fs.rmSync(home, { recursive: true, force: true });
     }
     console.log(table(
       ['precision', 'graphs MB', 'import s', 'load ms', 'enc ms/win b1', 'enc ms/win b4', 'dec ms/tok b1', 'b4', 'b8', 'tok/s b8 ÷ b1', 'RSS loaded MB', 'peak RSS MB'],
@@ -102,6 +95,6 @@ export const suite: BenchSuite = {
 };
 
 if (process.argv[2] === '--child') {
-  const r = await measure(process.argv[3] as Precision, Number(process.argv[4] ?? 5), 2);
+  const r = await measure(process.argv[3] as Precision, Number(process.argv[4] ?? 5), 2, process.argv[5]!, Number(process.argv[6]));
   console.log(JSON.stringify(r));
 }
