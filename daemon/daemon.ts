@@ -27,7 +27,7 @@ import { JobRunner, type JobOptions } from './jobs/runner.js';
 import { WatchManager } from './jobs/watches.js';
 import { DictationManager } from './dictation/index.js';
 import { WorkerTranscriber, type TranscribeEngine } from './jobs/transcriber-host.js';
-import { getDefaultModel, listInstalled } from './models/registry.js';
+import { getDefaultModel, listDownloads, listInstalled, MODEL_ALIASES, pullModel, repoFor, resolveModel, setDefaultModel, type PullProgress } from './models/registry.js';
 import { PRIORITY, TranscriptStore, toPipelineTranscript, type Job, type StoredSegment, type StoredTranscript, type Watch } from './store/index.js';
 import { hashFile } from './watch/index.js';
 import { Logger } from './log.js';
@@ -63,6 +63,13 @@ export class Daemon {
   /** Open engines by `model|precision`; the default one is loaded at start and kept warm. */
   private readonly engines = new Map<string, Promise<TranscribeEngine>>();
   private defaultKey: string | null = null;
+  /** Engines replaced by a model switch, closing once their running calls finish. */
+  private readonly retiring = new Set<Promise<TranscribeEngine>>();
+  /** `models.default` sets run one after another (load, then config, then swap). */
+  private defaultSwitch: Promise<unknown> = Promise.resolve();
+  private loadSeq = 0;
+  /** Repos being pulled now: a second pull of one would write the same download files. */
+  private readonly pulling = new Set<string>();
   /** Resolves when the daemon has shut down. */
   readonly done: Promise<void>;
   private resolveDone!: () => void;
@@ -100,8 +107,12 @@ export class Daemon {
     const requeued = this.store.requeueRunningJobs();
     if (requeued > 0) this.log.warn('re-queued jobs interrupted by a previous daemon', { jobs: requeued });
     this.runner = new JobRunner(this.store, (o) => this.engineFor(o), this.log, this.config.jobs.concurrency);
-    this.runner.on('finished', (job) => {
+    this.runner.on('started', (job) => this.jobStarts.set(job.id, performance.now()));
+    this.runner.on('finished', (job, stored) => {
       if (job.state === 'failed') this.recordError(job.error ?? 'failed', { job: job.id, path: job.path });
+      const t0 = this.jobStarts.get(job.id);
+      this.jobStarts.delete(job.id);
+      if (t0 !== undefined && stored && job.state === 'done') this.throughput.record(stored.durationS, (performance.now() - t0) / 1000);
     });
     this.watches = new WatchManager(this.store, this.runner, this.log, {
       maxAttempts: this.config.jobs.maxAttempts,
@@ -193,9 +204,19 @@ export class Daemon {
       this.log.info('recording forgotten', { recording: rec.id, path: rec.path });
       return { recording_id: rec.id, path: rec.path };
     });
-    this.method('models.ls', () => {
-      const current = this.defaultKey?.split('|')[0];
-      return listInstalled(this.paths.home).map((m) => ({ name: m.name, dir: m.dir, precisions: m.manifest.precisions, isDefault: m.name === current || m.dir === current }));
+    this.method('models.ls', () => this.listModels());
+    this.method('models.pull', (p, ctx) => this.pull(p, ctx));
+    this.method('models.default', (p) => {
+      if (p?.name === undefined) {
+        const def = getDefaultModel(this.paths.home);
+        if (!def) throw RpcMethodError.of('notFound', 'model.no_default', 'no default model: set one with `wx models default <name>` (see wx models ls)');
+        return { name: def.model, from: def.from, precision: this.config.precision, ...(this.model?.name === def.model ? { load_ms: this.model.load_ms } : {}) };
+      }
+      if (typeof p.name !== 'string' || !p.name) throw RpcMethodError.of('invalidParams', 'models.bad_params', 'models.default needs {name?: string}');
+      const name = p.name;
+      const next = this.defaultSwitch.then(() => this.setDefault(name));
+      this.defaultSwitch = next.catch(() => {});
+      return next;
     });
     this.method('search', (p) => {
       if (!p || typeof p.query !== 'string') throw RpcMethodError.of('invalidParams', 'search.bad_params', 'search needs {query: string}');
@@ -249,21 +270,148 @@ export class Daemon {
       this.log.warn('no default model: set one with `wx models pull tiny` or WX_MODEL');
       return;
     }
-    this.defaultKey = `${model}|${this.config.precision}`;
+    this.useDefault(model).catch(() => {});
+  }
+
+  /** Loads `model` and makes it the warm default. Until it is loaded, jobs keep using the
+   *  previous default (if any); then the previous engine is retired: jobs running on it finish
+   *  there, and it closes once idle. A failed load changes nothing. */
+  private async useDefault(model: string): Promise<{ engine: TranscribeEngine; loadMs: number }> {
+    const precision = this.config.precision;
+    const key = `${model}|${precision}`;
+    // At start there is no previous default: jobs arriving during the load wait for this one.
+    this.defaultKey ??= key;
+    const seq = ++this.loadSeq;
     const t0 = performance.now();
     this.modelLoading = model;
-    const loading = this.openEngine(model, this.config.precision);
-    void loading.finally(() => (this.modelLoading = null)).catch(() => {});
-    loading.then(
-      (engine) => {
-        this.model = { name: engine.modelName, precision: engine.precision, backend: 'onnxruntime-cpu', load_ms: Math.round(performance.now() - t0) };
-        this.log.info('model loaded', { ...this.model });
-      },
-      (err) => {
-        this.recordError(`cannot load the model ${model}: ${describeError(err)}`);
-        this.log.error('cannot load the default model', { model, error: describeError(err) });
-      },
-    );
+    let engine: TranscribeEngine;
+    try {
+      engine = await this.openEngine(model, precision);
+    } catch (err) {
+      if (seq === this.loadSeq) this.modelLoading = null;
+      this.recordError(`cannot load the model ${model}: ${describeError(err)}`);
+      this.log.error('cannot load the default model', { model, error: describeError(err) });
+      throw err;
+    }
+    if (seq === this.loadSeq) this.modelLoading = null;
+    const loadMs = Math.round(performance.now() - t0);
+    const previous = this.defaultKey;
+    this.defaultKey = key;
+    this.model = { name: engine.modelName, precision: engine.precision, backend: 'onnxruntime-cpu', load_ms: loadMs };
+    this.log.info('model loaded', { ...this.model });
+    if (previous && previous !== key) this.retireEngine(previous, 'default model changed');
+    return { engine, loadMs };
+  }
+
+  private async setDefault(name: string): Promise<ResultOf<'models.default'>> {
+    // Resolve first (a clear error for a name that is not installed), load, and only then
+    // write config.json: a model that cannot load never becomes the default.
+    const m = await resolveModel(name, { home: this.paths.home });
+    const { engine, loadMs } = await this.useDefault(m.name);
+    await setDefaultModel(this.paths.home, m.name);
+    const from = getDefaultModel(this.paths.home)?.from ?? 'config';
+    this.log.info('default model set', { model: m.name, from });
+    return { name: m.name, from, precision: engine.precision, dir: m.dir, load_ms: loadMs };
+  }
+
+  /** Takes an engine out of use: calls in flight finish on it, then it closes. */
+  private retireEngine(key: string, why: string): void {
+    const engine = this.engines.get(key);
+    if (!engine) return;
+    this.engines.delete(key);
+    this.retiring.add(engine);
+    void engine
+      .then((e) => (e.retire ? e.retire() : e.close()))
+      .then(
+        () => this.log.info('engine closed', { model: key, why }),
+        (err) => this.log.warn('closing a retired engine failed', { model: key, error: describeError(err) }),
+      )
+      .finally(() => this.retiring.delete(engine));
+  }
+
+  private listModels(): ResultOf<'models.ls'> {
+    const home = this.paths.home;
+    const installed = listInstalled(home);
+    const def = getDefaultModel(home) ?? null;
+    return {
+      installed: installed.map((m) => ({
+        name: m.name,
+        dir: m.dir,
+        precisions: m.manifest.precisions,
+        isDefault: def !== null && (m.name === def.model || m.dir === def.model),
+        source: m.manifest.source,
+        revision: m.manifest.revision ?? null,
+        sizeBytes: m.diskBytes,
+        importedAt: m.manifest.importedAt,
+      })),
+      default: def,
+      downloads: listDownloads(home),
+      aliases: { ...MODEL_ALIASES },
+    };
+  }
+
+  private async pull(p: ParamsOf<'models.pull'>, ctx: RequestContext): Promise<ResultOf<'models.pull'>> {
+    if (!p || typeof p.source !== 'string' || !p.source) throw RpcMethodError.of('invalidParams', 'models.bad_params', 'models.pull needs {source: alias or Hub repo id}');
+    if (p.precision !== undefined && !['int8', 'fp32', 'both'].includes(p.precision)) {
+      throw RpcMethodError.of('badParams', 'models.bad_precision', `precision must be int8, fp32 or both (got ${JSON.stringify(p.precision)})`, { precision: String(p.precision) });
+    }
+    const repo = repoFor(p.source) ?? p.source;
+    if (this.pulling.has(repo)) throw RpcMethodError.of('busy', 'models.pull_running', `${repo} is being pulled already (by another client); wait for it or cancel it`, { repo });
+    this.pulling.add(repo);
+    // Download progress comes per chunk: a few notifications a second are enough for a bar.
+    let lastSent = 0;
+    let lastPhase = '';
+    const onProgress = (pr: PullProgress) => {
+      const now = performance.now();
+      const final = pr.phase === 'done' || (pr.phase === 'download' && pr.bytesDone === pr.bytesTotal);
+      if (!final && pr.phase === lastPhase && now - lastSent < 100) return;
+      lastSent = now;
+      lastPhase = pr.phase;
+      ctx.connection.notify('models.progress', { requestId: ctx.id, source: p.source, ...pr }, { droppable: !final });
+    };
+    this.log.info('model pull', { source: p.source, revision: p.revision ?? 'main', precision: p.precision ?? 'int8' });
+    try {
+      const r = await pullModel(p.source, {
+        home: this.paths.home,
+        ...(p.revision ? { revision: p.revision } : {}),
+        ...(p.precision ? { precision: p.precision } : {}),
+        ...(p.name ? { name: p.name } : {}),
+        ...(p.endpoint ? { endpoint: p.endpoint } : {}),
+        ...(p.token ? { token: p.token } : {}),
+        force: !!p.force,
+        signal: ctx.signal,
+        onProgress,
+      });
+      this.log.info('model pulled', { name: r.name, repo: r.repo, revision: r.manifest.revision ?? null, fetched: r.bytesFetched, alreadyInstalled: r.alreadyInstalled });
+      // The first model installed becomes the default (the only installed model): load it.
+      if (!this.defaultKey) this.loadDefaultModel();
+      return {
+        name: r.name,
+        dir: r.dir,
+        repo: r.repo,
+        revision: r.manifest.revision ?? null,
+        precisions: r.manifest.precisions,
+        alreadyInstalled: r.alreadyInstalled,
+        bytesTotal: r.bytesTotal,
+        bytesFetched: r.bytesFetched,
+      };
+    } catch (err) {
+      if (ctx.signal.aborted || (err instanceof WxError && err.code === 'hub.aborted')) {
+        this.log.info('model pull cancelled', { source: p.source });
+        throw RpcMethodError.of(
+          this.shuttingDown ? 'busy' : 'cancelled',
+          'models.pull_cancelled',
+          `pull of ${p.source} ${this.shuttingDown ? 'stopped: the daemon is shutting down' : 'cancelled'}; the downloaded part is kept: the same pull resumes it`,
+          { source: p.source, repo },
+        );
+      }
+      if (err instanceof WxError && !(err instanceof RpcMethodError) && err.code.startsWith('model.')) {
+        throw new RpcMethodError(ErrorCode.badParams, err.code, err.message, err.context);
+      }
+      throw err;
+    } finally {
+      this.pulling.delete(repo);
+    }
   }
 
   private openEngine(model: string, precision: 'int8' | 'fp32'): Promise<TranscribeEngine> {
@@ -278,9 +426,7 @@ export class Daemon {
       for (const k of [...this.engines.keys()]) {
         if (this.engines.size <= 2) break;
         if (k === key || k === this.defaultKey) continue;
-        const old = this.engines.get(k)!;
-        this.engines.delete(k);
-        void old.then((e) => e.close()).catch(() => {});
+        this.retireEngine(k, 'more than two models warm');
       }
     }
     return engine;
@@ -372,8 +518,13 @@ export class Daemon {
     }
   }
 
+  private readonly jobStarts = new Map<number, number>();
+  private readonly throughput = new ThroughputMeter();
+
   status(): StatusResult {
     const q = this.store.queueStats();
+    const speed = this.throughput.speed();
+    const remainingS = q.queuedAudioS + q.runningAudioS;
     return {
       pid: process.pid,
       version: VERSION,
@@ -382,7 +533,17 @@ export class Daemon {
       model: this.model,
       model_loading: this.modelLoading,
       rss_mb: Math.round((process.memoryUsage().rss / 2 ** 20) * 10) / 10,
-      queue: { queued: q.queued, running: q.running, done: q.done, failed: q.failed, cancelled: q.cancelled, queued_audio_s: q.queuedAudioS },
+      queue: {
+        queued: q.queued,
+        running: q.running,
+        done: q.done,
+        failed: q.failed,
+        cancelled: q.cancelled,
+        queued_audio_s: q.queuedAudioS,
+        queued_unknown_duration: q.queuedUnknownDuration,
+        speed_x: speed === undefined ? null : Math.round(speed * 10) / 10,
+        eta_s: speed === undefined || remainingS === 0 ? null : Math.round(remainingS / speed),
+      },
       watch: this.store.listWatches().map(watchInfo),
       last_error: this.lastError,
       dictation: { sessions: this.dictation.sessionCount },
@@ -408,7 +569,7 @@ export class Daemon {
       await step('closing watchers', () => this.watches.closeAll());
       await step('keeping open dictations', () => this.dictation.closeAll());
       await step('stopping the job loop', () => this.runner.stop());
-      for (const engine of this.engines.values()) await step('closing an engine', () => engine.then((e) => e.close()));
+      for (const engine of [...this.engines.values(), ...this.retiring]) await step('closing an engine', () => engine.then((e) => e.close()));
       await step('closing the database', () => this.store.close());
       this.lock?.release();
       this.log.info('daemon stopped');
@@ -514,4 +675,22 @@ function watchInfo(w: Watch): WatchInfo {
     state: w.available ? 'ok' : w.lastError ? 'error' : 'missing',
     error: w.lastError,
   };
+}
+
+/** Speed of recent jobs (audio seconds per wall second, over the last 20 done jobs), for the
+ *  backlog ETA in `wx status`. Jobs run concurrently share the engine, so per-job speed times
+ *  the jobs in flight is roughly the aggregate; the ETA uses per-job speed and is conservative. */
+export class ThroughputMeter {
+  private readonly recent: { audioS: number; wallS: number }[] = [];
+  record(audioS: number, wallS: number): void {
+    if (!(audioS > 0) || !(wallS > 0)) return;
+    this.recent.push({ audioS, wallS });
+    if (this.recent.length > 20) this.recent.shift();
+  }
+  speed(): number | undefined {
+    if (this.recent.length === 0) return undefined;
+    const audio = this.recent.reduce((s, r) => s + r.audioS, 0);
+    const wall = this.recent.reduce((s, r) => s + r.wallS, 0);
+    return audio / wall;
+  }
 }

@@ -81,6 +81,9 @@ describe('daemon end to end (real model)', () => {
     expect(s.model_loading).toBeNull();
     expect(s.queue.done).toBe(1);
     expect(s.queue.failed).toBe(0);
+    // The finished job gives a speed for the backlog ETA; with nothing queued there is no ETA.
+    expect(s.queue.speed_x).toBeGreaterThan(0);
+    expect(s.queue.eta_s).toBeNull();
     const jobs = JSON.parse((await wx(home, ['jobs', '--json'], env)).stdout);
     expect(jobs).toEqual([expect.objectContaining({ path: short, state: 'done', attempts: 1, error: null })]);
   });

@@ -11,7 +11,8 @@ export function renderStatus(s: StatusResult): string {
       : s.model_loading
         ? `model      loading ${s.model_loading}…`
         : 'model      none loaded (install one with `wx models pull tiny`, or set WX_MODEL)',
-    `queue      ${s.queue.queued} queued (${formatUptime(s.queue.queued_audio_s)} of audio), ${s.queue.running} running, ${s.queue.done} done, ${s.queue.failed} failed`,
+    `queue      ${s.queue.queued} queued (${formatUptime(s.queue.queued_audio_s)} of audio${s.queue.queued_unknown_duration ? ` + ${s.queue.queued_unknown_duration} of unknown length` : ''}), ${s.queue.running} running, ${s.queue.done} done, ${s.queue.failed} failed`,
+    `throughput ${s.queue.speed_x === null ? '—' : `${s.queue.speed_x}× real time`}${s.queue.eta_s === null ? '' : `, backlog ETA ${formatUptime(s.queue.eta_s)}`}`,
   ];
   if (s.watch.length === 0) lines.push('watching   nothing (add a folder with `wx watch add DIR`)');
   for (const w of s.watch) lines.push(`watching   ${w.dir}${w.recursive ? ' (recursive)' : ''}${w.state === 'ok' ? '' : ` — ${w.state}${w.error ? `: ${w.error}` : ''}`}`);

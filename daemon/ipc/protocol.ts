@@ -120,6 +120,12 @@ export interface QueueStats {
   cancelled: number;
   /** Seconds of audio waiting in queued jobs. */
   queued_audio_s: number;
+  /** Queued jobs whose length is not known yet (not in queued_audio_s). */
+  queued_unknown_duration: number;
+  /** Recent jobs' speed, audio seconds per second (null before the first job). */
+  speed_x: number | null;
+  /** Estimated seconds until the queued and running audio is done (null when unknown or idle). */
+  eta_s: number | null;
 }
 
 export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
@@ -197,6 +203,49 @@ export interface ModelInfo {
   dir: string;
   precisions: Precision[];
   isDefault: boolean;
+  /** Hub repo id (or local directory) it was imported from. */
+  source?: string;
+  /** Hub commit it was pulled at (null for local imports). */
+  revision?: string | null;
+  sizeBytes?: number;
+  /** ISO 8601. */
+  importedAt?: string;
+}
+
+/** Where the default model comes from: `WX_MODEL` in the daemon's environment, config.json,
+ *  or the only installed model. */
+export interface DefaultModelInfo {
+  model: string;
+  from: 'WX_MODEL' | 'config' | 'only installed model';
+}
+
+/** `models.ls`, and `wx models ls --json`. */
+export interface ModelsList {
+  installed: ModelInfo[];
+  default: DefaultModelInfo | null;
+  /** Downloads left by interrupted pulls (the same pull resumes them). */
+  downloads: { key: string; dir: string; bytes: number }[];
+  /** Short names → Hub repo ids. */
+  aliases: Record<string, string>;
+}
+
+/** `models.progress`: one step of a pull, as `wx models pull` draws it. */
+export type PullProgressInfo =
+  | { phase: 'download'; file: string; bytesDone: number; bytesTotal: number; bytesFetched: number; speedBps: number; etaSeconds: number | null }
+  | { phase: 'import'; step: string; fraction: number }
+  | { phase: 'done' };
+
+export interface PullResultInfo {
+  name: string;
+  dir: string;
+  repo: string;
+  /** The commit installed. */
+  revision: string | null;
+  precisions: Precision[];
+  /** True when nothing was downloaded because the same model is installed. */
+  alreadyInstalled: boolean;
+  bytesTotal: number;
+  bytesFetched: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -235,9 +284,33 @@ export interface Methods {
   };
   'watch.ls': { params: Record<string, never> | undefined; result: WatchInfo[] };
   'watch.rm': { params: { dir: string }; result: { removed: boolean } };
-  'models.ls': { params: Record<string, never> | undefined; result: ModelInfo[] };
-  'models.pull': { params: { source: string; name?: string }; result: ModelInfo };
-  'models.default': { params: { name?: string; precision?: Precision }; result: { name: string; precision: Precision } };
+  /** Installed models (default marked), interrupted downloads, known aliases. */
+  'models.ls': { params: Record<string, never> | undefined; result: ModelsList };
+  /** Downloads (Hub at the daemon's HF_ENDPOINT unless `endpoint` is given), verifies, converts
+   *  and installs, sending `models.progress` notifications to the caller. Cancelling the request
+   *  (`$/cancelRequest`) stops it with `cancelled`; the downloaded part is kept and the same pull
+   *  resumes it. One pull per repo at a time (`busy` otherwise). */
+  'models.pull': {
+    params: {
+      /** Alias (`tiny`, `turbo`, …) or Hub repo id. */
+      source: string;
+      revision?: string;
+      precision?: Precision | 'both';
+      name?: string;
+      force?: boolean;
+      /** The client's HF_ENDPOINT / HF_TOKEN, so a pull honours the caller's environment. */
+      endpoint?: string;
+      token?: string;
+    };
+    result: PullResultInfo;
+  };
+  /** Without `name`: the default model. With `name`: loads it, makes it the warm model (new jobs
+   *  use it; running jobs finish on the old one, which is then closed), writes config.json, and
+   *  replies once it is loaded. `from: 'WX_MODEL'` means the daemon's environment overrides config. */
+  'models.default': {
+    params: { name?: string } | undefined;
+    result: { name: string; from: DefaultModelInfo['from']; precision: Precision; dir?: string; load_ms?: number };
+  };
   /** Replies, then the daemon shuts down cleanly (running job re-queued or finished). */
   'daemon.shutdown': { params: Record<string, never> | undefined; result: { pid: number } };
   // Dictation (issue 8; daemon/dictation/). A session belongs to the connection that started it;
@@ -323,6 +396,8 @@ export interface Notifications {
   log: { level: 'debug' | 'info' | 'warn' | 'error'; message: string; context?: Record<string, unknown> };
   'dictation.partial': { sessionId: string; committed: string; tentative: string };
   'dictation.final': DictationFinal;
+  /** Progress of a `models.pull` request. */
+  'models.progress': { requestId: RequestId; source: string } & PullProgressInfo;
 }
 export type NotificationName = keyof Notifications;
 
