@@ -85,7 +85,9 @@ function untilFileGrows(file: string): Promise<void> {
 
 function runWx(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(repoRoot, 'bin', 'wx.js'), ...args], { env: { ...process.env, ...env }, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
+    // In-process (the daemon path of these commands is tested in models-daemon.test.ts).
+    const inProcess = args[0] === 'models' && ['pull', 'ls', 'default'].includes(args[1]!) ? [...args, '--no-daemon'] : args;
+    execFile(process.execPath, [path.join(repoRoot, 'bin', 'wx.js'), ...inProcess], { env: { ...process.env, ...env }, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
@@ -365,7 +367,7 @@ describe('pull', () => {
   it('Ctrl-C during `wx models pull` exits 130 keeping the partial download; the same command resumes it', async () => {
     hub.knobs.bytesPerSecond = 4 * 2 ** 20;
     const env = { ...process.env, WX_HOME: home, HF_ENDPOINT: hub.endpoint, HF_TOKEN: '' };
-    const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'wx.js'), 'models', 'pull', hub.repo, '--name', 'synth'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'wx.js'), 'models', 'pull', hub.repo, '--name', 'synth', '--no-daemon'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

@@ -1,8 +1,14 @@
 // `wx models …`: list, pull from the Hugging Face Hub, remove, choose the default, import a local
-// checkpoint. Runs in-process (the logic lives in daemon/models, which the daemon also calls).
+// checkpoint. `ls`, `pull` and `default` go through the daemon (started if needed), so a pull
+// shows up in its log, and a new default becomes its warm model at once; `--no-daemon` runs
+// them in this process (the logic lives in daemon/models, which the daemon calls too).
 import { InvalidArgumentError, type Command } from 'commander';
 import type cliProgressTypes from 'cli-progress';
-import { WxError } from '../../daemon/errors.js';
+import { WxError, describeError } from '../../daemon/errors.js';
+import { WxClient } from '../../daemon/ipc/client.js';
+import { ErrorCode, type ModelsList, type ParamsOf } from '../../daemon/ipc/protocol.js';
+import { RpcRemoteError } from '../../daemon/ipc/transport.js';
+import { CliExit, exitCodeFor } from '../daemon-client.js';
 import { wxHome } from '../../daemon/paths.js';
 import type { ImportPrecision } from '../../daemon/engine/import.js';
 import type { PullProgress } from '../../daemon/models/registry.js';
@@ -90,6 +96,63 @@ async function progressRenderer(stream: NodeJS.WriteStream): Promise<{ update(p:
   };
 }
 
+/** Runs `fn` against the daemon (started if needed). Errors are printed here with a hint about
+ *  --no-daemon when the daemon cannot be reached; the command then ends with their exit code. */
+async function viaDaemon<T>(fn: (client: WxClient) => Promise<T>): Promise<T> {
+  let client: WxClient;
+  try {
+    client = await WxClient.connect({ home: wxHome(), autostart: true });
+  } catch (err) {
+    process.stderr.write(`wx: ${describeError(err)}\n(use --no-daemon to run this in this process)\n`);
+    throw new CliExit(exitCodeFor(err));
+  }
+  try {
+    if (client.started) process.stderr.write(`wx: started the daemon (pid ${client.server.pid})\n`);
+    return await fn(client);
+  } catch (err) {
+    if (err instanceof RpcRemoteError && err.rpcCode === ErrorCode.cancelled) throw new CliExit(EXIT.interrupted);
+    if (err instanceof CliExit) throw err;
+    process.stderr.write(`wx: ${describeError(err)}\n`);
+    throw new CliExit(exitCodeFor(err));
+  } finally {
+    await client.close();
+  }
+}
+
+/** An action whose CliExit (message already printed) becomes the exit code. */
+function endsWithExitCode<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+    } catch (err) {
+      if (!(err instanceof CliExit)) throw err;
+      process.exitCode = err.exitCode;
+    }
+  };
+}
+
+/** `models.ls` computed in this process (same shape as the daemon's reply). */
+async function listInProcess(): Promise<ModelsList> {
+  const { getDefaultModel, listDownloads, listInstalled, MODEL_ALIASES } = await registry();
+  const home = wxHome();
+  const def = getDefaultModel(home) ?? null;
+  return {
+    installed: listInstalled(home).map((m) => ({
+      name: m.name,
+      dir: m.dir,
+      precisions: m.manifest.precisions,
+      isDefault: def !== null && (m.name === def.model || m.dir === def.model),
+      source: m.manifest.source,
+      revision: m.manifest.revision ?? null,
+      sizeBytes: m.diskBytes,
+      importedAt: m.manifest.importedAt,
+    })),
+    default: def,
+    downloads: listDownloads(home),
+    aliases: { ...MODEL_ALIASES },
+  };
+}
+
 export function registerModels(program: Command): Command {
   const models = program.command('models').description('installed models: list, pull from the Hugging Face Hub, remove, default, import');
 
@@ -97,50 +160,49 @@ export function registerModels(program: Command): Command {
     .command('ls')
     .description('installed models (name, source, precisions, size; * = default), then the known aliases')
     .option('--json', 'machine-readable output')
-    .action(async (o: { json?: boolean }) => {
-      const { getDefaultModel, listDownloads, listInstalled, MODEL_ALIASES } = await registry();
-      const home = wxHome();
-      const installed = listInstalled(home);
-      const def = getDefaultModel(home);
-      const defaultName = def && installed.some((m) => m.name === def.model) ? def.model : undefined;
+    .option('--no-daemon', 'read the models directory in this process instead of asking the daemon')
+    .action(endsWithExitCode(async (o: { json?: boolean; daemon: boolean }) => {
+      const list = o.daemon ? await viaDaemon((c) => c.call('models.ls', undefined)) : await listInProcess();
       if (o.json) {
         const out = {
-          installed: installed.map((m) => ({
+          installed: list.installed.map((m) => ({
             name: m.name,
             dir: m.dir,
-            source: m.manifest.source,
-            revision: m.manifest.revision ?? null,
-            precisions: m.manifest.precisions,
-            sizeBytes: m.diskBytes,
-            default: m.name === defaultName,
-            importedAt: m.manifest.importedAt,
+            source: m.source,
+            revision: m.revision ?? null,
+            precisions: m.precisions,
+            sizeBytes: m.sizeBytes,
+            default: m.isDefault,
+            importedAt: m.importedAt,
           })),
-          default: def ?? null,
-          downloads: listDownloads(home),
-          aliases: MODEL_ALIASES,
+          default: list.default,
+          downloads: list.downloads,
+          aliases: list.aliases,
         };
         process.stdout.write(JSON.stringify(out, null, 2) + '\n');
         return;
       }
-      if (installed.length === 0) process.stdout.write('no models installed (wx models pull tiny.en)\n');
+      const def = list.default;
+      const defaultName = list.installed.find((m) => m.isDefault)?.name;
+      if (list.installed.length === 0) process.stdout.write('no models installed (wx models pull tiny.en)\n');
       else {
-        const rows = installed.map((m) => [
-          `${m.name === defaultName ? '*' : ' '} ${m.name}`,
-          m.manifest.source + (m.manifest.revision ? `@${m.manifest.revision.slice(0, 10)}` : ''),
-          m.manifest.precisions.join('+'),
-          formatBytes(m.diskBytes),
+        const rows = list.installed.map((m) => [
+          `${m.isDefault ? '*' : ' '} ${m.name}`,
+          (m.source ?? '') + (m.revision ? `@${m.revision.slice(0, 10)}` : ''),
+          m.precisions.join('+'),
+          formatBytes(m.sizeBytes ?? 0),
         ]);
         const header = ['  NAME', 'SOURCE', 'PRECISION', 'SIZE'];
         const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
         for (const r of [header, ...rows]) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
       }
       if (def && !defaultName) process.stdout.write(`default (${def.from}): ${def.model}\n`);
-      for (const d of listDownloads(home)) {
+      for (const d of list.downloads) {
         process.stdout.write(`interrupted download ${d.key} (${formatBytes(d.bytes)} in ${d.dir}): the same wx models pull resumes it\n`);
       }
       process.stdout.write('\nknown models (wx models pull <name>):\n');
-      for (const [alias, repo] of Object.entries(MODEL_ALIASES)) process.stdout.write(`  ${alias.padEnd(18)} ${repo}\n`);
-    });
+      for (const [alias, repo] of Object.entries(list.aliases)) process.stdout.write(`  ${alias.padEnd(18)} ${repo}\n`);
+    }));
 
   models
     .command('pull <model>')
@@ -149,37 +211,65 @@ export function registerModels(program: Command): Command {
     .option('--precision <p>', 'int8, fp32 or both', parsePrecision, 'int8')
     .option('--name <name>', 'installed name (default: the alias or the repo name)')
     .option('--force', 'download and convert again even if installed')
-    .action(async (model: string, o: { revision: string; precision: ImportPrecision; name?: string; force?: boolean }) => {
+    .option('--no-daemon', 'download and convert in this process instead of the daemon')
+    .action(endsWithExitCode(async (model: string, o: { revision: string; precision: ImportPrecision; name?: string; force?: boolean; daemon: boolean }) => {
       const abort = new AbortController();
       const onSigint = () => abort.abort();
       process.once('SIGINT', onSigint);
       const render = await progressRenderer(process.stderr);
+      const interrupted = () => {
+        render.stop();
+        process.stderr.write('wx: interrupted; the downloaded part is kept: run the same command to resume\n');
+        process.exitCode = EXIT.interrupted;
+      };
       try {
-        const { pullModel } = await registry();
-        const r = await pullModel(model, {
-          home: wxHome(),
-          revision: o.revision,
-          precision: o.precision,
-          ...(o.name ? { name: o.name } : {}),
-          force: !!o.force,
-          signal: abort.signal,
-          onProgress: (p) => render.update(p),
-        });
-        render.stop();
-        if (r.alreadyInstalled) process.stdout.write(`${r.name} is installed and up to date (${r.repo}@${r.manifest.revision ?? '?'}); --force fetches it again\n`);
-        else process.stdout.write(`installed ${r.name} from ${r.repo}@${r.manifest.revision ?? o.revision} (${r.manifest.precisions.join('+')}) in ${r.dir}\n`);
-      } catch (err) {
-        render.stop();
-        if (err instanceof WxError && err.code === 'hub.aborted') {
-          process.stderr.write('wx: interrupted; the downloaded part is kept: run the same command to resume\n');
-          process.exitCode = EXIT.interrupted;
-          return;
+        let r: { name: string; repo: string; dir: string; revision: string | null; precisions: string[]; alreadyInstalled: boolean };
+        if (o.daemon) {
+          const params: ParamsOf<'models.pull'> = { source: model, revision: o.revision, precision: o.precision, force: !!o.force };
+          if (o.name) params.name = o.name;
+          // The daemon may have been started from another environment: this command's Hub
+          // settings are the ones the user means.
+          if (process.env.HF_ENDPOINT?.trim()) params.endpoint = process.env.HF_ENDPOINT.trim();
+          if (process.env.HF_TOKEN?.trim()) params.token = process.env.HF_TOKEN.trim();
+          try {
+            r = await viaDaemon(async (client) => {
+              const off = client.on('models.progress', (p) => render.update(p));
+              try {
+                return await client.call('models.pull', params, abort.signal);
+              } finally {
+                off();
+              }
+            });
+          } catch (err) {
+            if (err instanceof CliExit && err.exitCode === EXIT.interrupted) return interrupted();
+            throw err;
+          }
+        } else {
+          const { pullModel } = await registry();
+          try {
+            const p = await pullModel(model, {
+              home: wxHome(),
+              revision: o.revision,
+              precision: o.precision,
+              ...(o.name ? { name: o.name } : {}),
+              force: !!o.force,
+              signal: abort.signal,
+              onProgress: (pr) => render.update(pr),
+            });
+            r = { name: p.name, repo: p.repo, dir: p.dir, revision: p.manifest.revision ?? null, precisions: p.manifest.precisions, alreadyInstalled: p.alreadyInstalled };
+          } catch (err) {
+            if (err instanceof WxError && err.code === 'hub.aborted') return interrupted();
+            throw err;
+          }
         }
-        throw err;
+        render.stop();
+        if (r.alreadyInstalled) process.stdout.write(`${r.name} is installed and up to date (${r.repo}@${r.revision ?? '?'}); --force fetches it again\n`);
+        else process.stdout.write(`installed ${r.name} from ${r.repo}@${r.revision ?? o.revision} (${r.precisions.join('+')}) in ${r.dir}\n`);
       } finally {
+        render.stop();
         process.off('SIGINT', onSigint);
       }
-    });
+    }));
 
   models
     .command('rm <name>')
@@ -192,19 +282,36 @@ export function registerModels(program: Command): Command {
 
   models
     .command('default [name]')
-    .description('show or set the default model (WX_MODEL overrides it)')
-    .action(async (name?: string) => {
-      const { getDefaultModel, setDefaultModel } = await registry();
+    .description('show or set the default model (WX_MODEL overrides it); the daemon switches its warm model to it')
+    .option('--no-daemon', 'only read or write config.json (a running daemon keeps its model until restarted)')
+    .action(endsWithExitCode(async (name: string | undefined, o: { daemon: boolean }) => {
       const home = wxHome();
       if (name === undefined) {
-        const def = getDefaultModel(home);
+        let def: { model: string; from: string } | undefined;
+        if (o.daemon) {
+          def = await viaDaemon(async (c) => {
+            try {
+              const r = await c.call('models.default', undefined);
+              return { model: r.name, from: r.from };
+            } catch (err) {
+              if (err instanceof RpcRemoteError && err.rpcCode === ErrorCode.notFound) return undefined;
+              throw err;
+            }
+          });
+        } else def = (await registry()).getDefaultModel(home);
         process.stdout.write(def ? `${def.model} (from ${def.from})\n` : 'no default model (wx models default <name>)\n');
         return;
       }
-      const m = await setDefaultModel(home, name);
-      process.stdout.write(`default model: ${m.name}\n`);
+      if (o.daemon) {
+        const r = await viaDaemon((c) => c.call('models.default', { name }));
+        process.stdout.write(`default model: ${r.name} (loaded in the daemon in ${r.load_ms ?? 0} ms)\n`);
+        if (r.from === 'WX_MODEL') process.stderr.write('wx: note: WX_MODEL in the daemon\'s environment overrides config.json at its next start\n');
+      } else {
+        const m = await (await registry()).setDefaultModel(home, name);
+        process.stdout.write(`default model: ${m.name}\n`);
+      }
       if (process.env.WX_MODEL) process.stderr.write(`wx: note: WX_MODEL=${process.env.WX_MODEL} overrides it in this environment\n`);
-    });
+    }));
 
   models
     .command('import <dir>')

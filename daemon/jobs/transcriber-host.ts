@@ -33,6 +33,8 @@ export interface TranscribeEngine {
   /** One dictation decode of an utterance's audio (daemon/dictation), where the model runs. */
   decodeUtterance?(request: UtteranceRequest): Promise<UtteranceHypothesis>;
   close(): Promise<void>;
+  /** Closes once the calls in flight have finished (a model switch: running jobs keep it). */
+  retire?(): Promise<void>;
 }
 
 interface Call {
@@ -47,6 +49,7 @@ export class WorkerTranscriber implements TranscribeEngine {
   private readonly calls = new Map<number, Call>();
   private dead: Error | null = null;
   private closing: Promise<void> | null = null;
+  private retiring: { resolve: () => void; done: Promise<void> } | null = null;
 
   private constructor(
     private readonly worker: Worker,
@@ -58,6 +61,7 @@ export class WorkerTranscriber implements TranscribeEngine {
       this.dead = err;
       for (const c of this.calls.values()) c.reject(err);
       this.calls.clear();
+      this.retiring?.resolve();
     };
     worker.on('error', (err) => die(new WxError('engine.worker_crashed', `the transcription worker crashed: ${err.message}`)));
     worker.on('exit', (code) => {
@@ -91,6 +95,7 @@ export class WorkerTranscriber implements TranscribeEngine {
 
   transcribeFile(file: string, opts: TranscribeOptions & PipelineOptions, hooks: { onProgress?: (p: TranscribeProgress) => void; signal?: AbortSignal } = {}): Promise<Transcript> {
     if (this.dead) return Promise.reject(this.dead);
+    if (this.closing) return Promise.reject(this.closedError(file));
     if (hooks.signal?.aborted) return Promise.reject(abortError(file));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
@@ -104,6 +109,7 @@ export class WorkerTranscriber implements TranscribeEngine {
 
   decodeUtterance(request: UtteranceRequest): Promise<UtteranceHypothesis> {
     if (this.dead) return Promise.reject(this.dead);
+    if (this.closing) return Promise.reject(this.closedError('dictation'));
     const id = this.nextId++;
     return new Promise((resolveUtterance, reject) => {
       this.calls.set(id, { resolve: () => {}, resolveUtterance, reject });
@@ -117,10 +123,31 @@ export class WorkerTranscriber implements TranscribeEngine {
     if (!call) return;
     if (msg.type === 'progress') return call.onProgress?.(msg.progress);
     this.calls.delete(msg.id);
+    if (this.retiring && this.calls.size === 0) queueMicrotask(() => this.finishRetiring());
     if (msg.type === 'result') call.resolve(msg.transcript);
     else if (msg.type === 'utterance') call.resolveUtterance?.(msg.hypothesis);
     else if (msg.aborted) call.reject(abortError(String(msg.error.context.file ?? '')));
     else call.reject(new WxError(msg.error.code, msg.error.message, msg.error.context));
+  }
+
+  retire(): Promise<void> {
+    if (!this.retiring) {
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => (resolve = r));
+      this.retiring = { resolve, done };
+      if (this.calls.size === 0) this.finishRetiring();
+    }
+    return this.retiring.done;
+  }
+
+  private finishRetiring(): void {
+    // A call that arrived after retire() was asked keeps the engine open until it is done too.
+    if (!this.retiring || this.calls.size > 0) return;
+    void this.close().then(this.retiring.resolve);
+  }
+
+  private closedError(what: string): WxError {
+    return new WxError('engine.closed', `the ${this.modelName} engine was closed (the default model changed); retry the request`, { model: this.modelName, file: what });
   }
 
   close(): Promise<void> {
