@@ -73,6 +73,28 @@ describe('EngineScheduler', () => {
     await sched.close();
   });
 
+  it('while dictation is active, backlog encodes run a window at a time so dictation can cut in', async () => {
+    const s = clips[2]!;
+    const offsets = [0, 0, 0, 0];
+    const lengths = offsets.map(() => win(s));
+    const idle = new EngineScheduler(engine, { maxEncoderBatch: 4 });
+    await idle.encode(s, offsets, lengths, { priority: 'backlog' });
+    expect(idle.stats.encoderRuns).toBe(1);
+    await idle.close();
+
+    const busy = new EngineScheduler(engine, { maxEncoderBatch: 4 });
+    await busy.encode(s, [0], [win(s)], { priority: 'dictation' });
+    const runsBefore = busy.stats.encoderRuns;
+    const backlog = busy.encode(s, offsets, lengths, { priority: 'backlog' });
+    // A dictation request submitted right after gets the encoder after at most one backlog window.
+    while (busy.stats.encoderRuns === runsBefore) await new Promise<void>((r) => setImmediate(r));
+    const dictation = busy.encode(s, [0], [win(s)], { priority: 'dictation' }).then(() => busy.stats.windowsEncoded);
+    const [, windowsWhenDictationDone] = await Promise.all([backlog, dictation]);
+    expect(busy.stats.encoderRuns - runsBefore).toBe(5);
+    expect(windowsWhenDictationDone).toBeLessThanOrEqual(1 + 2 + 1); // first dictation, ≤ 2 backlog windows, itself
+    await busy.close();
+  });
+
   it('rejects work after close, and a failing request does not stop the others', async () => {
     const sched = new EngineScheduler(engine);
     const bad = sched.encode(new Float32Array(10), [0], [10, 20]);

@@ -33,6 +33,9 @@ interface EncodeRequest {
   samples: Float32Array;
   offsets: readonly number[];
   lengths: readonly number[];
+  /** Windows encoded so far (a large request runs in slices). */
+  next: number;
+  pieces: EncodedWindows[];
   resolve: (e: EncodedWindows) => void;
   reject: (err: unknown) => void;
 }
@@ -54,6 +57,8 @@ export interface SchedulerStats {
   activeRows: number;
 }
 
+const DICTATION_GRACE_MS = 2000;
+
 const byPriority = (a: { rank: number; seq: number }, b: { rank: number; seq: number }) => a.rank - b.rank || a.seq - b.seq;
 
 export class EngineScheduler {
@@ -64,6 +69,9 @@ export class EngineScheduler {
   private readonly reserved: number;
   private readonly activeRanks = new Map<RowRequest, number>();
   private seq = 0;
+  /** When dictation last asked for work: while it is active, backlog encoder runs take one window
+   *  at a time, so a dictation request never waits behind a multi-window backlog run. */
+  private lastDictationAt = -Infinity;
   private running: Promise<void> | undefined;
   private closed = false;
   readonly stats: SchedulerStats = { encoderRuns: 0, windowsEncoded: 0, decoderSteps: 0, rowSteps: 0, waitingRows: 0, activeRows: 0 };
@@ -87,8 +95,9 @@ export class EngineScheduler {
   encode(samples: Float32Array, offsets: readonly number[], lengths: readonly number[], opts: { priority?: Priority } = {}): Promise<EncodedWindows> {
     if (this.closed) return Promise.reject(new WxError('engine.closed', 'the engine is shutting down'));
     if (offsets.length !== lengths.length || offsets.length === 0) return Promise.reject(new WxError('engine.bad_input', 'encode needs one length per offset'));
+    if (opts.priority === 'dictation') this.lastDictationAt = performance.now();
     return new Promise((resolve, reject) => {
-      this.encodes.push({ rank: RANK[opts.priority ?? 'interactive'], seq: this.seq++, samples, offsets, lengths, resolve, reject });
+      this.encodes.push({ rank: RANK[opts.priority ?? 'interactive'], seq: this.seq++, samples, offsets, lengths, next: 0, pieces: [], resolve, reject });
       this.kick();
     });
   }
@@ -97,6 +106,7 @@ export class EngineScheduler {
   decode(jobs: readonly WindowJob[], opts: { priority?: Priority } = {}): Promise<DecodeResult[]> {
     if (this.closed) return Promise.reject(new WxError('engine.closed', 'the engine is shutting down'));
     const rank = RANK[opts.priority ?? 'interactive'];
+    if (opts.priority === 'dictation') this.lastDictationAt = performance.now();
     const all = jobs.map(
       (job) =>
         new Promise<DecodeResult>((resolve, reject) => {
@@ -179,45 +189,51 @@ export class EngineScheduler {
   }
 
   private async runEncoder(): Promise<void> {
-    // Take whole requests, best first, up to the batch size (a request larger than the batch
-    // runs alone, in slices).
+    const dictationActive = performance.now() - this.lastDictationAt < DICTATION_GRACE_MS;
+    const head = this.encodes[0]!;
+    const limit = dictationActive && head.rank >= RANK.backlog ? 1 : this.maxEncoderBatch;
+    const finish = (r: EncodeRequest, result: EncodedWindows | undefined, err?: unknown) => {
+      this.encodes.splice(this.encodes.indexOf(r), 1);
+      if (result) r.resolve(result);
+      else r.reject(err);
+    };
+    // A request with more windows than one run takes is encoded a slice per run, so more urgent
+    // work can go between its slices.
+    if (head.next > 0 || head.offsets.length - head.next >= limit) {
+      const from = head.next;
+      const to = Math.min(head.offsets.length, from + limit);
+      try {
+        head.pieces.push(await this.engine.encodeAudio(head.samples, head.offsets.slice(from, to), head.lengths.slice(from, to)));
+        this.stats.encoderRuns++;
+        this.stats.windowsEncoded += to - from;
+        head.next = to;
+        if (to >= head.offsets.length) finish(head, head.pieces.length === 1 ? head.pieces[0]! : EncodedWindows.concat(head.pieces));
+      } catch (err) {
+        finish(head, undefined, err);
+      }
+      return;
+    }
+    // Otherwise whole small requests, best first, share one run.
     const picked: EncodeRequest[] = [];
     let windows = 0;
     for (const r of this.encodes) {
-      if (picked.length > 0 && windows + r.offsets.length > this.maxEncoderBatch) continue;
+      if (r.next > 0 || windows + r.offsets.length > limit) continue;
       picked.push(r);
       windows += r.offsets.length;
-      if (windows >= this.maxEncoderBatch) break;
+      if (windows >= limit) break;
     }
-    for (const r of picked) this.encodes.splice(this.encodes.indexOf(r), 1);
     try {
-      const parts: EncodedWindows[] = [];
-      if (picked.length === 1) {
-        parts.push(await this.encodeSliced(picked[0]!));
-      } else {
-        const merged = await this.engine.encodeAudioParts(picked.map((r) => ({ samples: r.samples, offsets: r.offsets, lengths: r.lengths })));
-        this.stats.encoderRuns++;
-        this.stats.windowsEncoded += windows;
-        let at = 0;
-        for (const r of picked) {
-          parts.push(merged.slice(at, r.offsets.length));
-          at += r.offsets.length;
-        }
+      const merged = await this.engine.encodeAudioParts(picked.map((r) => ({ samples: r.samples, offsets: r.offsets, lengths: r.lengths })));
+      this.stats.encoderRuns++;
+      this.stats.windowsEncoded += windows;
+      let at = 0;
+      for (const r of picked) {
+        finish(r, picked.length === 1 ? merged : merged.slice(at, r.offsets.length));
+        at += r.offsets.length;
       }
-      picked.forEach((r, i) => r.resolve(parts[i]!));
     } catch (err) {
-      for (const r of picked) r.reject(err);
+      for (const r of picked) finish(r, undefined, err);
     }
   }
 
-  private async encodeSliced(r: EncodeRequest): Promise<EncodedWindows> {
-    const pieces: EncodedWindows[] = [];
-    for (let i = 0; i < r.offsets.length; i += this.maxEncoderBatch) {
-      pieces.push(await this.engine.encodeAudio(r.samples, r.offsets.slice(i, i + this.maxEncoderBatch), r.lengths.slice(i, i + this.maxEncoderBatch)));
-      this.stats.encoderRuns++;
-      this.stats.windowsEncoded += Math.min(this.maxEncoderBatch, r.offsets.length - i);
-      if (i + this.maxEncoderBatch < r.offsets.length) await new Promise<void>((res) => setImmediate(res));
-    }
-    return pieces.length === 1 ? pieces[0]! : EncodedWindows.concat(pieces);
-  }
 }
