@@ -73,7 +73,7 @@ describe('EngineScheduler', () => {
     await sched.close();
   });
 
-  it('while dictation is active, backlog encodes run a window at a time so dictation can cut in', async () => {
+  it('while dictation is active, backlog encoder work waits; dictation is served first', async () => {
     const s = clips[2]!;
     const offsets = [0, 0, 0, 0];
     const lengths = offsets.map(() => win(s));
@@ -84,14 +84,20 @@ describe('EngineScheduler', () => {
 
     const busy = new EngineScheduler(engine, { maxEncoderBatch: 4 });
     await busy.encode(s, [0], [win(s)], { priority: 'dictation' });
-    const runsBefore = busy.stats.encoderRuns;
-    const backlog = busy.encode(s, offsets, lengths, { priority: 'backlog' });
-    // A dictation request submitted right after gets the encoder after at most one backlog window.
-    while (busy.stats.encoderRuns === runsBefore) await new Promise<void>((r) => setImmediate(r));
-    const dictation = busy.encode(s, [0], [win(s)], { priority: 'dictation' }).then(() => busy.stats.windowsEncoded);
+    const order: string[] = [];
+    const backlog = busy.encode(s, offsets, lengths, { priority: 'backlog' }).then(() => order.push('backlog'));
+    // The scheduler holds the backlog instead of encoding it…
+    while (!busy.stats.backlogHeld) await new Promise<void>((r) => setImmediate(r));
+    expect(busy.stats.windowsEncoded).toBe(1);
+    // …so the next dictation request, submitted later, is encoded before it.
+    const dictation = busy.encode(s, [0], [win(s)], { priority: 'dictation' }).then(() => {
+      order.push('dictation');
+      return busy.stats.windowsEncoded;
+    });
     const [, windowsWhenDictationDone] = await Promise.all([backlog, dictation]);
-    expect(busy.stats.encoderRuns - runsBefore).toBe(5);
-    expect(windowsWhenDictationDone).toBeLessThanOrEqual(1 + 2 + 1); // first dictation, ≤ 2 backlog windows, itself
+    expect(order).toEqual(['dictation', 'backlog']);
+    expect(windowsWhenDictationDone).toBe(2); // the two dictation windows, no backlog window yet
+    expect(busy.stats.windowsEncoded).toBe(6);
     await busy.close();
   });
 

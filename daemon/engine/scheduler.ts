@@ -55,6 +55,8 @@ export interface SchedulerStats {
   rowSteps: number;
   waitingRows: number;
   activeRows: number;
+  /** Backlog work is waiting because dictation is active. */
+  backlogHeld: boolean;
 }
 
 const DICTATION_GRACE_MS = 2000;
@@ -69,12 +71,12 @@ export class EngineScheduler {
   private readonly reserved: number;
   private readonly activeRanks = new Map<RowRequest, number>();
   private seq = 0;
-  /** When dictation last asked for work: while it is active, backlog encoder runs take one window
-   *  at a time, so a dictation request never waits behind a multi-window backlog run. */
+  /** When dictation last asked for work: for DICTATION_GRACE_MS after it, backlog encodes and
+   *  new backlog rows wait, and a backlog encode already chosen runs one window at a time. */
   private lastDictationAt = -Infinity;
   private running: Promise<void> | undefined;
   private closed = false;
-  readonly stats: SchedulerStats = { encoderRuns: 0, windowsEncoded: 0, decoderSteps: 0, rowSteps: 0, waitingRows: 0, activeRows: 0 };
+  readonly stats: SchedulerStats = { encoderRuns: 0, windowsEncoded: 0, decoderSteps: 0, rowSteps: 0, waitingRows: 0, activeRows: 0, backlogHeld: false };
 
   constructor(readonly engine: WhisperEngine, opts: SchedulerOptions = {}) {
     const maxRows = Math.max(1, opts.maxRows ?? 8);
@@ -126,7 +128,11 @@ export class EngineScheduler {
     await this.running;
   }
 
+  /** Ends the loop's wait for held backlog work early when new work arrives. */
+  private wake: (() => void) | undefined;
+
   private kick(): void {
+    this.wake?.();
     this.running ??= this.loop().finally(() => {
       this.running = undefined;
       if (this.encodes.length || this.rows.length) this.kick();
@@ -148,7 +154,11 @@ export class EngineScheduler {
       this.rows.sort(byPriority);
       // Encode when nothing decodes, when the waiting encode outranks every row in flight, or
       // every few steps so encoding keeps ahead of the decoder.
-      const enc = this.encodes[0];
+      // While dictation is active, backlog work waits: no new backlog encodes or rows (rows
+      // already in flight finish), so dictation decodes have the cores to themselves.
+      const sinceDictation = performance.now() - this.lastDictationAt;
+      const holdBacklog = sinceDictation < DICTATION_GRACE_MS;
+      const enc = holdBacklog && this.encodes[0] && this.encodes[0].rank >= RANK.backlog ? undefined : this.encodes[0];
       if (enc && (this.runner.size === 0 || enc.rank < this.bestActiveRank() || stepsSinceEncode >= 16 || (this.rows.length === 0 && this.runner.free > 0 && stepsSinceEncode >= 4))) {
         await this.runEncoder();
         stepsSinceEncode = 0;
@@ -156,6 +166,7 @@ export class EngineScheduler {
       }
       while (this.rows.length > 0) {
         const next = this.rows[0]!;
+        if (holdBacklog && next.rank >= RANK.backlog) break;
         const limit = next.rank >= RANK.backlog ? this.runner.maxRows - this.reserved : this.runner.maxRows;
         if (this.runner.size >= limit || this.runner.free === 0) break;
         this.rows.shift();
@@ -182,6 +193,18 @@ export class EngineScheduler {
           this.runner.reset();
         }
         stepsSinceEncode++;
+      } else if (holdBacklog) {
+        // Only held backlog work is left: wait for the dictation grace period to end.
+        this.stats.backlogHeld = true;
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, DICTATION_GRACE_MS - sinceDictation + 1);
+          this.wake = () => {
+            clearTimeout(timer);
+            r();
+          };
+        });
+        this.wake = undefined;
+        this.stats.backlogHeld = false;
       }
       this.stats.waitingRows = this.rows.length;
       this.stats.activeRows = this.runner.size;
