@@ -68,10 +68,6 @@ export class WhisperEngine {
     return this.model.encode(all, parts.reduce((s, p) => s + p.offsets.length, 0));
   }
 
-  async encodeMel(mel: Float32Array, batch: number, opts: { hidden?: boolean } = {}): Promise<EncodedWindows & { hidden?: Float32Array }> {
-    return this.model.encode(mel, batch, opts);
-  }
-
   decode(jobs: readonly WindowJob[], opts: { maxRows?: number } = {}): Promise<DecodeResult[]> {
     return decodeWindows(this.model, this.tokenizer, jobs, opts);
   }

@@ -5,20 +5,16 @@
 //
 import { Graph, float } from '../onnx/graph.js';
 import type { ModelDims } from '../manifest.js';
-import { LayerBuilder, prec, type PrecisionPolicy } from './layers.js';
+import { LayerBuilder, ResidualStream, type LinearPrecision } from './layers.js';
 import type { WeightReader } from './encoder.js';
 
 export interface DecoderGraphOptions {
-  linear: PrecisionPolicy;
+  linear: LinearPrecision;
   /** The tied token embedding (input lookup and output projection): float32, or one 8-bit
    *  table (blocks of 32 with scales) serving both. */
-  logits: 'fp32' | 'int8' | 'int8w';
+  logits: LinearPrecision;
   /** File storage of the tensors that stay in float (positions). */
   floatStorage?: 'fp32' | 'fp16';
-  /** Inputs per weight scale of 8-bit linears (default 32). */
-  int8Block?: number;
-  /** Inputs per scale of the 8-bit embedding table (default 32). */
-  tableBlock?: number;
 }
 
 export const DECODER_IO = {
@@ -38,7 +34,7 @@ const NEG = -1e9;
 
 export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: DecoderGraphOptions): Graph {
   const g = new Graph('wx_whisper_decoder');
-  const L = new LayerBuilder(g, opts.int8Block);
+  const L = new LayerBuilder(g);
   const d = dims.dModel;
   const H = dims.decoderHeads;
   const dh = d / H;
@@ -63,14 +59,14 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
 
   // Embeddings: token + learned position (per row: offset + 0..S-1).
   const embed = read(`${p}.embed_tokens.weight`, [V, d]);
-  const table = opts.logits !== 'fp32' ? L.blockTable(`${p}.embed_tokens`, embed, V, d, opts.tableBlock ?? 32) : undefined;
+  const table = opts.logits !== 'fp32' ? L.blockTable(`${p}.embed_tokens`, embed, V, d) : undefined;
   const embedName = table ? '' : L.weight(`${p}.embed_tokens.weight`, [V, d], embed);
   const seqLen = g.op('Gather', [g.op('Shape', [tokens]), L.i64([1], [])], { axis: 0 }); // scalar S
   const steps = g.op('Range', [L.i64([0], []), seqLen, L.i64([1], [])]); // [S]
   const positions = g.op('Add', [g.op('Unsqueeze', [offset, L.i64([1])]), g.op('Unsqueeze', [steps, L.i64([0])])]); // [B, S]
   const posTable = L.weightStored(`${p}.embed_positions.weight`, [dims.nTextCtx, d], read(`${p}.embed_positions.weight`, [dims.nTextCtx, d]), opts.floatStorage ?? 'fp32');
-  const tokenVectors = table ? L.gatherBlockRows(table, tokens, d) : g.op('Gather', [embedName, tokens], { axis: 0 });
-  let x = g.op('Add', [tokenVectors, g.op('Gather', [posTable, positions], { axis: 0 })]);
+  const tokenVectors = table ? L.gatherBlockRows(table, tokens) : g.op('Gather', [embedName, tokens], { axis: 0 });
+  const x = g.op('Add', [tokenVectors, g.op('Gather', [posTable, positions], { axis: 0 })]);
 
   // Masks: cache slot c is visible to row b iff c < offset[b]; new token j is visible to new
   // token i iff j <= i.
@@ -87,17 +83,9 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
   const causalPart = g.op('Add', [g.op('Unsqueeze', [causalMask, L.i64([0, 1])]), batchZeros]); // [B,1,S,S]
   const attnMask = g.op('Concat', [cachePart, causalPart], { axis: 3 });
 
-  let pendingOut: string | undefined;
-  let pendingBias: Float32Array | undefined;
-  const ln = (name: string): string => {
-    const gamma = read(`${name}.weight`, [d]);
-    const beta = read(`${name}.bias`, [d]);
-    if (!pendingOut) return L.layerNorm(x, name, gamma, beta);
-    const [h, sum] = L.skipLayerNorm(pendingOut, x, name, gamma, beta, pendingBias);
-    x = sum;
-    pendingOut = undefined;
-    return h;
-  };
+  const stream = new ResidualStream(L, x);
+  const ln = (name: string): string => stream.norm(name, read(`${name}.weight`, [d]), read(`${name}.bias`, [d]));
+
   const scaled = (w: Float32Array, s: number) => w.map((v) => v * s);
 
   for (let l = 0; l < dims.decoderLayers; l++) {
@@ -112,7 +100,7 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
     const bqkv = new Float32Array(3 * d);
     bqkv.set(scaled(read(`${a}.q_proj.bias`, [d]), qScale), 0);
     bqkv.set(read(`${a}.v_proj.bias`, [d]), 2 * d);
-    const qkv = L.linear(h, `${a}.qkv`, wqkv, 3 * d, d, bqkv, prec(opts.linear, `${a}.qkv`));
+    const qkv = L.linear(h, `${a}.qkv`, wqkv, 3 * d, d, bqkv, opts.linear);
     const [q, k, v] = g.opN('Split', [qkv, L.i64([d, d, d])], 3, { axis: -1 });
     const k4 = L.splitHeads(k!, H, dh);
     const v4 = L.splitHeads(v!, H, dh);
@@ -124,32 +112,24 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
     const kAll = g.op('Concat', [selfK[l]!, k4], { axis: 2 });
     const vAll = g.op('Concat', [selfV[l]!, v4], { axis: 2 });
     const ctx = g.msOp('MultiHeadAttention', [q!, kAll, vAll, '', '', attnMask], { num_heads: H, scale: float(1) });
-    pendingOut = L.linear(ctx, `${a}.out_proj`, read(`${a}.out_proj.weight`, [d, d]), d, d, undefined, prec(opts.linear, `${a}.out_proj`));
-    pendingBias = read(`${a}.out_proj.bias`, [d]);
+    stream.add(L.linear(ctx, `${a}.out_proj`, read(`${a}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear), read(`${a}.out_proj.bias`, [d]));
 
     // Cross-attention against the window's precomputed keys/values.
     const hc = ln(`${lp}.encoder_attn_layer_norm`);
     const c = `${lp}.encoder_attn`;
-    const qc = L.linear(hc, `${c}.q_proj`, scaled(read(`${c}.q_proj.weight`, [d, d]), qScale), d, d, scaled(read(`${c}.q_proj.bias`, [d]), qScale), prec(opts.linear, `${c}.q_proj`));
+    const qc = L.linear(hc, `${c}.q_proj`, scaled(read(`${c}.q_proj.weight`, [d, d]), qScale), d, d, scaled(read(`${c}.q_proj.bias`, [d]), qScale), opts.linear);
     const cctx = g.msOp('MultiHeadAttention', [qc, crossK[l]!, crossV[l]!], { num_heads: H, scale: float(1) });
-    pendingOut = L.linear(cctx, `${c}.out_proj`, read(`${c}.out_proj.weight`, [d, d]), d, d, undefined, prec(opts.linear, `${c}.out_proj`));
-    pendingBias = read(`${c}.out_proj.bias`, [d]);
+    stream.add(L.linear(cctx, `${c}.out_proj`, read(`${c}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear), read(`${c}.out_proj.bias`, [d]));
 
     const hm = ln(`${lp}.final_layer_norm`);
     const f = dims.decoderFfn;
-    const up = L.gelu(L.linear(hm, `${lp}.fc1`, read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]), prec(opts.linear, `${lp}.fc1`)));
-    pendingOut = L.linear(up, `${lp}.fc2`, read(`${lp}.fc2.weight`, [d, f]), d, f, undefined, prec(opts.linear, `${lp}.fc2`));
-    pendingBias = read(`${lp}.fc2.bias`, [d]);
+    const up = L.gelu(L.linear(hm, `${lp}.fc1`, read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]), opts.linear));
+    stream.add(L.linear(up, `${lp}.fc2`, read(`${lp}.fc2.weight`, [d, f]), d, f, undefined, opts.linear), read(`${lp}.fc2.bias`, [d]));
   }
   const out = ln(`${p}.layer_norm`); // [B, S, d]
   const picked = g.op('Gather', [out, gather], { axis: 1 }); // [B, P, d]
   const flat = g.op('Reshape', [picked, L.i64([-1, d])]);
-  let logits2d: string;
-  if (table) {
-    logits2d = L.blockMatMul(flat, table, opts.logits === 'int8w' ? 1 : 4);
-  } else {
-    logits2d = g.op('Gemm', [flat, embedName], { transB: 1, alpha: float(1), beta: float(0) });
-  }
+  const logits2d = table ? L.blockMatMul(flat, table) : g.op('Gemm', [flat, embedName], { transB: 1, alpha: float(1), beta: float(0) });
   const outShape = g.op('Concat', [g.op('Shape', [picked], { end: 2 }), L.i64([V])], { axis: 0 });
   g.output(g.op('Reshape', [logits2d, outShape]), DECODER_IO.logits, 'float32', ['batch', 'npos', V]);
   return g;

@@ -3,19 +3,17 @@
 // decoder's per-token work to its own layers.
 import { Graph, float } from '../onnx/graph.js';
 import type { ModelDims } from '../manifest.js';
-import { LayerBuilder, prec, type LinearPrecision, type PrecisionPolicy } from './layers.js';
+import { LayerBuilder, ResidualStream, type LinearPrecision } from './layers.js';
 
 export type WeightReader = (name: string, shape: readonly number[]) => Float32Array;
 
 export interface EncoderGraphOptions {
   /** Precision of the transformer blocks' linear layers. */
-  linear: PrecisionPolicy;
+  linear: LinearPrecision;
   /** Precision of the cross-attention K/V projections (per decoder layer). */
   crossKv: LinearPrecision;
   /** File storage of the tensors that stay in float (conv stem, positions). */
   floatStorage?: 'fp32' | 'fp16';
-  /** Inputs per weight scale of 8-bit linears (default 32). */
-  int8Block?: number;
 }
 
 /** Output names, shared with the runtime side. */
@@ -41,7 +39,7 @@ function fuseQkv(q: Float32Array, k: Float32Array, v: Float32Array, bq: Float32A
 
 export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: EncoderGraphOptions): Graph {
   const g = new Graph('wx_whisper_encoder');
-  const L = new LayerBuilder(g, opts.int8Block);
+  const L = new LayerBuilder(g);
   const d = dims.dModel;
   const T = dims.nAudioCtx;
   const H = dims.encoderHeads;
@@ -57,21 +55,11 @@ export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: Enc
   const c1 = conv(mel, `${p}.conv1`, dims.nMels, 1);
   const c2 = conv(c1, `${p}.conv2`, d, 2); // [B, d, T]
   const tokens = g.op('Transpose', [c2], { perm: [0, 2, 1] });
-  let x = g.op('Add', [tokens, L.weightStored(`${p}.embed_positions.weight`, [T, d], read(`${p}.embed_positions.weight`, [T, d]), storage)]);
+  const x = g.op('Add', [tokens, L.weightStored(`${p}.embed_positions.weight`, [T, d], read(`${p}.embed_positions.weight`, [T, d]), storage)]);
 
-  // Pre-LN blocks. The residual stream and the following LayerNorm are fused (SkipLayerNorm);
-  // each sub-layer's output bias rides in the fused op.
-  let pendingBias: Float32Array | undefined;
-  let pendingOut: string | undefined;
-  const ln = (name: string): string => {
-    const gamma = read(`${name}.weight`, [d]);
-    const beta = read(`${name}.bias`, [d]);
-    if (!pendingOut) return L.layerNorm(x, name, gamma, beta);
-    const [h, sum] = L.skipLayerNorm(pendingOut, x, name, gamma, beta, pendingBias);
-    x = sum;
-    pendingOut = undefined;
-    return h;
-  };
+  const stream = new ResidualStream(L, x);
+  const ln = (name: string): string => stream.norm(name, read(`${name}.weight`, [d]), read(`${name}.bias`, [d]));
+
   for (let i = 0; i < dims.encoderLayers; i++) {
     const lp = `${p}.layers.${i}`;
     const h = ln(`${lp}.self_attn_layer_norm`);
@@ -80,17 +68,15 @@ export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: Enc
       read(`${a}.q_proj.weight`, [d, d]), read(`${a}.k_proj.weight`, [d, d]), read(`${a}.v_proj.weight`, [d, d]),
       read(`${a}.q_proj.bias`, [d]), read(`${a}.v_proj.bias`, [d]), d,
     );
-    const qkv = L.linear(h, `${a}.qkv`, w, 3 * d, d, b, prec(opts.linear, `${a}.qkv`));
+    const qkv = L.linear(h, `${a}.qkv`, w, 3 * d, d, b, opts.linear);
     const [q, k, v] = g.opN('Split', [qkv, L.i64([d, d, d])], 3, { axis: -1 });
     const att = g.msOp('MultiHeadAttention', [q!, k!, v!], { num_heads: H, scale: float(1 / Math.sqrt(d / H)) });
-    pendingOut = L.linear(att, `${a}.out_proj`, read(`${a}.out_proj.weight`, [d, d]), d, d, undefined, prec(opts.linear, `${a}.out_proj`));
-    pendingBias = read(`${a}.out_proj.bias`, [d]);
+    stream.add(L.linear(att, `${a}.out_proj`, read(`${a}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear), read(`${a}.out_proj.bias`, [d]));
 
     const h2 = ln(`${lp}.final_layer_norm`);
     const f = dims.encoderFfn;
-    const up = L.gelu(L.linear(h2, `${lp}.fc1`, read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]), prec(opts.linear, `${lp}.fc1`)));
-    pendingOut = L.linear(up, `${lp}.fc2`, read(`${lp}.fc2.weight`, [d, f]), d, f, undefined, prec(opts.linear, `${lp}.fc2`));
-    pendingBias = read(`${lp}.fc2.bias`, [d]);
+    const up = L.gelu(L.linear(h2, `${lp}.fc1`, read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]), opts.linear));
+    stream.add(L.linear(up, `${lp}.fc2`, read(`${lp}.fc2.weight`, [d, f]), d, f, undefined, opts.linear), read(`${lp}.fc2.bias`, [d]));
   }
   const hidden = ln(`${p}.layer_norm`);
   g.output(hidden, ENCODER_IO.hidden, 'float32', ['batch', T, d]);
