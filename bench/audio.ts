@@ -6,18 +6,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MelExtractor, SAMPLE_RATE, decodeWav, loadAudio, resample } from '../daemon/audio/index.js';
-import { projectRoot } from '../daemon/paths.js';
-import { fmt, median, peakRssMb, rssMb, table, type BenchSuite } from './util.js';
+import { fmt, median, peakRssMb, rssMb, table, type BenchSuite, sharedFile } from './util.js';
 
 const SECONDS = 300;
 const RUNS = 7;
-
-function sharedFile(...parts: string[]): string {
-  const shared = process.env.WX_SHARED_DIR ? path.resolve(process.env.WX_SHARED_DIR) : path.resolve(projectRoot(), '..', 'shared');
-  const file = path.join(shared, ...parts);
-  if (!fs.existsSync(file)) throw new Error(`../shared is missing: no ${file}`);
-  return file;
-}
 
 /** `seconds` of real speech: the shared long recording repeated. */
 async function speech(seconds: number): Promise<Float32Array> {

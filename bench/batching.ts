@@ -4,13 +4,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { importModel } from '../daemon/engine/import.js';
 import { Transcriber } from '../daemon/pipeline/index.js';
 import { loadAudio } from '../daemon/audio/index.js';
-import { fmt, median, table, type BenchSuite } from './util.js';
+import { fmt, median, table, type BenchSuite, sharedDir } from './util.js';
 
-const shared = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared');
+const shared = sharedDir();
 
 export const suite: BenchSuite = {
   name: 'batching',

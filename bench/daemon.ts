@@ -6,15 +6,13 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { WxClient } from '../daemon/ipc/client.js';
 import { wxPaths, projectRoot } from '../daemon/paths.js';
 import { TranscriptStore } from '../daemon/store/index.js';
 import { corpus, fill } from './store.js';
-import { fmt, median, quantile, table, type BenchSuite } from './util.js';
+import { fmt, median, quantile, table, type BenchSuite, sharedDir } from './util.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const shared = process.env.WX_SHARED_DIR ?? path.resolve(here, '..', '..', '..', 'shared');
+const shared = sharedDir();
 const wxBin = path.join(projectRoot(), 'bin', 'wx.js');
 
 function runWx(home: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<number> {

@@ -7,16 +7,14 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadAudio } from '../daemon/audio/index.js';
 import { floatToS16 } from '../daemon/dictation/wav-writer.js';
 import { WxClient } from '../daemon/ipc/client.js';
 import type { DictationFinal } from '../daemon/ipc/protocol.js';
 import { wordErrorRate } from '../daemon/pipeline/wer.js';
-import { fmt, median, quantile, table, type BenchSuite } from './util.js';
+import { fmt, median, quantile, table, type BenchSuite, sharedDir } from './util.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const shared = process.env.WX_SHARED_DIR ?? path.resolve(here, '..', '..', '..', 'shared');
+const shared = sharedDir();
 const FRAME = 1600;
 
 interface Clip {

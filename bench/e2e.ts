@@ -11,10 +11,10 @@ import { importModel } from '../daemon/engine/import.js';
 import { Transcriber } from '../daemon/pipeline/index.js';
 import { wordErrorRate } from '../daemon/pipeline/wer.js';
 import type { Precision } from '../daemon/engine/manifest.js';
-import { fmt, median, table, type BenchSuite } from './util.js';
+import { fmt, median, table, type BenchSuite, sharedDir } from './util.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const shared = path.resolve(root, '..', 'shared');
+const shared = sharedDir();
 const longWav = path.join(shared, 'fixtures', 'speech', 'dev-long.wav');
 
 interface LongManifest {

@@ -9,10 +9,10 @@ import { fileURLToPath } from 'node:url';
 import { importModel } from '../daemon/engine/import.js';
 import { WhisperModel } from '../daemon/engine/model.js';
 import type { Precision } from '../daemon/engine/manifest.js';
-import { fmt, median, rssMb, table, timeRuns, type BenchSuite } from './util.js';
+import { fmt, median, rssMb, table, timeRuns, type BenchSuite, sharedDir } from './util.js';
 
 const here = fileURLToPath(import.meta.url);
-const shared = path.resolve(path.dirname(here), '..', '..', '..', 'shared');
+const shared = sharedDir();
 
 interface ChildResult {
   precision: Precision;

@@ -7,16 +7,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { projectRoot } from '../daemon/paths.js';
 import { downloadModelFiles, gitBlobSha1, sha256OfFile } from '../daemon/models/hub.js';
 import { startHubServer } from '../test/helpers/hub-server.js';
-import { fmt, median, peakRssMb, rssMb, table, timeRuns, type BenchSuite } from './util.js';
+import { fmt, median, peakRssMb, rssMb, table, timeRuns, type BenchSuite, sharedDir } from './util.js';
 
 const MB = 2 ** 20;
 
 function modelDir(): string {
-  const shared = process.env.WX_SHARED_DIR ? path.resolve(process.env.WX_SHARED_DIR) : path.resolve(projectRoot(), '..', 'shared');
-  const dir = path.join(shared, 'models', 'wx-tiny-en-synth');
+  const dir = path.join(sharedDir(), 'models', 'wx-tiny-en-synth');
   if (!fs.existsSync(path.join(dir, 'model.safetensors'))) throw new Error(`../shared is missing: no model in ${dir}`);
   return dir;
 }

@@ -3,20 +3,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { seededRandom } from '../daemon/engine/decoding/numerics.js';
 import { TranscriptStore, toFtsQuery, type TranscriptInput } from '../daemon/store/index.js';
 import { fmt, median, quantile, rssMb, table, type BenchSuite } from './util.js';
-
-/** Deterministic pseudo-random numbers (mulberry32) so every run searches the same corpus. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const COMMON = ['the', 'and', 'to', 'of', 'a', 'we', 'that', 'is', 'it', 'for', 'on', 'this', 'so', 'you', 'be'];
 
@@ -25,7 +14,7 @@ const vocabWord = (i: number): string => `w${i.toString(36)}${'aeiou'[i % 5]}`;
 
 /** Speech-like text: common function words plus a Zipf-distributed vocabulary of 5,000 words. */
 export function corpus(seed: number) {
-  const rand = rng(seed);
+  const rand = seededRandom(seed);
   const vocab = Array.from({ length: 5000 }, (_, i) => vocabWord(i));
   const word = () => (rand() < 0.4 ? COMMON[Math.floor(rand() * COMMON.length)]! : vocab[Math.floor(vocab.length * rand() ** 3)]!);
   return (segments: number, wordsPer = 12): TranscriptInput => {

@@ -4,7 +4,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { WhisperTokenizer } from '../daemon/engine/tokenizer.js';
@@ -12,19 +11,7 @@ import { normalizeEnglish } from '../daemon/pipeline/normalize.js';
 import type { Segment, Transcript } from '../daemon/pipeline/types.js';
 import { compressionRatio, wordErrorRate } from '../daemon/pipeline/wer.js';
 import { renderJson, renderSrt, renderTxt, renderVtt, writeOutputs } from '../daemon/pipeline/writers.js';
-import { fmt, median, peakRssMb, rssMb, table, timeRuns, type BenchSuite } from './util.js';
-
-function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-}
-
-function sharedFile(...parts: string[]): string {
-  const candidates = [process.env.WX_SHARED_DIR, path.resolve(repoRoot(), '..', 'shared')];
-  for (const dir of candidates) if (dir && fs.existsSync(path.join(dir, ...parts))) return path.join(dir, ...parts);
-  throw new Error(`bench text: ${parts.join('/')} not found in ../shared (set WX_SHARED_DIR)`);
-}
+import { fmt, median, peakRssMb, rssMb, table, timeRuns, type BenchSuite, sharedFile } from './util.js';
 
 /** A forced garbage collection, so retained memory can be measured without --expose-gc. */
 function collectGarbage(): void {

@@ -1,6 +1,9 @@
 // Shared helpers for `npm run bench`: timing statistics, memory, and the machine description
 // that goes next to every number in bench/RESULTS.md.
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
+import { projectRoot } from '../daemon/paths.js';
 
 export function median(xs: readonly number[]): number {
   return quantile(xs, 0.5);
@@ -52,4 +55,18 @@ export interface BenchSuite {
   name: string;
   description: string;
   run(args: readonly string[]): Promise<void>;
+}
+
+/** `../shared` beside the checkout (or `WX_SHARED_DIR`): models, audio and references. */
+export function sharedDir(): string {
+  const dir = process.env.WX_SHARED_DIR ? path.resolve(process.env.WX_SHARED_DIR) : path.resolve(projectRoot(), '..', 'shared');
+  if (!fs.existsSync(path.join(dir, 'README.md'))) throw new Error(`../shared is missing (looked in ${dir}): benchmarks need the shared model and audio`);
+  return dir;
+}
+
+/** A file in `../shared`; fails loudly when it is absent. */
+export function sharedFile(...parts: string[]): string {
+  const file = path.join(sharedDir(), ...parts);
+  if (!fs.existsSync(file)) throw new Error(`../shared is missing ${parts.join('/')} (${file})`);
+  return file;
 }

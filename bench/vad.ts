@@ -2,26 +2,10 @@
 // our block graph (same weights) frame by frame and in blocks on 1 and 2 threads — streaming
 // per-frame latency, and memory. The pipeline budget is
 // that VAD costs < 2% of a transcription: at the 120× real-time target that is ≥ 6000× for VAD.
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { loadAudio } from '../daemon/audio/index.js';
 import { SileroVad, SpeechSegmenter, VAD_CONTEXT, VAD_FRAME, VAD_SAMPLE_RATE, regionsFromProbabilities, resolveSileroModel, streamSpeechChunks } from '../daemon/audio/vad.js';
-import { fmt, median, peakRssMb, quantile, rssMb, table, type BenchSuite } from './util.js';
-
-/** The checkout root: the nearest folder above this file with a package.json (bench/ or dist/bench/). */
-function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-}
-
-function sharedFile(...parts: string[]): string {
-  const candidates = [process.env.WX_SHARED_DIR, path.resolve(repoRoot(), '..', 'shared')];
-  for (const dir of candidates) if (dir && fs.existsSync(path.join(dir, ...parts))) return path.join(dir, ...parts);
-  throw new Error(`bench vad: ${parts.join('/')} not found in ../shared (set WX_SHARED_DIR)`);
-}
+import { fmt, median, peakRssMb, quantile, rssMb, table, type BenchSuite, sharedFile } from './util.js';
 
 /** Silero's published graph run the way its own wrapper runs it: one frame (with context) per call. */
 async function upstreamProbabilities(audio: Float32Array): Promise<Float32Array> {

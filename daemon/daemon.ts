@@ -27,7 +27,7 @@ import { JobRunner, type JobOptions } from './jobs/runner.js';
 import { WatchManager } from './jobs/watches.js';
 import { DictationManager } from './dictation/index.js';
 import { WorkerTranscriber, type TranscribeEngine } from './jobs/transcriber-host.js';
-import { getDefaultModel, listDownloads, listInstalled, MODEL_ALIASES, pullModel, repoFor, resolveModel, setDefaultModel, type PullProgress } from './models/registry.js';
+import { getDefaultModel, modelsOverview, pullModel, repoFor, resolveModel, setDefaultModel, type PullProgress } from './models/registry.js';
 import { PRIORITY, TranscriptStore, toPipelineTranscript, type Job, type StoredSegment, type StoredTranscript, type Watch } from './store/index.js';
 import { hashFile } from './watch/index.js';
 import { Logger } from './log.js';
@@ -330,25 +330,9 @@ export class Daemon {
   }
 
   private listModels(): ResultOf<'models.ls'> {
-    const home = this.paths.home;
-    const installed = listInstalled(home);
-    const def = getDefaultModel(home) ?? null;
-    return {
-      installed: installed.map((m) => ({
-        name: m.name,
-        dir: m.dir,
-        precisions: m.manifest.precisions,
-        isDefault: def !== null && (m.name === def.model || m.dir === def.model),
-        source: m.manifest.source,
-        revision: m.manifest.revision ?? null,
-        sizeBytes: m.diskBytes,
-        importedAt: m.manifest.importedAt,
-      })),
-      default: def,
-      downloads: listDownloads(home),
-      aliases: { ...MODEL_ALIASES },
-    };
+    return modelsOverview(this.paths.home);
   }
+
 
   private async pull(p: ParamsOf<'models.pull'>, ctx: RequestContext): Promise<ResultOf<'models.pull'>> {
     if (!p || typeof p.source !== 'string' || !p.source) throw RpcMethodError.of('invalidParams', 'models.bad_params', 'models.pull needs {source: alias or Hub repo id}');

@@ -131,26 +131,9 @@ function endsWithExitCode<A extends unknown[]>(fn: (...args: A) => Promise<void>
   };
 }
 
-/** `models.ls` computed in this process (same shape as the daemon's reply). */
+/** `models.ls` computed in this process (the daemon replies with the same function). */
 async function listInProcess(): Promise<ModelsList> {
-  const { getDefaultModel, listDownloads, listInstalled, MODEL_ALIASES } = await registry();
-  const home = wxHome();
-  const def = getDefaultModel(home) ?? null;
-  return {
-    installed: listInstalled(home).map((m) => ({
-      name: m.name,
-      dir: m.dir,
-      precisions: m.manifest.precisions,
-      isDefault: def !== null && (m.name === def.model || m.dir === def.model),
-      source: m.manifest.source,
-      revision: m.manifest.revision ?? null,
-      sizeBytes: m.diskBytes,
-      importedAt: m.manifest.importedAt,
-    })),
-    default: def,
-    downloads: listDownloads(home),
-    aliases: { ...MODEL_ALIASES },
-  };
+  return (await registry()).modelsOverview(wxHome());
 }
 
 export function registerModels(program: Command): Command {

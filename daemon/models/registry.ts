@@ -10,6 +10,7 @@ import { MANIFEST_FILE, type ModelManifest, type Precision } from '../engine/man
 import { defaultModelName, importModel, MODEL_SIDE_FILES, type ImportPrecision, type InstalledModel } from '../engine/import.js';
 import { downloadDirFor, downloadModelFiles, fetchRepoInfo, isRepoId, sha256OfFile, type DownloadProgress, type HubOptions } from './hub.js';
 import { readConfig, updateConfig } from './config-file.js';
+import type { ModelsList } from '../ipc/protocol.js';
 
 /** Short names for the checkpoints people use; any other Hub repo id works too. */
 export const MODEL_ALIASES: Readonly<Record<string, string>> = {
@@ -365,4 +366,25 @@ export async function pullModel(aliasOrRepo: string, opts: PullOptions): Promise
   fs.rmSync(downloadDirFor(opts.home, repo, revision), { recursive: true, force: true });
   opts.onProgress?.({ phase: 'done' });
   return { ...installed, repo, alreadyInstalled: false, bytesTotal: download.bytesTotal, bytesFetched: download.bytesFetched };
+}
+
+/** What `wx models ls` shows (the `models.ls` reply): installed models with the default marked,
+ *  the default and where it comes from, interrupted downloads, the aliases. */
+export function modelsOverview(home: string): ModelsList {
+  const def = getDefaultModel(home) ?? null;
+  return {
+    installed: listInstalled(home).map((m) => ({
+      name: m.name,
+      dir: m.dir,
+      precisions: m.manifest.precisions,
+      isDefault: def !== null && (m.name === def.model || m.dir === def.model),
+      source: m.manifest.source,
+      revision: m.manifest.revision ?? null,
+      sizeBytes: m.diskBytes,
+      importedAt: m.manifest.importedAt,
+    })),
+    default: def,
+    downloads: listDownloads(home),
+    aliases: { ...MODEL_ALIASES },
+  };
 }
