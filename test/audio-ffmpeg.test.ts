@@ -5,8 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AudioError, MelExtractor, loadAudio, probeDuration } from '../daemon/audio/index.js';
-import { maxAbsDiff, meanAbsDiff, readWavS16 } from './audio-helpers.js';
+import { MelExtractor, loadAudio, probeDuration } from '../daemon/audio/index.js';
+import { audioError, maxAbsDiff, meanAbsDiff, readWavS16 } from './audio-helpers.js';
 import { sharedPath, tinyModelDir } from './shared.js';
 
 function ffmpegPath(): string {
@@ -47,16 +47,6 @@ beforeAll(() => {
 afterAll(() => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
-
-async function audioError(p: Promise<unknown>): Promise<AudioError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(AudioError);
-    return err as AudioError;
-  }
-  throw new Error('expected an AudioError, but the call succeeded');
-}
 
 describe('ffmpeg decoding', () => {
   it('FLAC is lossless: identical samples', async () => {

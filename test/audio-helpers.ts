@@ -1,6 +1,8 @@
 // Test-side audio utilities written independently of daemon/audio: a WAV writer for every
 // sample format, float64 reference DSP (resampling, log-mel), and small statistics.
 import fs from 'node:fs';
+import { expect } from 'vitest';
+import { AudioError } from '../daemon/audio/index.js';
 
 export type SampleFormat = 'u8' | 's16' | 's24' | 's32' | 'f32' | 'f64';
 
@@ -209,4 +211,15 @@ export function meanAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number 
 export function readF32(file: string): Float32Array {
   const b = fs.readFileSync(file);
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
+/** The AudioError `p` rejects with (fails the test if it resolves or throws something else). */
+export async function audioError(p: Promise<unknown>): Promise<AudioError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(AudioError);
+    return err as AudioError;
+  }
+  throw new Error('expected an AudioError, but the call succeeded');
 }

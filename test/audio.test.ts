@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AudioError, MelExtractor, SAMPLE_RATE, StreamResampler, decodeWav, loadAudio, probeDuration, resample } from '../daemon/audio/index.js';
 import {
+  audioError,
   maxAbsDiff,
   meanAbsDiff,
   readF32,
@@ -38,16 +39,6 @@ beforeAll(() => {
 afterAll(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
-
-async function audioError(p: Promise<unknown>): Promise<AudioError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(AudioError);
-    return err as AudioError;
-  }
-  throw new Error('expected an AudioError, but the call succeeded');
-}
 
 describe('log-mel parity with WhisperFeatureExtractor', () => {
   it('has reference features to compare with', () => {

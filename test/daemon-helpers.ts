@@ -5,6 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { WxClient } from '../daemon/ipc/client.js';
+import type { StatusResult } from '../daemon/ipc/protocol.js';
 import { WxError } from '../daemon/errors.js';
 import { wxPaths } from '../daemon/paths.js';
 import { repoRoot } from './shared.js';
@@ -159,4 +160,15 @@ export function alive(pid: number): boolean {
 export function nodeUsableBy(uid: number): boolean {
   const r = spawnSync(process.execPath, ['-e', '0'], { uid, gid: uid });
   return r.status === 0;
+}
+
+/** Asks the daemon for its status until `done` says so (the protocol is the only signal). */
+export async function untilStatus(client: WxClient, done: (s: StatusResult) => boolean, what: string, timeoutMs = 120_000): Promise<StatusResult> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await client.call('status', undefined);
+    if (done(s)) return s;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(s.queue)} ${JSON.stringify(s.watch)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }

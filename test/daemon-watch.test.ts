@@ -5,24 +5,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WxClient } from '../daemon/ipc/client.js';
-import type { StatusResult } from '../daemon/ipc/protocol.js';
-import { alive, pathsOf, requireBuiltDaemon, tempHome, wx } from './daemon-helpers.js';
+import { alive, pathsOf, requireBuiltDaemon, tempHome, untilStatus, wx } from './daemon-helpers.js';
 import { sharedPath, tinyModelDir } from './shared.js';
 
 let home: string;
 let dir: string;
 let env: NodeJS.ProcessEnv;
 
-/** Asks the daemon for its status until `done` says so (the protocol is the only signal). */
-async function until(client: WxClient, done: (s: StatusResult) => boolean, what: string, timeoutMs = 120_000): Promise<StatusResult> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const s = await client.call('status', undefined);
-    if (done(s)) return s;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(s.queue)} ${JSON.stringify(s.watch)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 beforeAll(() => {
   requireBuiltDaemon();
@@ -66,7 +55,7 @@ describe('watched folders in the daemon', () => {
     fs.renameSync(part, path.join(dir, 'meeting.wav'));
     fs.writeFileSync(path.join(dir, 'broken.wav'), 'RIFF....WAVEfmt nonsense');
 
-    const s = await until(client, (st) => st.queue.done + st.queue.failed >= 3 && st.queue.queued === 0 && st.queue.running === 0, 'three jobs');
+    const s = await untilStatus(client, (st) => st.queue.done + st.queue.failed >= 3 && st.queue.queued === 0 && st.queue.running === 0, 'three jobs');
     expect(s.queue).toMatchObject({ done: 2, failed: 1 });
     expect(s.watch).toEqual([expect.objectContaining({ dir, state: 'ok' })]);
     expect(s.last_error?.path).toBe(path.join(dir, 'broken.wav'));
@@ -95,11 +84,11 @@ describe('watched folders in the daemon', () => {
     const client = await WxClient.connect({ home });
     const away = `${dir}-away`;
     fs.renameSync(dir, away);
-    await until(client, (s) => s.watch[0]?.state !== 'ok', 'the folder to be reported missing', 10_000);
+    await untilStatus(client, (s) => s.watch[0]?.state !== 'ok', 'the folder to be reported missing', 10_000);
     const human = await wx(home, ['status'], env);
     expect(human.stdout).toContain(`watching   ${dir} —`);
     fs.renameSync(away, dir);
-    await until(client, (s) => s.watch[0]?.state === 'ok', 'the folder to come back', 10_000);
+    await untilStatus(client, (s) => s.watch[0]?.state === 'ok', 'the folder to come back', 10_000);
     await client.close();
 
     const restart = await wx(home, ['daemon', 'restart'], env);
@@ -107,7 +96,7 @@ describe('watched folders in the daemon', () => {
     fs.copyFileSync(sharedPath('fixtures', 'fx-short.wav'), path.join(dir, 'after-restart.wav'));
     fs.appendFileSync(path.join(dir, 'after-restart.wav'), Buffer.alloc(4));
     const c2 = await WxClient.connect({ home });
-    await until(c2, (s) => s.queue.done === 3 && s.queue.queued === 0 && s.queue.running === 0, 'the new file after restart');
+    await untilStatus(c2, (s) => s.queue.done === 3 && s.queue.queued === 0 && s.queue.running === 0, 'the new file after restart');
     expect(fs.existsSync(path.join(dir, 'after-restart.txt'))).toBe(true);
     await c2.close();
 

@@ -6,24 +6,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WxClient } from '../daemon/ipc/client.js';
-import type { StatusResult } from '../daemon/ipc/protocol.js';
 import { TranscriptStore } from '../daemon/store/index.js';
-import { alive, pathsOf, requireBuiltDaemon, tempHome, wx } from './daemon-helpers.js';
+import { alive, pathsOf, requireBuiltDaemon, tempHome, untilStatus, wx } from './daemon-helpers.js';
 import { sharedPath, tinyModelDir } from './shared.js';
 
 let home: string;
 let dir: string;
 let env: NodeJS.ProcessEnv;
 
-async function until(client: WxClient, done: (s: StatusResult) => boolean, what: string, timeoutMs = 180_000): Promise<StatusResult> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const s = await client.call('status', undefined);
-    if (done(s)) return s;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(s.queue)}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 const daemonPid = (): number => JSON.parse(fs.readFileSync(pathsOf(home).lock, 'utf8')).pid as number;
 
@@ -74,7 +64,7 @@ describe('watched folder survives kill -9', () => {
     fs.writeFileSync(path.join(dir, 'corrupt.wav'), Buffer.concat([Buffer.from('RIFF'), Buffer.alloc(200, 7)]));
 
     // Kill the daemon while jobs run.
-    await until(client, (s) => s.queue.running > 0 && s.queue.done >= 1, 'jobs to be running');
+    await untilStatus(client, (s) => s.queue.running > 0 && s.queue.done >= 1, 'jobs to be running', 180_000);
     const pid = daemonPid();
     process.kill(pid, 'SIGKILL');
     await client.close().catch(() => undefined);
@@ -83,7 +73,7 @@ describe('watched folder survives kill -9', () => {
     const start = await wx(home, ['daemon', 'start'], env);
     expect(start.code, start.stderr).toBe(0);
     const c2 = await WxClient.connect({ home });
-    const s = await until(c2, (st) => st.queue.done >= 10 && st.queue.failed >= 1 && st.queue.queued === 0 && st.queue.running === 0, 'all jobs');
+    const s = await untilStatus(c2, (st) => st.queue.done >= 10 && st.queue.failed >= 1 && st.queue.queued === 0 && st.queue.running === 0, 'all jobs', 180_000);
     expect(s.queue.done).toBe(10);
     expect(s.queue.failed).toBe(1);
     const jobs = await c2.call('jobs.list', { limit: 100 });
