@@ -1,6 +1,9 @@
 // What an installed model is: `$WX_HOME/models/<name>/manifest.json` plus the ONNX graphs and the
 // tokenizer files beside it. The importer writes it last (after everything else is in place and
 // the directory has been renamed into `models/`), so a manifest that exists means a whole model.
+import fs from 'node:fs';
+import path from 'node:path';
+import { WxError } from '../errors.js';
 export type Precision = 'fp32' | 'int8';
 
 export interface ModelDims {
@@ -38,3 +41,13 @@ export interface ModelManifest {
 
 export const MANIFEST_FILE = 'manifest.json';
 export const MANIFEST_FORMAT_VERSION = 1;
+
+/** The manifest of an installed model directory; a clear error when `dir` is not one. */
+export function readManifest(dir: string): ModelManifest {
+  const file = path.join(dir, MANIFEST_FILE);
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as ModelManifest;
+  } catch (err) {
+    throw new WxError('model.not_installed', `${dir} is not an installed wx model (${(err as Error).message})`, { file });
+  }
+}

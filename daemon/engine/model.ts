@@ -1,6 +1,5 @@
 // A loaded Whisper model: the encoder and decoder graphs of one precision, the dims they were
 // built with, and the buffers that let many decoder rows share one call.
-import fs from 'node:fs';
 import path from 'node:path';
 import { WxError } from '../errors.js';
 import type { Backend, FeedTensor, InferenceGraph } from './backend.js';
@@ -8,21 +7,12 @@ import { ortCpuBackend } from './ort-backend.js';
 import { ENCODER_IO } from './graphs/encoder.js';
 import { DECODER_IO } from './graphs/decoder.js';
 import { readWhisperConfig, type WhisperConfig } from './model/config.js';
-import { MANIFEST_FILE, type ModelDims, type ModelManifest, type Precision } from './manifest.js';
+import { readManifest, type ModelDims, type ModelManifest, type Precision } from './manifest.js';
 
 export interface LoadOptions {
   precision: Precision;
   threads?: number;
   backend?: Backend;
-}
-
-export function readManifest(dir: string): ModelManifest {
-  const file = path.join(dir, MANIFEST_FILE);
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as ModelManifest;
-  } catch (err) {
-    throw new WxError('model.not_installed', `${dir} is not an installed wx model (${(err as Error).message})`, { file });
-  }
 }
 
 /** Cross-attention keys/values of B encoded windows, per decoder layer. */

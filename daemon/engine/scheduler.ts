@@ -85,14 +85,6 @@ export class EngineScheduler {
     this.reserved = Math.min(maxRows - 1, Math.max(0, opts.reservedRows ?? 2));
   }
 
-  get tokenizer() {
-    return this.engine.tokenizer;
-  }
-
-  get windowSamples(): number {
-    return this.engine.windowSamples;
-  }
-
   /** Encodes windows `offsets[i]`..+`lengths[i]` of 16 kHz `samples`. */
   encode(samples: Float32Array, offsets: readonly number[], lengths: readonly number[], opts: { priority?: Priority } = {}): Promise<EncodedWindows> {
     if (this.closed) return Promise.reject(new WxError('engine.closed', 'the engine is shutting down'));

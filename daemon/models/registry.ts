@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { WxError } from '../errors.js';
 import { wxPaths } from '../paths.js';
-import { MANIFEST_FILE, type ModelManifest, type Precision } from '../engine/manifest.js';
+import { readManifest, type ModelManifest, type Precision } from '../engine/manifest.js';
 import { defaultModelName, importModel, MODEL_SIDE_FILES, type ImportPrecision, type InstalledModel } from '../engine/import.js';
 import { downloadDirFor, downloadModelFiles, fetchRepoInfo, isRepoId, sha256OfFile, type DownloadProgress, type HubOptions } from './hub.js';
 import { readConfig, updateConfig } from './config-file.js';
@@ -41,9 +41,10 @@ export interface InstalledInfo extends InstalledModel {
   diskBytes: number;
 }
 
-function readManifest(dir: string): ModelManifest | undefined {
+/** The manifest of `dir`, or undefined when it is not an installed model. */
+function manifestOf(dir: string): ModelManifest | undefined {
   try {
-    return JSON.parse(fs.readFileSync(path.join(dir, MANIFEST_FILE), 'utf8')) as ModelManifest;
+    return readManifest(dir);
   } catch {
     return undefined;
   }
@@ -73,7 +74,7 @@ export function listInstalled(home: string): InstalledInfo[] {
   for (const e of entries) {
     if (!e.isDirectory() || e.name.startsWith('.') || !NAME_RE.test(e.name)) continue;
     const dir = path.join(models, e.name);
-    const manifest = readManifest(dir);
+    const manifest = manifestOf(dir);
     // The importer renames a replaced model aside for a moment (`<name>.old-<pid>`): its
     // manifest still names the original.
     if (!manifest || manifest.name !== e.name) continue;
@@ -102,7 +103,7 @@ export function listDownloads(home: string): PendingDownload[] {
 export function installedModel(home: string, name: string): InstalledModel | undefined {
   if (!NAME_RE.test(name)) return undefined;
   const dir = path.join(wxPaths(home).models, name);
-  const manifest = readManifest(dir);
+  const manifest = manifestOf(dir);
   return manifest && manifest.name === name ? { name, dir, manifest } : undefined;
 }
 
@@ -136,7 +137,7 @@ export async function resolveModel(nameOrDir: string, opts: ResolveOptions): Pro
   const asPath = path.resolve(nameOrDir);
   const looksLikePath = nameOrDir.startsWith('.') || nameOrDir.startsWith('/') || !installedModel(home, nameOrDir);
   if (looksLikePath && fs.existsSync(asPath) && fs.statSync(asPath).isDirectory()) {
-    const manifest = readManifest(asPath);
+    const manifest = manifestOf(asPath);
     if (manifest) {
       const m = { name: manifest.name, dir: asPath, manifest };
       checkPrecision(m, precision);

@@ -1,6 +1,5 @@
 // Window-level quality signals that decide temperature fallback and the no-speech skip, with
 // openai/whisper's thresholds as defaults.
-export { compressionRatio } from './wer.js';
 
 export interface QualityThresholds {
   compressionRatio: number; // 2.4

@@ -12,7 +12,8 @@ import type { WhisperEngine, DecodeOptions, DecodeResult, EncodedWindows, Window
 import type { EngineScheduler, Priority } from '../engine/scheduler.js';
 import { planSpeechChunks, type SileroVad, type VadOptions } from '../audio/vad.js';
 import { splitByTimestamps } from './segments.js';
-import { compressionRatio, DEFAULT_THRESHOLDS, isNoSpeech, needsFallback, type QualityThresholds } from './quality.js';
+import { compressionRatio } from './wer.js';
+import { DEFAULT_THRESHOLDS, isNoSpeech, needsFallback, type QualityThresholds } from './quality.js';
 import type { Segment, Transcript } from './types.js';
 
 export type Strategy = 'vad' | 'sequential';
@@ -54,16 +55,12 @@ export interface PipelineHooks {
 
 export const SAMPLE_RATE = 16000;
 
-/** How the pipeline reaches the model: straight to an engine (one recording at a time), or
- *  through the daemon's scheduler (windows of many recordings batched, with a priority). */
+/** How the pipeline reaches the model: through the scheduler (windows of many recordings
+ *  batched, with a priority). */
 export interface ModelAccess {
   engine: WhisperEngine;
   encode(samples: Float32Array, offsets: readonly number[], lengths: readonly number[]): Promise<EncodedWindows>;
   decode(jobs: readonly WindowJob[], opts: { maxRows?: number }): Promise<DecodeResult[]>;
-}
-
-export function directAccess(engine: WhisperEngine): ModelAccess {
-  return { engine, encode: (s, o, l) => engine.encodeAudio(s, o, l), decode: (jobs, opts) => engine.decode(jobs, opts) };
 }
 
 export function scheduledAccess(scheduler: EngineScheduler, priority: Priority): ModelAccess {
