@@ -6,5 +6,6 @@ void RegisterAll(Napi::Env env, Napi::Object exports) {
   RegisterAudioWav(env, exports);
   RegisterAudioMel(env, exports);
   RegisterAudioStream(env, exports);
+  RegisterLogits(env, exports);
 }
 }  // namespace wx

@@ -9,4 +9,5 @@ void RegisterPeerCred(Napi::Env env, Napi::Object exports);
 void RegisterAudioWav(Napi::Env env, Napi::Object exports);
 void RegisterAudioMel(Napi::Env env, Napi::Object exports);
 void RegisterAudioStream(Napi::Env env, Napi::Object exports);
+void RegisterLogits(Napi::Env env, Napi::Object exports);
 }  // namespace wx
