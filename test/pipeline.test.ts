@@ -85,9 +85,10 @@ describe('no speech, no text', () => {
 });
 
 describe('dev clips', () => {
-  // The issue asks for 0.5 point; measured here 0.6 (VAD windows start at the speech, plain
-  // greedy at the start of the clip, and this small model is sensitive to that). The bound
-  // below is what holds; the closing note records the gap.
+  // The issue asks for 0.5 point; measured 0.48 (INT8) and −0.24 (FP32) since short recordings
+  // are decoded whole. What remains comes from clips with several speech regions (decoded with
+  // timestamps) and the temperature fallback; a variant of the INT8 graphs moves it by ±0.5, so
+  // the bound here is 1 point and bench/RESULTS.md keeps the measured figure.
   it('pipeline WER is within 1 point of the engine’s plain greedy decode', async () => {
     const refs: string[] = [];
     const piped: string[] = [];
