@@ -122,10 +122,7 @@ export function writeModelGraphs(srcDir: string, outDir: string, precision: Prec
   onStep?.(`encoder ${precision}`);
   // INT8 files keep their few unquantised tensors as float16 (lossless for float16 checkpoints).
   const floatStorage = precision === 'int8' ? 'fp16' : 'fp32';
-  // INT8: the encoder's 1500-row matrices run fastest as per-row-quantised GEMMs, the decoder's
-  // few rows as MatMulNBits (bench/RESULTS.md, engine).
-  const encLinear = precision === 'int8' ? 'int8-rows' : precision;
-  const enc = buildEncoderGraph(cfg.dims, read, { linear: encLinear, crossKv: encLinear, floatStorage });
+  const enc = buildEncoderGraph(cfg.dims, read, { linear: precision, crossKv: precision, floatStorage });
   let bytes = writeGraph(enc, path.join(outDir, files.encoder));
   onStep?.(`decoder ${precision}`);
   const dec = buildDecoderGraph(cfg.dims, read, { linear: precision, logits: precision, floatStorage });

@@ -5,10 +5,6 @@ import { Graph, float } from '../onnx/graph.js';
 import type { ModelDims } from '../manifest.js';
 import { LayerBuilder, ResidualStream, type LinearPrecision } from './layers.js';
 
-/** A lower bound of GELU(x) = x·Φ(x) (minimum −0.16997 at x ≈ −0.7518): lets fc2's per-row
- *  quantisation spend all 256 levels on [−0.17, max] (bench/RESULTS.md: −12% encoder error). */
-const GELU_MIN = -0.17;
-
 export type WeightReader = (name: string, shape: readonly number[]) => Float32Array;
 
 export interface EncoderGraphOptions {
@@ -80,7 +76,7 @@ export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: Enc
     const h2 = ln(`${lp}.final_layer_norm`);
     const f = dims.encoderFfn;
     const up = L.gelu(L.linear(h2, `${lp}.fc1`, read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]), opts.linear));
-    stream.add(L.linear(up, `${lp}.fc2`, read(`${lp}.fc2.weight`, [d, f]), d, f, undefined, opts.linear, GELU_MIN), read(`${lp}.fc2.bias`, [d]));
+    stream.add(L.linear(up, `${lp}.fc2`, read(`${lp}.fc2.weight`, [d, f]), d, f, undefined, opts.linear), read(`${lp}.fc2.bias`, [d]));
   }
   const hidden = ln(`${p}.layer_norm`);
   g.output(hidden, ENCODER_IO.hidden, 'float32', ['batch', T, d]);

@@ -7,19 +7,12 @@ import { f32ToF16 } from '../model/safetensors.js';
 /** Inputs per weight scale of 8-bit linears. */
 export const INT8_BLOCK = 32;
 
-/** How a linear layer's weights are stored and multiplied:
- *  - `fp32`;
- *  - `int8`: 8-bit weights with a scale per block of 32 inputs, activations quantised per row and
- *    block at run time (ORT's MatMulNBits, accuracy level 4: int8 dot products). Best where
- *    there are few rows (the decoder): its matrix-vector kernel is the fastest here;
- *  - `int8-rows`: 8-bit weights with a scale per output channel, activations quantised per row
- *    in the graph (QuantizeLinear along rows, then MatMulIntegerToFloat: MLAS's u8s8 GEMM with
- *    VNNI), the row scale applied to the output. ~2× MatMulNBits' speed on the encoder's
- *    1500-row matrices.
- *  Both quantise every row on its own, so a row's result does not depend on what else is in the
- *  batch (per-tensor activation quantisation, DynamicQuantizeMatMul, breaks that;
- *  bench/RESULTS.md has the variants measured). */
-export type LinearPrecision = 'fp32' | 'int8' | 'int8-rows';
+/** How a linear layer's weights are stored and multiplied: `fp32`, or `int8`: 8-bit weights
+ *  with a scale per block of 32 inputs, activations quantised per row and block at run time
+ *  (ORT's MatMulNBits, accuracy level 4: int8 dot products). Every row is quantised on its own,
+ *  so a row's result does not depend on what else is in the batch (per-tensor activation
+ *  quantisation, DynamicQuantizeMatMul, breaks that; bench/RESULTS.md has the variants measured). */
+export type LinearPrecision = 'fp32' | 'int8';
 
 export const LN_EPS = 1e-5;
 
@@ -80,12 +73,8 @@ export class LayerBuilder {
 
   /** x[..., inF] · Wᵀ (+ b): `w` is [outF, inF] as stored by Hugging Face. Without `bias` the
    *  caller adds it elsewhere (e.g. inside SkipLayerNormalization). */
-  linear(x: string, name: string, w: Float32Array, outF: number, inF: number, bias: Float32Array | undefined, precision: LinearPrecision, inputLowerBound?: number): string {
+  linear(x: string, name: string, w: Float32Array, outF: number, inF: number, bias: Float32Array | undefined, precision: LinearPrecision): string {
     if (precision === 'int8') return this.blockMatMul(x, this.blockTable(name, w, outF, inF), bias ? this.weight(`${name}.bias`, [outF], bias) : undefined);
-    if (precision === 'int8-rows') {
-      const y = this.rowQuantMatMul(x, name, w, outF, inF, inputLowerBound);
-      return bias ? this.g.op('Add', [y, this.weight(`${name}.bias`, [outF], bias)]) : y;
-    }
     const y = this.g.op('MatMul', [x, this.weight(`${name}.weight`, [inF, outF], transpose2d(w, outF, inF))]);
     return bias ? this.g.op('Add', [y, this.weight(`${name}.bias`, [outF], bias)]) : y;
   }
@@ -108,60 +97,6 @@ export class LayerBuilder {
     const inputs = [x, t.values, t.scales];
     if (bias) inputs.push('', '', bias);
     return this.g.msOp('MatMulNBits', inputs, { K: t.cols, N: t.rows, bits: 8, block_size: INT8_BLOCK, accuracy_level: 4 });
-  }
-
-  /** x[..., K] · wᵀ with `w` ([N, K]) quantised per output channel and every row of x quantised
-   *  on its own. By default symmetrically (scale = max |x_row| / 127, zero point 128). With
-   *  `lowerBound` (x ≥ lowerBound < 0 everywhere, e.g. GELU's output ≥ −0.17) asymmetrically
-   *  over [lowerBound, max x_row]: 256 levels instead of ~128 for the positive side, the
-   *  row's zero point corrected for after the product. */
-  rowQuantMatMul(x: string, name: string, w: Float32Array, outF: number, inF: number, lowerBound?: number): string {
-    const q = quantizeRowBlocks(w, outF, inF, inF); // one block per output channel
-    const wq = new Int8Array(inF * outF); // [K, N] as MatMulInteger takes it
-    const colSums = new Float32Array(outF);
-    for (let n = 0; n < outF; n++) {
-      let sum = 0;
-      for (let k = 0; k < inF; k++) {
-        const v = q.values[n * inF + k]! - 128;
-        wq[k * outF + n] = v;
-        sum += v;
-      }
-      colSums[n] = sum * q.scales[n]!;
-    }
-    const weights = this.g.initializer(`${name}.wq`, { dtype: 'int8', dims: [inF, outF], data: new Uint8Array(wq.buffer) });
-    const colScales = this.weight(`${name}.scales`, [outF], q.scales);
-    const g = this.g;
-    const x2 = g.op('Reshape', [x, this.i64([-1, inF])]);
-    if (lowerBound === undefined) {
-      const rowMax = g.op('ReduceMax', [g.op('Abs', [x])], { axes: [-1], keepdims: 1 }); // [..., 1]
-      const rowScale = g.op('Max', [g.op('Mul', [rowMax, this.f32([1 / 127], [])]), this.f32([1e-30], [])]);
-      const flatScale = g.op('Reshape', [rowScale, this.i64([-1])]);
-      const zeroPoints = g.op('Expand', [this.u8(128), g.op('Shape', [flatScale])]);
-      const xq = g.op('Reshape', [g.op('QuantizeLinear', [x2, flatScale, zeroPoints], { axis: 0 }), g.op('Shape', [x])]);
-      const y = g.msOp('MatMulIntegerToFloat', [xq, weights, this.f32([1], []), colScales, this.u8(128)]);
-      return g.op('Mul', [y, rowScale]);
-    }
-    const low = -lowerBound;
-    const rowMax = g.op('ReduceMax', [x], { axes: [-1], keepdims: 1 });
-    const rowScale = g.op('Max', [g.op('Mul', [g.op('Add', [rowMax, this.f32([low], [])]), this.f32([1 / 255], [])]), this.f32([1e-30], [])]);
-    const flatScale = g.op('Reshape', [rowScale, this.i64([-1])]);
-    const zeroRounded = g.op('Round', [g.op('Div', [this.f32([low], []), rowScale])]); // [..., 1]
-    const zeroPoints = g.op('Cast', [g.op('Reshape', [zeroRounded, this.i64([-1])])], { to: 2 });
-    const xq = g.op('Reshape', [g.op('QuantizeLinear', [x2, flatScale, zeroPoints], { axis: 0 }), g.op('Shape', [x])]);
-    const y = g.msOp('MatMulIntegerToFloat', [xq, weights, this.f32([1], []), colScales]);
-    // Σₖ (x/s + z)·w = (x·w)/s + z·Σₖ w  →  x·w = s·(Σₖ xq·w) − s·z·Σₖ w
-    const correction = g.op('Mul', [g.op('Mul', [rowScale, zeroRounded]), this.weight(`${name}.colsums`, [outF], colSums)]);
-    return g.op('Sub', [g.op('Mul', [y, rowScale]), correction]);
-  }
-
-  private u8(value: number): string {
-    const key = `u8:${value}`;
-    let name = this.constants.get(key);
-    if (!name) {
-      name = this.g.initializer('c_u8', { dtype: 'uint8', dims: [], data: new Uint8Array([value]) });
-      this.constants.set(key, name);
-    }
-    return name;
   }
 
   /** Rows `ids` ([B, S] int64) of the table, dequantised: [B, S, K]. */
