@@ -74,9 +74,10 @@ describe('watched folder survives kill -9', () => {
     expect(start.code, start.stderr).toBe(0);
     const c2 = await WxClient.connect({ home });
     const s = await untilStatus(c2, (st) => st.queue.done >= 10 && st.queue.failed >= 1 && st.queue.queued === 0 && st.queue.running === 0, 'all jobs', 180_000);
-    expect(s.queue.done).toBe(10);
-    expect(s.queue.failed).toBe(1);
     const jobs = await c2.call('jobs.list', { limit: 100 });
+    const failures = JSON.stringify(jobs.filter((j) => j.state === 'failed').map((j) => [j.path, j.error]));
+    expect(s.queue.done, failures).toBe(10);
+    expect(s.queue.failed, failures).toBe(1);
     const done = jobs.filter((j) => j.state === 'done');
     expect(new Set(done.map((j) => j.path)).size).toBe(10);
     expect(new Set(done.map((j) => j.path))).toEqual(new Set(clips.map((_, i) => path.join(dir, `rec-${i}.wav`))));
