@@ -85,10 +85,11 @@ describe('no speech, no text', () => {
 });
 
 describe('dev clips', () => {
-  // The issue asks for 0.5 point; measured 0.48 (INT8) and −0.24 (FP32) since short recordings
-  // are decoded whole. What remains comes from clips with several speech regions (decoded with
-  // timestamps) and the temperature fallback; a variant of the INT8 graphs moves it by ±0.5, so
-  // the bound here is 1 point and bench/RESULTS.md keeps the measured figure.
+  // The issue asks for 0.5 point; measured 0.61 (INT8) and −0.24 (FP32). Short recordings are
+  // decoded whole, as plain greedy decodes them (86 of 100 clips give its exact text); the rest
+  // differ by speech regions decoded with timestamps and by the temperature fallback, and
+  // variants of the INT8 graphs moved the gap by ±0.8, so the bound here is 1 point and
+  // bench/RESULTS.md keeps the measured figure.
   it('pipeline WER is within 1 point of the engine’s plain greedy decode', async () => {
     const refs: string[] = [];
     const piped: string[] = [];
