@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { importModel } from '../daemon/engine/import.js';
 import { WhisperModel } from '../daemon/engine/model.js';
 import type { Precision } from '../daemon/engine/manifest.js';
+import { argmax, logSumExp } from '../daemon/engine/decoding/numerics.js';
 import { fmt, median, rssMb, table, timeRuns, type BenchSuite, sharedDir } from './util.js';
 
 const here = fileURLToPath(import.meta.url);
@@ -91,8 +92,40 @@ export const suite: BenchSuite = {
     ));
     const [f, q] = results;
     console.log(`\nINT8 vs FP32: encoder ${fmt(f!.encoderMs[1]! / q!.encoderMs[1]!, 2)}×, decoder b1 ${fmt(f!.decoderMs[1]! / q!.decoderMs[1]!, 2)}×, graphs ${fmt((100 * q!.fileMb) / f!.fileMb, 0)}% of FP32 size`);
+    logitRowReductions(runs);
   },
 };
+
+/** The per-row work of every decoder step outside the graph: log Σ exp (twice per row with
+ *  timestamp rules) and the arg-max over a vocabulary-sized row, against Math.exp in a loop. */
+function logitRowReductions(runs: number): void {
+  const V = 51864;
+  const row = new Float32Array(V);
+  let seed = 1;
+  for (let i = 0; i < V; i++) {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    row[i] = (seed / 2 ** 32) * 24 - 12; // logits spread like the test model's
+  }
+  const perCallUs = (fn: () => number, calls: number) =>
+    median(Array.from({ length: runs }, () => {
+      const t = performance.now();
+      let sink = 0;
+      for (let i = 0; i < calls; i++) sink += fn();
+      if (Number.isNaN(sink)) throw new Error('unreachable');
+      return ((performance.now() - t) * 1000) / calls;
+    }));
+  const jsLogSumExp = () => {
+    let m = -Infinity;
+    for (let i = 0; i < V; i++) if (row[i]! > m) m = row[i]!;
+    let s = 0;
+    for (let i = 0; i < V; i++) s += Math.exp(row[i]! - m);
+    return m + Math.log(s);
+  };
+  const native = perCallUs(() => logSumExp(row), 2000);
+  const js = perCallUs(jsLogSumExp, 100);
+  console.log(`\nlogit row of ${V}: log Σ exp ${fmt(native, 1)} µs (Math.exp loop: ${fmt(js, 0)} µs, ${fmt(js / native, 0)}×), argmax ${fmt(perCallUs(() => argmax(row), 2000), 1)} µs`);
+}
+
 
 if (process.argv[2] === '--child') {
   const r = await measure(process.argv[3] as Precision, Number(process.argv[4] ?? 5), 2, process.argv[5]!, Number(process.argv[6]));
