@@ -277,6 +277,17 @@ describe('FolderWatcher', () => {
       expect(e2.reason).toMatch(/^moved job \d+ reused=true$/);
       expect(store.counts()).toMatchObject({ recordings: 1, jobs: 1 });
       expect(store.listJobs()[0]!.path).toBe(second);
+      // Its job runs and fails on the old name (renamed meanwhile); after the next rename the
+      // same job is queued again at the new path, and no second job appears.
+      const claimed = store.claimNextJob(Date.now() + 1e9)!;
+      expect(claimed.path).toBe(second);
+      store.failJob(claimed.id, `${second}: no such file`, { retry: false });
+      const third = path.join(dir, 'Team meeting (final).wav');
+      fs.renameSync(second, third);
+      const e3 = await rec.waitFor('renamed again', (e) => e.kind === 'processed' && e.file === third);
+      expect(e3.reason).toBe(`moved job ${claimed.id} reused=true`);
+      expect(store.counts()).toMatchObject({ recordings: 1, jobs: 1 });
+      expect(store.job(claimed.id)).toMatchObject({ state: 'queued', attempts: 0, error: null, path: third });
     } finally {
       store.close();
     }

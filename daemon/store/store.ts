@@ -357,7 +357,9 @@ export class TranscriptStore {
    * - known path, same hash → `unchanged` (size/mtime refreshed, un-marked missing);
    * - known path, new hash → `edited` (same recording, new content: jobs for it are not deduplicated);
    * - new path, hash known at a path that is gone (missing, or no longer on disk) → `moved`: the
-   *   recording's path is updated, its transcripts and jobs follow it;
+   *   recording's path is updated, its transcripts and jobs follow it; its failed watch jobs go
+   *   back to the queue (a job running while its file was renamed fails with "no such file"
+   *   on the old path: the recording itself was never tried);
    * - new path, hash known at a path that still exists → `copied`: a second recording with the
    *   same content (deduplicated jobs return the original's job; its transcript is shared);
    * - otherwise `created`.
@@ -384,6 +386,7 @@ export class TranscriptStore {
       const gone = sameContent.find((r) => bool(r.missing) || !fs.existsSync(String(r.path)));
       if (gone) {
         this.stmt.updateRecording.run({ ...values, durationS: input.durationS ?? numOrNull(gone.duration_s), id: gone.id });
+        for (const j of this.listJobs({ recordingId: num(gone.id), state: 'failed', source: 'watch' })) this.retryJob(j.id);
         return { ...this.recording(num(gone.id))!, change: 'moved' };
       }
       const info = this.stmt.insertRecording.run({ ...values, durationS: input.durationS ?? null });
