@@ -3,7 +3,7 @@
 // cadence achieved, time to first text after speech starts, final WER (vs the true text and vs
 // offline transcription of the same clips), and the daemon's CPU per real-time second. Then two
 // sessions at once. WX_BENCH_DICTATION_CLIPS sets clips per mode (default 10; the issue's full
-// run is 100).
+// run is 100), WX_BENCH_DICTATION_MODES which modes, WX_BENCH_DICTATION_CONTEXT fit|full.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -70,6 +70,10 @@ export const suite: BenchSuite = {
     const count = Number(process.env.WX_BENCH_DICTATION_CLIPS ?? 10);
     const clips: Clip[] = manifest.clips.slice(0, count).map((c) => ({ file: path.join(shared, 'fixtures', 'speech', c.file), text: c.text, start: c.start }));
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-bench-dictation-'));
+    // WX_BENCH_DICTATION_CONTEXT=full|fit picks the dictation audio context (config default: fit).
+    const context = process.env.WX_BENCH_DICTATION_CONTEXT;
+    if (context) fs.writeFileSync(path.join(home, 'config.json'), JSON.stringify({ dictation: { audioContext: context } }));
+    console.log(`dictation audio context: ${context ?? 'fit (default)'}`);
     process.env.WX_MODEL = path.join(shared, 'models', 'wx-tiny-en-synth');
     process.env.WX_HOME = home;
     const client = await WxClient.connect({ home, autostart: true });
@@ -80,7 +84,8 @@ export const suite: BenchSuite = {
       const offline = (await client.call('transcribe', { files: clips.map((c) => c.file), wait: true })).transcripts.map((t) => t?.transcript.text.trim() ?? '');
       const truth = clips.map((c) => c.text);
       const rows: (string | number)[][] = [];
-      const modes = ['low', 'balanced', 'high'] as const;
+      // WX_BENCH_DICTATION_MODES=balanced,low limits the modes measured.
+      const modes = (process.env.WX_BENCH_DICTATION_MODES?.split(',') ?? ['low', 'balanced', 'high']) as ('low' | 'balanced' | 'high')[];
       for (const mode of modes) {
         const runs: Run[] = [];
         const cpu0 = cpuSeconds(pid);

@@ -28,7 +28,7 @@ export interface WxConfig {
   /** Watched folders: how long a file's size/mtime must stay unchanged before it counts as
    *  complete, and how often a folder's presence (unmounted drive) is checked. */
   watch: { stabilityMs: number; presencePollMs: number };
-  dictation: { mode: 'low' | 'balanced' | 'high'; fillers: boolean; trailingSpace: boolean; replacements: Record<string, string> };
+  dictation: { mode: 'low' | 'balanced' | 'high'; fillers: boolean; trailingSpace: boolean; replacements: Record<string, string>; audioContext: 'fit' | 'full' };
 }
 
 export function defaultConfig(): WxConfig {
@@ -44,7 +44,7 @@ export function defaultConfig(): WxConfig {
     vad: { threshold: 0.5, minSilenceMs: 500, speechPadMs: 200, maxChunkS: 28 },
     jobs: { maxAttempts: 3, retryBaseMs: 2000, concurrency: 4 },
     watch: { stabilityMs: 2000, presencePollMs: 2000 },
-    dictation: { mode: 'balanced', fillers: true, trailingSpace: false, replacements: {} },
+    dictation: { mode: 'balanced', fillers: true, trailingSpace: false, replacements: {}, audioContext: 'fit' },
   };
 }
 
@@ -114,7 +114,7 @@ function validate(raw: unknown, file: string): Partial<WxConfig> {
     vad: object({ threshold: num(0, 1), minSilenceMs: int(0, 10_000), speechPadMs: int(0, 5000), maxChunkS: num(1, 30) }),
     jobs: object({ maxAttempts: int(1, 100), retryBaseMs: int(0, 3_600_000), concurrency: int(1, 64) }),
     watch: object({ stabilityMs: int(50, 600_000), presencePollMs: int(50, 600_000) }),
-    dictation: object({ mode: oneOf('low', 'balanced', 'high'), fillers: bool, trailingSpace: bool, replacements: stringMap }),
+    dictation: object({ mode: oneOf('low', 'balanced', 'high'), fillers: bool, trailingSpace: bool, replacements: stringMap, audioContext: oneOf('fit', 'full') }),
   });
   return schema(raw, '') as Partial<WxConfig>;
 }

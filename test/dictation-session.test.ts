@@ -20,7 +20,7 @@ beforeAll(async () => {
   transcriber = await Transcriber.open({ model: tinyModelDir(), precision: 'int8', home, threads: 2 });
   vad = await SileroVad.load();
   const engine = transcriber.engine;
-  decoder = { decodeUtterance: (req) => decodeUtterance(engineWindowModel(engine), engine.tokenizer, engine.windowSamples, req) };
+  decoder = { decodeUtterance: (req) => decodeUtterance(engineWindowModel(engine), engine, req) };
 }, 120_000);
 
 afterAll(async () => {

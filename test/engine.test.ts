@@ -114,6 +114,30 @@ describe('FP32 parity with the reference', () => {
     expect(together[1]!.tokens.length).toBeGreaterThan(5);
   });
 
+  it('a window encoded with a shorter audio context decodes the same alone, beside full windows, and in a slot that held one', async () => {
+    const mels = ['fx-short', 'fx-multi'].map((f) => readF32(path.join(refDir(), `${f}.mel.f32`)));
+    const full = await fp32.encode(mels[1]!, 1);
+    // fx-short's first 10 s of features: its audio is shorter, so this is the 10-s window's mel.
+    const positions = 500;
+    const frames = 2 * positions;
+    const cropped = new Float32Array(fp32.dims.nMels * frames);
+    for (let m = 0; m < fp32.dims.nMels; m++) cropped.set(mels[0]!.subarray(m * 3000, m * 3000 + frames), m * frames);
+    const short = await fp32.encode(cropped, 1, { positions });
+    expect(short.positions).toBe(positions);
+    expect(short.crossK[0]!.length).toBe(fp32.dims.dModel * positions);
+    const alone = (await decodeWindows(fp32, tok, [{ enc: short, index: 0, options: { timestamps: true } }], { maxRows: 1 }))[0]!;
+    expect(tok.decode(alone.tokens.filter((t) => t < tok.eot)).trim().length).toBeGreaterThan(10);
+    // Beside two full-context rows; the short row moves into a slot whose positions past 500
+    // hold another window's keys and values when the first row finishes (swap-remove).
+    const together = await decodeWindows(fp32, tok, [
+      { enc: full, index: 0, options: { timestamps: true, sampleLen: 3 } },
+      { enc: full, index: 0, options: { timestamps: true } },
+      { enc: short, index: 0, options: { timestamps: true } },
+    ], { maxRows: 3 });
+    expect(together[2]!.tokens).toEqual(alone.tokens);
+    await expect(fp32.encode(cropped, 1, { positions: 1501 })).rejects.toMatchObject({ code: 'engine.bad_input' });
+  });
+
   it('fx-silence: no-speech probability is high and whisper rules give no text', async () => {
     const enc = await fp32.encode(readF32(path.join(refDir(), 'fx-silence.mel.f32')), 1);
     const [r] = await decodeWindows(fp32, tok, [{ enc, index: 0, options: { timestamps: true } }]);

@@ -122,6 +122,7 @@ export class DictationManager {
       mode,
       decoder,
       vad,
+      audioContext: this.deps.config().audioContext,
       ...(language ? { language } : {}),
       onPartial: (partial) => ctx.connection.notify('dictation.partial', { sessionId: id, ...partial }, { droppable: true }),
     });

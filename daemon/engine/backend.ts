@@ -1,11 +1,11 @@
 // The seam between the decoding core and an inference runtime. The engine only needs "load a
-// graph file, run it with named float32/int64 tensors, fetch some outputs"; onnxruntime-node on
+// graph file, run it with named float32/int64/int32 tensors, fetch some outputs"; onnxruntime-node on
 // the CPU implements it here, CoreML (macOS) or another runtime can implement it later without
 // touching decoding or the pipeline.
 
 export interface FeedTensor {
-  type: 'float32' | 'int64';
-  data: Float32Array | BigInt64Array;
+  type: 'float32' | 'int64' | 'int32';
+  data: Float32Array | BigInt64Array | Int32Array;
   dims: readonly number[];
 }
 

@@ -48,16 +48,39 @@ export class WhisperEngine {
     return this.model.dims.nAudioCtx * 2 * 160;
   }
 
-  /** Encodes windows of 16 kHz audio: `offsets[i]` (samples) with `lengths[i]` samples each
-   *  (zero-padded to 30 s). */
-  async encodeAudio(samples: Float32Array, offsets: readonly number[], lengths?: readonly number[]): Promise<EncodedWindows> {
-    const mel = await this.mel.windowsAsync(samples, offsets, lengths);
-    return this.model.encode(mel, offsets.length);
+  /** Encoder positions (audio context) that hold `samples` of audio plus a second of lead-out,
+   *  in whole 5-s steps, at least 10 s: what a short dictation utterance is encoded with. The
+   *  encoder's cost falls with it (linear layers proportionally, attention quadratically). */
+  fitPositions(samples: number): number {
+    const full = this.model.dims.nAudioCtx;
+    const perSecond = full / (this.windowSamples / 16000);
+    const seconds = Math.max(10, Math.ceil((samples / 16000 + 1) / 5) * 5);
+    return Math.min(full, Math.round(seconds * perSecond));
   }
 
-  /** Encodes windows of several recordings in one run. */
-  async encodeAudioParts(parts: readonly { samples: Float32Array; offsets: readonly number[]; lengths: readonly number[] }[]): Promise<EncodedWindows> {
-    const mels = await Promise.all(parts.map((p) => this.mel.windowsAsync(p.samples, p.offsets, p.lengths)));
+  /** Encodes windows of 16 kHz audio: `offsets[i]` (samples) with `lengths[i]` samples each
+   *  (zero-padded to 30 s), or to `positions` encoder positions (2 mel frames each) when given. */
+  async encodeAudio(samples: Float32Array, offsets: readonly number[], lengths?: readonly number[], opts: { positions?: number } = {}): Promise<EncodedWindows> {
+    const mel = this.cropMel(await this.mel.windowsAsync(samples, offsets, lengths), offsets.length, opts.positions);
+    return this.model.encode(mel, offsets.length, opts.positions !== undefined ? { positions: opts.positions } : {});
+  }
+
+  /** The first 2·positions frames of each [n_mels, 3000] window. Whisper's log-mel is
+   *  normalised by the window's maximum, which lies in the audio, so this equals the features of
+   *  the shorter window exactly. */
+  private cropMel(mel: Float32Array, windows: number, positions?: number): Float32Array {
+    const d = this.model.dims;
+    if (positions === undefined || positions === d.nAudioCtx) return mel;
+    const full = 2 * d.nAudioCtx;
+    const frames = 2 * positions;
+    const out = new Float32Array(windows * d.nMels * frames);
+    for (let r = 0; r < windows * d.nMels; r++) out.set(mel.subarray(r * full, r * full + frames), r * frames);
+    return out;
+  }
+
+  /** Encodes windows of several recordings in one run (all with the same audio context). */
+  async encodeAudioParts(parts: readonly { samples: Float32Array; offsets: readonly number[]; lengths: readonly number[] }[], opts: { positions?: number } = {}): Promise<EncodedWindows> {
+    const mels = await Promise.all(parts.map(async (p) => this.cropMel(await this.mel.windowsAsync(p.samples, p.offsets, p.lengths), p.offsets.length, opts.positions)));
     const total = mels.reduce((s, m) => s + m.length, 0);
     const all = new Float32Array(total);
     let at = 0;
@@ -65,7 +88,7 @@ export class WhisperEngine {
       all.set(m, at);
       at += m.length;
     }
-    return this.model.encode(all, parts.reduce((s, p) => s + p.offsets.length, 0));
+    return this.model.encode(all, parts.reduce((s, p) => s + p.offsets.length, 0), opts.positions !== undefined ? { positions: opts.positions } : {});
   }
 
   decode(jobs: readonly WindowJob[], opts: { maxRows?: number } = {}): Promise<DecodeResult[]> {

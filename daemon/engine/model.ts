@@ -21,19 +21,22 @@ export class EncodedWindows {
     readonly batch: number,
     readonly crossK: Float32Array[],
     readonly crossV: Float32Array[],
-    /** Per-window element count of one layer's K (= V) block. */
+    /** Per-window element count of one layer's K (= V) block: heads × positions × head size. */
     readonly perWindow: number,
+    /** Encoder positions per window (the model's full audio context unless encoded shorter). */
+    readonly positions: number,
   ) {}
 
   /** Windows `from`..`from+count` as their own EncodedWindows (views, no copy). */
   slice(from: number, count: number): EncodedWindows {
     const n = this.perWindow;
     const view = (a: Float32Array) => a.subarray(from * n, (from + count) * n);
-    return new EncodedWindows(count, this.crossK.map(view), this.crossV.map(view), n);
+    return new EncodedWindows(count, this.crossK.map(view), this.crossV.map(view), n, this.positions);
   }
 
   static concat(parts: readonly EncodedWindows[]): EncodedWindows {
     const n = parts[0]!.perWindow;
+    if (parts.some((p) => p.positions !== parts[0]!.positions)) throw new WxError('engine.bad_input', 'cannot join windows encoded with different audio contexts');
     const batch = parts.reduce((s, p) => s + p.batch, 0);
     const join = (pick: (p: EncodedWindows) => Float32Array[], l: number) => {
       const out = new Float32Array(batch * n);
@@ -50,6 +53,7 @@ export class EncodedWindows {
       Array.from({ length: layers }, (_, l) => join((p) => p.crossK, l)),
       Array.from({ length: layers }, (_, l) => join((p) => p.crossV, l)),
       n,
+      parts[0]!.positions,
     );
   }
 }
@@ -87,10 +91,15 @@ export class WhisperModel {
     await Promise.all([this.encoder.close(), this.decoder.close()]);
   }
 
-  /** Runs the encoder on B windows of log-mel features ([B, n_mels, 2·n_audio_ctx]). */
-  async encode(mel: Float32Array, batch: number, opts: { hidden?: boolean } = {}): Promise<EncodedWindows & { hidden?: Float32Array }> {
+  /** Runs the encoder on B windows of log-mel features ([B, n_mels, 2·positions]; positions
+   *  defaults to the model's audio context, n_audio_ctx). */
+  async encode(mel: Float32Array, batch: number, opts: { hidden?: boolean; positions?: number } = {}): Promise<EncodedWindows & { hidden?: Float32Array }> {
     const d = this.dims;
-    const frames = 2 * d.nAudioCtx;
+    const positions = opts.positions ?? d.nAudioCtx;
+    if (!Number.isInteger(positions) || positions < 1 || positions > d.nAudioCtx) {
+      throw new WxError('engine.bad_input', `audio context of ${positions} positions: must be 1..${d.nAudioCtx}`);
+    }
+    const frames = 2 * positions;
     if (mel.length !== batch * d.nMels * frames) {
       throw new WxError('engine.bad_input', `encoder input has ${mel.length} values, expected ${batch}×${d.nMels}×${frames}`);
     }
@@ -104,7 +113,7 @@ export class WhisperModel {
       ks.push(out[ENCODER_IO.crossK(l)]!.data);
       vs.push(out[ENCODER_IO.crossV(l)]!.data);
     }
-    const enc = new EncodedWindows(batch, ks, vs, d.dModel * d.nAudioCtx) as EncodedWindows & { hidden?: Float32Array };
+    const enc = new EncodedWindows(batch, ks, vs, d.dModel * positions, positions) as EncodedWindows & { hidden?: Float32Array };
     if (opts.hidden) enc.hidden = out[ENCODER_IO.hidden]!.data;
     return enc;
   }
@@ -120,7 +129,7 @@ export class WhisperModel {
 export class DecoderRow {
   /** Number of positions in the self-attention cache. */
   length = 0;
-  constructor(public slot: number, readonly id: number) {}
+  constructor(public slot: number, readonly id: number, /** Encoder positions of its window. */ readonly crossLength: number) {}
 }
 
 /**
@@ -164,11 +173,26 @@ export class DecoderBatch {
   /** Adds window `index` of `enc` as a new row (empty cache). */
   add(enc: EncodedWindows, index: number): DecoderRow {
     if (this.rows.length >= this.maxRows) throw new WxError('engine.batch_full', `decoder batch is full (${this.maxRows} rows)`);
-    const row = new DecoderRow(this.rows.length, this.nextId++);
+    const row = new DecoderRow(this.rows.length, this.nextId++, enc.positions);
     const n = this.crossSlot;
-    for (let l = 0; l < this.crossK.length; l++) {
-      this.crossK[l]!.set(enc.crossK[l]!.subarray(index * n, (index + 1) * n), row.slot * n);
-      this.crossV[l]!.set(enc.crossV[l]!.subarray(index * n, (index + 1) * n), row.slot * n);
+    const d = this.model.dims;
+    if (enc.positions === d.nAudioCtx) {
+      for (let l = 0; l < this.crossK.length; l++) {
+        this.crossK[l]!.set(enc.crossK[l]!.subarray(index * n, (index + 1) * n), row.slot * n);
+        this.crossV[l]!.set(enc.crossV[l]!.subarray(index * n, (index + 1) * n), row.slot * n);
+      }
+    } else {
+      // A shorter window fills the first positions of each head; the decoder masks the rest.
+      const H = d.decoderHeads;
+      const block = enc.positions * (d.dModel / H);
+      const full = d.nAudioCtx * (d.dModel / H);
+      for (let l = 0; l < this.crossK.length; l++) {
+        for (let h = 0; h < H; h++) {
+          const from = index * enc.perWindow + h * block;
+          this.crossK[l]!.set(enc.crossK[l]!.subarray(from, from + block), row.slot * n + h * full);
+          this.crossV[l]!.set(enc.crossV[l]!.subarray(from, from + block), row.slot * n + h * full);
+        }
+      }
     }
     this.rows.push(row);
     return row;
@@ -257,6 +281,7 @@ export class DecoderBatch {
       [DECODER_IO.tokens]: { type: 'int64', data: tok, dims: [B, S] },
       [DECODER_IO.offset]: { type: 'int64', data: off, dims: [B] },
       [DECODER_IO.gather]: { type: 'int64', data: BigInt64Array.from(gather.map((g) => BigInt(g))), dims: [gather.length] },
+      [DECODER_IO.crossLen]: { type: 'int32', data: Int32Array.from(rows, (r) => r.crossLength), dims: [B] },
     };
     const view = (buf: Float32Array, n: number) => buf.subarray(first * n, (first + B) * n);
     const fetch: string[] = [DECODER_IO.logits];

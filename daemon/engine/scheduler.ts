@@ -33,6 +33,9 @@ interface EncodeRequest {
   samples: Float32Array;
   offsets: readonly number[];
   lengths: readonly number[];
+  /** Encoder positions per window (undefined: the model's full context). Only requests with the
+   *  same context share an encoder run. */
+  positions: number | undefined;
   /** Windows encoded so far (a large request runs in slices). */
   next: number;
   pieces: EncodedWindows[];
@@ -85,13 +88,14 @@ export class EngineScheduler {
     this.reserved = Math.min(maxRows - 1, Math.max(0, opts.reservedRows ?? 2));
   }
 
-  /** Encodes windows `offsets[i]`..+`lengths[i]` of 16 kHz `samples`. */
-  encode(samples: Float32Array, offsets: readonly number[], lengths: readonly number[], opts: { priority?: Priority } = {}): Promise<EncodedWindows> {
+  /** Encodes windows `offsets[i]`..+`lengths[i]` of 16 kHz `samples` (with `positions`
+   *  encoder positions each: a shorter audio context, see WhisperEngine.fitPositions). */
+  encode(samples: Float32Array, offsets: readonly number[], lengths: readonly number[], opts: { priority?: Priority; positions?: number } = {}): Promise<EncodedWindows> {
     if (this.closed) return Promise.reject(new WxError('engine.closed', 'the engine is shutting down'));
     if (offsets.length !== lengths.length || offsets.length === 0) return Promise.reject(new WxError('engine.bad_input', 'encode needs one length per offset'));
     if (opts.priority === 'dictation') this.lastDictationAt = performance.now();
     return new Promise((resolve, reject) => {
-      this.encodes.push({ rank: RANK[opts.priority ?? 'interactive'], seq: this.seq++, samples, offsets, lengths, next: 0, pieces: [], resolve, reject });
+      this.encodes.push({ rank: RANK[opts.priority ?? 'interactive'], seq: this.seq++, samples, offsets, lengths, positions: opts.positions, next: 0, pieces: [], resolve, reject });
       this.kick();
     });
   }
@@ -218,7 +222,7 @@ export class EngineScheduler {
       const from = head.next;
       const to = Math.min(head.offsets.length, from + limit);
       try {
-        head.pieces.push(await this.engine.encodeAudio(head.samples, head.offsets.slice(from, to), head.lengths.slice(from, to)));
+        head.pieces.push(await this.engine.encodeAudio(head.samples, head.offsets.slice(from, to), head.lengths.slice(from, to), head.positions !== undefined ? { positions: head.positions } : {}));
         this.stats.encoderRuns++;
         this.stats.windowsEncoded += to - from;
         head.next = to;
@@ -232,13 +236,13 @@ export class EngineScheduler {
     const picked: EncodeRequest[] = [];
     let windows = 0;
     for (const r of this.encodes) {
-      if (r.next > 0 || windows + r.offsets.length > limit) continue;
+      if (r.next > 0 || r.positions !== head.positions || windows + r.offsets.length > limit) continue;
       picked.push(r);
       windows += r.offsets.length;
       if (windows >= limit) break;
     }
     try {
-      const merged = await this.engine.encodeAudioParts(picked.map((r) => ({ samples: r.samples, offsets: r.offsets, lengths: r.lengths })));
+      const merged = await this.engine.encodeAudioParts(picked.map((r) => ({ samples: r.samples, offsets: r.offsets, lengths: r.lengths })), head.positions !== undefined ? { positions: head.positions } : {});
       this.stats.encoderRuns++;
       this.stats.windowsEncoded += windows;
       let at = 0;

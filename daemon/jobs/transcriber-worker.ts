@@ -48,7 +48,7 @@ port.on('message', async (msg: WorkerRequest) => {
         const engine = transcriber.engine;
         // Through the engine scheduler, where dictation work goes before everything else.
         const model: WindowModel = transcriber.scheduler;
-        const hypothesis = await decodeUtterance(model, engine.tokenizer, engine.windowSamples, msg.request);
+        const hypothesis = await decodeUtterance(model, engine, msg.request);
         post({ type: 'utterance', id: msg.id, hypothesis });
       } catch (err) {
         post({ type: 'error', id: msg.id, error: errorOf(err) });

@@ -26,6 +26,7 @@ export const DECODER_IO = {
   selfV: (l: number) => `self_v_${l}`, // [B, H, C, dh]
   crossK: (l: number) => `cross_k_${l}`, // [B, H, T, dh]
   crossV: (l: number) => `cross_v_${l}`, // [B, H, T, dh]
+  crossLen: 'cross_len', // [B] int32: encoder positions of each row's window (≤ T; the rest is padding)
   newK: (l: number) => `new_k_${l}`, // [B, H, S, dh]
   newV: (l: number) => `new_v_${l}`, // [B, H, S, dh]
 };
@@ -39,7 +40,6 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
   const H = dims.decoderHeads;
   const dh = d / H;
   const V = dims.nVocab;
-  const T = dims.nAudioCtx;
   const p = 'model.decoder';
   const qScale = 1 / Math.sqrt(dh);
 
@@ -53,9 +53,12 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
   for (let l = 0; l < dims.decoderLayers; l++) {
     selfK.push(g.input(DECODER_IO.selfK(l), 'float32', ['batch', H, 'cache', dh]));
     selfV.push(g.input(DECODER_IO.selfV(l), 'float32', ['batch', H, 'cache', dh]));
-    crossK.push(g.input(DECODER_IO.crossK(l), 'float32', ['batch', H, T, dh]));
-    crossV.push(g.input(DECODER_IO.crossV(l), 'float32', ['batch', H, T, dh]));
+    crossK.push(g.input(DECODER_IO.crossK(l), 'float32', ['batch', H, 'ctx', dh]));
+    crossV.push(g.input(DECODER_IO.crossV(l), 'float32', ['batch', H, 'ctx', dh]));
   }
+  // A window encoded with a shorter audio context (dictation) sits at the start of its row's
+  // cross K/V; MultiHeadAttention ignores the positions past its length (right padding).
+  const crossLen = g.input(DECODER_IO.crossLen, 'int32', ['batch']);
 
   // Embeddings: token + learned position (per row: offset + 0..S-1).
   const embed = read(`${p}.embed_tokens.weight`, [V, d]);
@@ -118,7 +121,7 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
     const hc = ln(`${lp}.encoder_attn_layer_norm`);
     const c = `${lp}.encoder_attn`;
     const qc = L.linear(hc, `${c}.q_proj`, scaled(read(`${c}.q_proj.weight`, [d, d]), qScale), d, d, scaled(read(`${c}.q_proj.bias`, [d]), qScale), opts.linear);
-    const cctx = g.msOp('MultiHeadAttention', [qc, crossK[l]!, crossV[l]!], { num_heads: H, scale: float(1) });
+    const cctx = g.msOp('MultiHeadAttention', [qc, crossK[l]!, crossV[l]!, '', crossLen], { num_heads: H, scale: float(1) });
     stream.add(L.linear(cctx, `${c}.out_proj`, read(`${c}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear), read(`${c}.out_proj.bias`, [d]));
 
     const hm = ln(`${lp}.final_layer_norm`);

@@ -46,7 +46,9 @@ export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: Enc
   const p = 'model.encoder';
   const storage = opts.floatStorage ?? 'fp32';
 
-  const mel = g.input(ENCODER_IO.mel, 'float32', ['batch', dims.nMels, 2 * T]);
+  // Frames may be fewer than 2·T (a shorter audio context, for short dictation utterances): the
+  // positions are sliced to the length the conv stem produced.
+  const mel = g.input(ENCODER_IO.mel, 'float32', ['batch', dims.nMels, 'frames']);
   const conv = (x: string, name: string, inC: number, stride: number) => {
     const w = L.weightStored(`${name}.weight`, [d, inC, 3], read(`${name}.weight`, [d, inC, 3]), storage);
     const b = L.weight(`${name}.bias`, [d], read(`${name}.bias`, [d]));
@@ -55,7 +57,9 @@ export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: Enc
   const c1 = conv(mel, `${p}.conv1`, dims.nMels, 1);
   const c2 = conv(c1, `${p}.conv2`, d, 2); // [B, d, T]
   const tokens = g.op('Transpose', [c2], { perm: [0, 2, 1] });
-  const x = g.op('Add', [tokens, L.weightStored(`${p}.embed_positions.weight`, [T, d], read(`${p}.embed_positions.weight`, [T, d]), storage)]);
+  const positions = L.weightStored(`${p}.embed_positions.weight`, [T, d], read(`${p}.embed_positions.weight`, [T, d]), storage);
+  const steps = g.op('Slice', [g.op('Shape', [tokens]), L.i64([1]), L.i64([2])]); // [T']
+  const x = g.op('Add', [tokens, g.op('Slice', [positions, L.i64([0]), steps, L.i64([0])])]);
 
   const stream = new ResidualStream(L, x);
   const ln = (name: string): string => stream.norm(name, read(`${name}.weight`, [d]), read(`${name}.bias`, [d]));
@@ -79,7 +83,7 @@ export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: Enc
     stream.add(L.linear(up, `${lp}.fc2`, read(`${lp}.fc2.weight`, [d, f]), d, f, undefined, opts.linear), read(`${lp}.fc2.bias`, [d]));
   }
   const hidden = ln(`${p}.layer_norm`);
-  g.output(hidden, ENCODER_IO.hidden, 'float32', ['batch', T, d]);
+  g.output(hidden, ENCODER_IO.hidden, 'float32', ['batch', 'ctx', d]);
 
   // Cross-attention keys and values, [B, H, T, dh] each.
   const Hd = dims.decoderHeads;
@@ -88,8 +92,8 @@ export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: Enc
     const a = `model.decoder.layers.${l}.encoder_attn`;
     const k = L.linear(hidden, `${a}.k_proj`, read(`${a}.k_proj.weight`, [d, d]), d, d, undefined, opts.crossKv);
     const v = L.linear(hidden, `${a}.v_proj`, read(`${a}.v_proj.weight`, [d, d]), d, d, read(`${a}.v_proj.bias`, [d]), opts.crossKv);
-    g.output(L.splitHeads(k, Hd, dh), ENCODER_IO.crossK(l), 'float32', ['batch', Hd, T, dh]);
-    g.output(L.splitHeads(v, Hd, dh), ENCODER_IO.crossV(l), 'float32', ['batch', Hd, T, dh]);
+    g.output(L.splitHeads(k, Hd, dh), ENCODER_IO.crossK(l), 'float32', ['batch', Hd, 'ctx', dh]);
+    g.output(L.splitHeads(v, Hd, dh), ENCODER_IO.crossV(l), 'float32', ['batch', Hd, 'ctx', dh]);
   }
   return g;
 }
