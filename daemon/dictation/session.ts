@@ -31,7 +31,7 @@ export interface DictationSessionOptions {
   /** Silence that ends an utterance (400 ms). */
   minSilenceMs?: number;
   language?: string;
-  /** Audio context of each decode (UtteranceRequest.context; default `fit`). */
+  /** Audio context of each decode (UtteranceRequest.context; default `full`). */
   audioContext?: 'fit' | 'full';
   onPartial?: (p: DictationPartial) => void;
 }
@@ -279,7 +279,7 @@ export class DictationSession {
   }
 
   private async decode(u: Utterance, end: number): Promise<UtteranceHypothesis> {
-    const request: UtteranceRequest = { samples: this.buffer.slice(u.start, end), context: this.opts.audioContext ?? 'fit' };
+    const request: UtteranceRequest = { samples: this.buffer.slice(u.start, end), context: this.opts.audioContext ?? 'full' };
     const prompt = this.promptBefore(u);
     if (prompt) request.prompt = prompt;
     if (this.opts.language) request.language = this.opts.language;
