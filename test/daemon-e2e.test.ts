@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WxClient } from '../daemon/ipc/client.js';
 import { TranscriptStore } from '../daemon/store/index.js';
-import { alive, pathsOf, requireBuiltDaemon, tempHome, wx } from './daemon-helpers.js';
+import { alive, killDaemonAndRemove, pathsOf, requireBuiltDaemon, tempHome, wx } from './daemon-helpers.js';
 import { sharedPath, tinyModelDir } from './shared.js';
 
 const fixtures = JSON.parse(fs.readFileSync(sharedPath('fixtures', 'fixtures.json'), 'utf8')) as Record<string, { text: string }>;
@@ -15,9 +15,6 @@ const multi = sharedPath('fixtures', 'fx-multi.wav');
 let home: string;
 let env: NodeJS.ProcessEnv;
 
-function daemonPid(): number {
-  return JSON.parse(fs.readFileSync(pathsOf(home).lock, 'utf8')).pid as number;
-}
 
 /** Words of the true text that the model also produced (the test model is not perfect). */
 function wordsFound(truth: string, output: string): string[] {
@@ -32,13 +29,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  try {
-    const pid = daemonPid();
-    if (alive(pid)) process.kill(pid, 'SIGKILL');
-  } catch {
-    // not running
-  }
-  fs.rmSync(home, { recursive: true, force: true });
+  killDaemonAndRemove(home);
 });
 
 describe('daemon end to end (real model)', () => {

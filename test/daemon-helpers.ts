@@ -147,6 +147,22 @@ export function modeOf(p: string): number {
   return fs.statSync(p).mode & 0o777;
 }
 
+/** The pid in `home`'s daemon lock file (throws when there is none). */
+export function lockedDaemonPid(home: string): number {
+  return JSON.parse(fs.readFileSync(pathsOf(home).lock, 'utf8')).pid as number;
+}
+
+/** Test clean-up: SIGKILL the daemon named in `home`'s lock file, if one runs, then remove `home`. */
+export function killDaemonAndRemove(home: string): void {
+  try {
+    const pid = lockedDaemonPid(home);
+    if (alive(pid)) process.kill(pid, 'SIGKILL');
+  } catch {
+    // no lock: nothing running
+  }
+  fs.rmSync(home, { recursive: true, force: true });
+}
+
 /** Whether a process exists (signal 0). */
 export function alive(pid: number): boolean {
   try {

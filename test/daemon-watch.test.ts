@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WxClient } from '../daemon/ipc/client.js';
-import { alive, pathsOf, requireBuiltDaemon, tempHome, untilStatus, wx } from './daemon-helpers.js';
+import { killDaemonAndRemove, pathsOf, requireBuiltDaemon, tempHome, untilStatus, wx } from './daemon-helpers.js';
 import { sharedPath, tinyModelDir } from './shared.js';
 
 let home: string;
@@ -23,13 +23,7 @@ beforeAll(() => {
 });
 
 afterAll(() => {
-  try {
-    const pid = JSON.parse(fs.readFileSync(pathsOf(home).lock, 'utf8')).pid;
-    if (alive(pid)) process.kill(pid, 'SIGKILL');
-  } catch {
-    // not running
-  }
-  fs.rmSync(home, { recursive: true, force: true });
+  killDaemonAndRemove(home);
 });
 
 describe('watched folders in the daemon', () => {

@@ -7,6 +7,7 @@ import { WxClient } from '../daemon/ipc/client.js';
 import {
   RawConnection,
   alive,
+  killDaemonAndRemove,
   modeOf,
   pathsOf,
   requireBuiltDaemon,
@@ -43,13 +44,7 @@ afterEach(async () => {
   }
   // Daemons started by the CLI in the background: stop them through their lock file.
   for (const h of homes.splice(0)) {
-    try {
-      const pid = JSON.parse(fs.readFileSync(pathsOf(h).lock, 'utf8')).pid as number;
-      if (alive(pid)) process.kill(pid, 'SIGKILL');
-    } catch {
-      // no lock: nothing running
-    }
-    fs.rmSync(h, { recursive: true, force: true });
+    killDaemonAndRemove(h);
   }
 });
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WxClient } from '../daemon/ipc/client.js';
 import { TranscriptStore } from '../daemon/store/index.js';
-import { alive, pathsOf, requireBuiltDaemon, tempHome, untilStatus, wx } from './daemon-helpers.js';
+import { alive, killDaemonAndRemove, lockedDaemonPid, pathsOf, requireBuiltDaemon, tempHome, untilStatus, wx } from './daemon-helpers.js';
 import { sharedPath, tinyModelDir } from './shared.js';
 
 let home: string;
@@ -15,7 +15,7 @@ let dir: string;
 let env: NodeJS.ProcessEnv;
 
 
-const daemonPid = (): number => JSON.parse(fs.readFileSync(pathsOf(home).lock, 'utf8')).pid as number;
+const daemonPid = (): number => lockedDaemonPid(home);
 
 beforeAll(() => {
   requireBuiltDaemon();
@@ -27,13 +27,7 @@ beforeAll(() => {
 });
 
 afterAll(() => {
-  try {
-    const pid = daemonPid();
-    if (alive(pid)) process.kill(pid, 'SIGKILL');
-  } catch {
-    // not running
-  }
-  fs.rmSync(home, { recursive: true, force: true });
+  killDaemonAndRemove(home);
 });
 
 describe('watched folder survives kill -9', () => {

@@ -14,7 +14,7 @@ export interface WindowModel {
 /** The engine itself as a WindowModel (no scheduler: calls run as they come). */
 export function engineWindowModel(engine: WhisperEngine): WindowModel {
   return {
-    encode: (samples, offsets, lengths, opts) => engine.encodeAudio(samples, offsets, lengths, opts?.positions !== undefined ? { positions: opts.positions } : {}),
+    encode: (samples, offsets, lengths, opts) => engine.encodeAudio(samples, offsets, lengths, opts),
     decode: (jobs) => engine.decode(jobs),
   };
 }
@@ -25,9 +25,9 @@ export interface UtteranceRequest {
   /** Text said before this utterance, given to the model as context. */
   prompt?: string;
   language?: string;
-  /** Audio context of the encode: `fit` (default) encodes only as many positions as the
-   *  utterance needs (≥ 10 s, WhisperEngine.fitPositions) — ~3× cheaper for a few seconds of
-   *  speech, and on the dev clips no less accurate; `full` pads to the whole 30-s window. */
+  /** Audio context of the encode: `full` (default) pads to the whole 30-s window; `fit` encodes
+   *  only as many positions as the utterance needs (≥ 10 s, WhisperEngine.fitPositions) — ~3×
+   *  cheaper for a few seconds of speech, less accurate on the dev clips (bench/RESULTS.md). */
   context?: 'fit' | 'full';
 }
 
@@ -50,8 +50,7 @@ export async function decodeUtterance(model: WindowModel, engine: UtteranceEngin
   const t0 = performance.now();
   const tokenizer = engine.tokenizer;
   const length = Math.min(req.samples.length, engine.windowSamples);
-  const positions = req.context === 'full' ? undefined : engine.fitPositions(length);
-  const enc = await model.encode(req.samples, [0], [length], { priority: 'dictation', ...(positions !== undefined ? { positions } : {}) });
+  const enc = await model.encode(req.samples, [0], [length], { priority: 'dictation', ...(req.context === 'fit' ? { positions: engine.fitPositions(length) } : {}) });
   const prompt = req.prompt?.trim() ? tokenizer.encode(' ' + req.prompt.trim()).slice(-MAX_PROMPT_TOKENS) : [];
   // Timestamps on, as the offline pipeline decodes: the model was trained that way and its text
   // is the same shape the final transcript of a file would have.

@@ -62,7 +62,7 @@ export class WhisperEngine {
    *  (zero-padded to 30 s), or to `positions` encoder positions (2 mel frames each) when given. */
   async encodeAudio(samples: Float32Array, offsets: readonly number[], lengths?: readonly number[], opts: { positions?: number } = {}): Promise<EncodedWindows> {
     const mel = this.cropMel(await this.mel.windowsAsync(samples, offsets, lengths), offsets.length, opts.positions);
-    return this.model.encode(mel, offsets.length, opts.positions !== undefined ? { positions: opts.positions } : {});
+    return this.model.encode(mel, offsets.length, opts);
   }
 
   /** The first 2·positions frames of each [n_mels, 3000] window. Whisper's log-mel is
@@ -88,7 +88,7 @@ export class WhisperEngine {
       all.set(m, at);
       at += m.length;
     }
-    return this.model.encode(all, parts.reduce((s, p) => s + p.offsets.length, 0), opts.positions !== undefined ? { positions: opts.positions } : {});
+    return this.model.encode(all, parts.reduce((s, p) => s + p.offsets.length, 0), opts);
   }
 
   decode(jobs: readonly WindowJob[], opts: { maxRows?: number } = {}): Promise<DecodeResult[]> {

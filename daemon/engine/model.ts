@@ -174,24 +174,18 @@ export class DecoderBatch {
   add(enc: EncodedWindows, index: number): DecoderRow {
     if (this.rows.length >= this.maxRows) throw new WxError('engine.batch_full', `decoder batch is full (${this.maxRows} rows)`);
     const row = new DecoderRow(this.rows.length, this.nextId++, enc.positions);
+    // Each head's positions go first in its block of the slot; the decoder masks the rest (a
+    // window encoded with a shorter audio context).
     const n = this.crossSlot;
     const d = this.model.dims;
-    if (enc.positions === d.nAudioCtx) {
-      for (let l = 0; l < this.crossK.length; l++) {
-        this.crossK[l]!.set(enc.crossK[l]!.subarray(index * n, (index + 1) * n), row.slot * n);
-        this.crossV[l]!.set(enc.crossV[l]!.subarray(index * n, (index + 1) * n), row.slot * n);
-      }
-    } else {
-      // A shorter window fills the first positions of each head; the decoder masks the rest.
-      const H = d.decoderHeads;
-      const block = enc.positions * (d.dModel / H);
-      const full = d.nAudioCtx * (d.dModel / H);
-      for (let l = 0; l < this.crossK.length; l++) {
-        for (let h = 0; h < H; h++) {
-          const from = index * enc.perWindow + h * block;
-          this.crossK[l]!.set(enc.crossK[l]!.subarray(from, from + block), row.slot * n + h * full);
-          this.crossV[l]!.set(enc.crossV[l]!.subarray(from, from + block), row.slot * n + h * full);
-        }
+    const H = d.decoderHeads;
+    const block = enc.positions * (d.dModel / H);
+    const full = d.nAudioCtx * (d.dModel / H);
+    for (let l = 0; l < this.crossK.length; l++) {
+      for (let h = 0; h < H; h++) {
+        const from = index * enc.perWindow + h * block;
+        this.crossK[l]!.set(enc.crossK[l]!.subarray(from, from + block), row.slot * n + h * full);
+        this.crossV[l]!.set(enc.crossV[l]!.subarray(from, from + block), row.slot * n + h * full);
       }
     }
     this.rows.push(row);

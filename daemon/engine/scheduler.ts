@@ -33,9 +33,9 @@ interface EncodeRequest {
   samples: Float32Array;
   offsets: readonly number[];
   lengths: readonly number[];
-  /** Encoder positions per window (undefined: the model's full context). Only requests with the
-   *  same context share an encoder run. */
-  positions: number | undefined;
+  /** Encoder positions per window (the model's full context unless shorter). Only requests with
+   *  the same context share an encoder run. */
+  positions: number;
   /** Windows encoded so far (a large request runs in slices). */
   next: number;
   pieces: EncodedWindows[];
@@ -95,7 +95,7 @@ export class EngineScheduler {
     if (offsets.length !== lengths.length || offsets.length === 0) return Promise.reject(new WxError('engine.bad_input', 'encode needs one length per offset'));
     if (opts.priority === 'dictation') this.lastDictationAt = performance.now();
     return new Promise((resolve, reject) => {
-      this.encodes.push({ rank: RANK[opts.priority ?? 'interactive'], seq: this.seq++, samples, offsets, lengths, positions: opts.positions, next: 0, pieces: [], resolve, reject });
+      this.encodes.push({ rank: RANK[opts.priority ?? 'interactive'], seq: this.seq++, samples, offsets, lengths, positions: opts.positions ?? this.engine.model.dims.nAudioCtx, next: 0, pieces: [], resolve, reject });
       this.kick();
     });
   }
@@ -222,7 +222,7 @@ export class EngineScheduler {
       const from = head.next;
       const to = Math.min(head.offsets.length, from + limit);
       try {
-        head.pieces.push(await this.engine.encodeAudio(head.samples, head.offsets.slice(from, to), head.lengths.slice(from, to), head.positions !== undefined ? { positions: head.positions } : {}));
+        head.pieces.push(await this.engine.encodeAudio(head.samples, head.offsets.slice(from, to), head.lengths.slice(from, to), { positions: head.positions }));
         this.stats.encoderRuns++;
         this.stats.windowsEncoded += to - from;
         head.next = to;
@@ -242,7 +242,7 @@ export class EngineScheduler {
       if (windows >= limit) break;
     }
     try {
-      const merged = await this.engine.encodeAudioParts(picked.map((r) => ({ samples: r.samples, offsets: r.offsets, lengths: r.lengths })), head.positions !== undefined ? { positions: head.positions } : {});
+      const merged = await this.engine.encodeAudioParts(picked.map((r) => ({ samples: r.samples, offsets: r.offsets, lengths: r.lengths })), { positions: head.positions });
       this.stats.encoderRuns++;
       this.stats.windowsEncoded += windows;
       let at = 0;

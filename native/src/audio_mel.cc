@@ -16,26 +16,13 @@
 
 #include "audio_dsp.h"
 #include "modules.h"
+#include "simd.h"
 
 namespace wx {
 namespace audio {
 namespace {
 
-#if defined(__AVX512F__)
-constexpr int W = 16;
-#else
-constexpr int W = 8;
-#endif
-typedef float vf __attribute__((vector_size(W * 4)));
-typedef int32_t vi __attribute__((vector_size(W * 4)));
-
-inline vf Splat(float s) { return vf{} + s; }
-
-// Lane-wise max by bit selection (vector ?: is not portable across GCC and Clang).
-inline vf Max(vf a, vf b) {
-  const vi gt = a > b;
-  return (vf)(((vi)a & gt) | ((vi)b & ~gt));
-}
+using namespace simd;
 
 // log10 for normal positive floats: exponent + atanh series of the mantissa in
 // [√½, √2) (|s| ≤ 0.172, so five terms reach float precision).

@@ -10,22 +10,13 @@
 #include <limits>
 
 #include "modules.h"
+#include "simd.h"
 
 namespace wx {
 namespace logits {
 namespace {
 
-#if defined(__AVX512F__)
-constexpr int W = 16;
-#else
-constexpr int W = 8;
-#endif
-typedef float vf __attribute__((vector_size(W * 4)));
-typedef int32_t vi __attribute__((vector_size(W * 4)));
-
-inline vf Splat(float s) { return vf{} + s; }
-
-inline vf Select(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
+using namespace simd;
 
 // e^x for x ≤ 0, lane-wise: x·log2(e) = n + f with f in [-0.5, 0.5], 2^f by a degree-6
 // polynomial (relative error < 2e-7), 2^n through the exponent bits. Below -87 (and for -inf)
@@ -84,7 +75,7 @@ float MaxOf(const Row& r) {
   for (; i + W <= r.to; i += W) {
     vf v;
     std::memcpy(&v, x + i, sizeof v);
-    vm = Select(v > vm, v, vm);
+    vm = Max(v, vm);
   }
   for (int l = 0; l < W; l++) m = vm[l] > m ? vm[l] : m;
   for (; i < r.to; i++) m = x[i] > m ? x[i] : m;
