@@ -44,7 +44,7 @@ export function defaultConfig(): WxConfig {
     vad: { threshold: 0.5, minSilenceMs: 500, speechPadMs: 200, maxChunkS: 28 },
     jobs: { maxAttempts: 3, retryBaseMs: 2000, concurrency: 4 },
     watch: { stabilityMs: 2000, presencePollMs: 2000 },
-    dictation: { mode: 'balanced', fillers: true, trailingSpace: false, replacements: {}, audioContext: 'full' },
+    dictation: { mode: 'balanced', fillers: true, trailingSpace: false, replacements: {}, audioContext: 'fit' },
   };
 }
 

@@ -76,6 +76,25 @@ describe('DictationSession (real model, real VAD)', () => {
     expect(wordErrorRate(truths.join(' '), result.text).wer).toBeLessThan(0.5);
   }, 120_000);
 
+  it('continues committed words (a forced prefix) without re-deciding or gluing onto them', async () => {
+    const samples = await loadAudio(sharedPath('fixtures', 'speech', 'dev-000.wav'));
+    const free = await decoder.decodeUtterance({ samples });
+    const words = free.text.split(/\s+/);
+    expect(words.length).toBeGreaterThan(4);
+    // A prefix the model would not say itself, ending on a word the audio continues mid-way.
+    const prefix = 'The wise ship';
+    const h = await decoder.decodeUtterance({ samples, prefix });
+    expect(h.text.startsWith(prefix)).toBe(true);
+    const rest = h.text.slice(prefix.length);
+    expect(rest === '' || /^[\s,.;:!?]/.test(rest)).toBe(true);
+    expect(rest.trim().length).toBeGreaterThan(0);
+    expect(transcriber.engine.tokenizer.decode(h.tokens).trim()).toBe(h.text);
+    // Text-only: a prefix with timestamps is refused with a reason.
+    const engine = transcriber.engine;
+    const enc = await engine.encodeAudio(samples, [0], [samples.length]);
+    await expect(engine.decode([{ enc, index: 0, options: { timestamps: true, prefix: engine.tokenizer.encode(' The') } }])).rejects.toThrow(/text-only/);
+  }, 60_000);
+
   it('silence gives an empty final and no text partials', async () => {
     const { result, partials } = await dictate(await loadAudio(sharedPath('fixtures', 'fx-silence.wav')), 'low');
     expect(result.text).toBe('');

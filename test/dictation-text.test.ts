@@ -36,6 +36,18 @@ describe('LocalAgreement-2', () => {
     expect(la.update('hello world. Again and').committed).toEqual(['hello', 'world.', 'Again']);
   });
 
+  it('with a minimum span, compares with the latest hypothesis that heard that much less audio', () => {
+    const la = new LocalAgreement({ minSpanS: 0.7 });
+    // 150-ms steps: the same words at 0.15 and 0.3 s do not commit (too little audio between).
+    expect(la.update('The wise ship', 0.15).committed).toEqual([]);
+    expect(la.update('The wise ship', 0.3).committed).toEqual([]);
+    expect(la.update('The wise shepherd', 0.6).committed).toEqual([]);
+    // At 0.9 s the reference is the 0.15-s hypothesis: "The wise" agree ("ship" ≠ "shepherd").
+    expect(la.update('The wise shepherd never', 0.9)).toEqual({ committed: ['The', 'wise'], tentative: ['shepherd', 'never'] });
+    // At 1.3 s the reference is the 0.6-s one: "shepherd" agrees and commits.
+    expect(la.update('The wise shepherd never trusts', 1.3)).toEqual({ committed: ['The', 'wise', 'shepherd'], tentative: ['never', 'trusts'] });
+  });
+
   it('finds where a hypothesis continues after the committed words (LCS alignment)', () => {
     expect(tailStart(['a', 'b', 'c'], ['a', 'b', 'c', 'd'])).toBe(3);
     // A dropped committed word: continue after the last one that lines up.

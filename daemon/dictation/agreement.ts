@@ -53,29 +53,49 @@ export interface AgreementState {
   tentative: string[];
 }
 
-/** LocalAgreement-2 over the hypotheses of one utterance. */
+/**
+ * LocalAgreement-2 over the hypotheses of one utterance. With `minSpanS`, a hypothesis is compared
+ * with the latest one that heard at least that much less audio, not simply the one before it:
+ * at a fast cadence two consecutive hypotheses hear nearly the same audio and agree on a word cut
+ * off mid-way just as readily as on a right one (on the dev clips, commits at a 150-ms cadence
+ * cost ~3 WER points more than at 350 ms).
+ */
 export class LocalAgreement {
   private readonly committedWords: string[] = [];
-  private previousTail: string[] | null = null;
+  /** Earlier hypotheses (whole words) with the audio time each had heard. */
+  private history: { words: string[]; atS: number }[] = [];
   private tentativeWords: string[] = [];
+  private updates = 0;
 
-  /** Takes the next hypothesis (the whole utterance so far); returns the new state. Words that
-   *  this and the previous hypothesis agree on after the committed prefix are committed. */
-  update(text: string): AgreementState {
+  constructor(private readonly opts: { minSpanS?: number } = {}) {}
+
+  /** Takes the next hypothesis (the whole utterance so far, decoded from `atS` seconds of audio;
+   *  default: one more than the last); returns the new state. Words that this and the reference
+   *  hypothesis agree on after the committed prefix are committed. */
+  update(text: string, atS: number = ++this.updates): AgreementState {
     const hyp = splitWords(text);
     const tail = hyp.slice(tailStart(this.committedWords, hyp));
-    if (this.previousTail) {
-      let k = 0;
-      while (k < tail.length && k < this.previousTail.length && wordKey(tail[k]!) === wordKey(this.previousTail[k]!)) k++;
+    const minSpan = this.opts.minSpanS ?? 0;
+    let ref = -1;
+    for (let i = this.history.length - 1; i >= 0; i--) {
+      if (this.history[i]!.atS <= atS - minSpan || (minSpan === 0 && i === this.history.length - 1)) {
+        ref = i;
+        break;
+      }
+    }
+    let k = 0;
+    if (ref >= 0) {
+      const words = this.history[ref]!.words;
+      const refTail = words.slice(tailStart(this.committedWords, words));
+      while (k < tail.length && k < refTail.length && wordKey(tail[k]!) === wordKey(refTail[k]!)) k++;
       // The last word heard may still be cut off mid-word ("trust" of "trusts"): it stays
       // tentative until more audio follows it.
-      k = Math.min(k, tail.length - 1);
+      k = Math.max(0, Math.min(k, tail.length - 1));
       this.committedWords.push(...tail.slice(0, k));
-      this.previousTail = tail.slice(k);
-    } else {
-      this.previousTail = tail;
+      this.history = this.history.slice(ref);
     }
-    this.tentativeWords = this.previousTail;
+    this.history.push({ words: hyp, atS });
+    this.tentativeWords = tail.slice(k);
     return this.state();
   }
 

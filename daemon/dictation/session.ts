@@ -14,6 +14,10 @@ export type DictationMode = 'low' | 'balanced' | 'high';
 export const CADENCE_MS: Record<DictationMode, number> = { low: 150, balanced: 350, high: 750 };
 /** Audio kept after the last speech frame for a decode to count as having heard the utterance. */
 const TAIL_MARGIN_SAMPLES = Math.round(0.15 * SAMPLE_RATE);
+/** A word is committed when two hypotheses at least this much audio apart agree on it (in every
+ *  mode: the cadence sets how often text updates, not how soon it is trusted). On the 100 dev
+ *  clips, final WER in low/balanced: 36.9/35.6% at 0.3 s, 32.4/32.0% at 0.7 s, 32.2/31.8% at 1 s. */
+const COMMIT_SPAN_S = 0.7;
 export const DICTATION_MODES = Object.keys(CADENCE_MS) as DictationMode[];
 
 export interface UtteranceDecoder {
@@ -31,7 +35,7 @@ export interface DictationSessionOptions {
   /** Silence that ends an utterance (400 ms). */
   minSilenceMs?: number;
   language?: string;
-  /** Audio context of each decode (UtteranceRequest.context; default `full`). */
+  /** Audio context of each decode (UtteranceRequest.context; default `fit`). */
   audioContext?: 'fit' | 'full';
   onPartial?: (p: DictationPartial) => void;
 }
@@ -222,7 +226,7 @@ export class DictationSession {
       const open = this.utterances.at(-1);
       if (e.type === 'start') {
         if (open && open.end === null) continue;
-        this.utterances.push({ start: Math.max(at, open?.end ?? 0), end: null, agreement: new LocalAgreement(), decodedTo: 0, lastHypothesis: null, final: null });
+        this.utterances.push({ start: Math.max(at, open?.end ?? 0), end: null, agreement: new LocalAgreement({ minSpanS: COMMIT_SPAN_S }), decodedTo: 0, lastHypothesis: null, final: null });
       } else if (open && open.end === null) {
         this.close(open, Math.min(Math.max(at, open.start), this.buffer.end));
       }
@@ -279,7 +283,12 @@ export class DictationSession {
   }
 
   private async decode(u: Utterance, end: number): Promise<UtteranceHypothesis> {
-    const request: UtteranceRequest = { samples: this.buffer.slice(u.start, end), context: this.opts.audioContext ?? 'full' };
+    const request: UtteranceRequest = { samples: this.buffer.slice(u.start, end), context: this.opts.audioContext ?? 'fit' };
+    // Committed words are never decoded again: the model continues them. A free decode would
+    // re-guess them and the merge of its words with the committed ones loses or doubles words
+    // (dev clips, balanced: 38.2% WER free vs 35.6% continued, same commits).
+    const committed = u.agreement.state().committed.join(' ');
+    if (committed) request.prefix = committed;
     const prompt = this.promptBefore(u);
     if (prompt) request.prompt = prompt;
     if (this.opts.language) request.language = this.opts.language;
@@ -307,7 +316,7 @@ export class DictationSession {
         // can reuse this hypothesis if it covers the whole utterance).
         if (u.final === null) {
           u.lastHypothesis = { text: h.text, coversTo: to, h };
-          if (!isNoSpeech(h)) u.agreement.update(h.text);
+          if (!isNoSpeech(h)) u.agreement.update(h.text, (to - u.start) / SAMPLE_RATE);
           this.emitPartial();
         }
         this.pumpPartial();

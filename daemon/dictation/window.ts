@@ -25,10 +25,14 @@ export interface UtteranceRequest {
   /** Text said before this utterance, given to the model as context. */
   prompt?: string;
   language?: string;
-  /** Audio context of the encode: `full` (default) pads to the whole 30-s window; `fit` encodes
-   *  only as many positions as the utterance needs (≥ 10 s, WhisperEngine.fitPositions) — ~3×
-   *  cheaper for a few seconds of speech, less accurate on the dev clips (bench/RESULTS.md). */
+  /** Audio context of the encode: `fit` (default) encodes only as many positions as the
+   *  utterance needs (≥ 10 s, WhisperEngine.fitPositions) — ~3× cheaper for a few seconds of
+   *  speech, and on the 100 dev clips also more accurate than `full`, which pads to the whole
+   *  30-s window (greedy WER 31.0% vs 37.7%; bench/RESULTS.md). */
   context?: 'fit' | 'full';
+  /** Words of this utterance already committed: the decode continues them (a forced prefix,
+   *  text-only) instead of guessing them again, so the hypothesis always starts with them. */
+  prefix?: string;
 }
 
 export interface UtteranceHypothesis {
@@ -50,17 +54,30 @@ export async function decodeUtterance(model: WindowModel, engine: UtteranceEngin
   const t0 = performance.now();
   const tokenizer = engine.tokenizer;
   const length = Math.min(req.samples.length, engine.windowSamples);
-  const enc = await model.encode(req.samples, [0], [length], { priority: 'dictation', ...(req.context === 'fit' ? { positions: engine.fitPositions(length) } : {}) });
+  const enc = await model.encode(req.samples, [0], [length], { priority: 'dictation', ...((req.context ?? 'fit') === 'fit' ? { positions: engine.fitPositions(length) } : {}) });
   const prompt = req.prompt?.trim() ? tokenizer.encode(' ' + req.prompt.trim()).slice(-MAX_PROMPT_TOKENS) : [];
+  const prefixText = req.prefix?.trim() ?? '';
+  const prefix = prefixText ? tokenizer.encode(' ' + prefixText) : [];
   // Timestamps on, as the offline pipeline decodes: the model was trained that way and its text
-  // is the same shape the final transcript of a file would have.
+  // is the same shape the final transcript of a file would have. A forced prefix is text-only.
   const [r] = await model.decode(
-    [{ enc, index: 0, options: { temperature: 0, timestamps: true, maxInitialTimestamp: 2.0, ...(req.language ? { language: req.language } : {}), ...(prompt.length ? { previousTokens: prompt } : {}) } }],
+    [
+      {
+        enc,
+        index: 0,
+        options: {
+          temperature: 0,
+          ...(prefix.length ? { timestamps: false, prefix } : { timestamps: true, maxInitialTimestamp: 2.0 }),
+          ...(req.language ? { language: req.language } : {}),
+          ...(prompt.length ? { previousTokens: prompt } : {}),
+        },
+      },
+    ],
     { priority: 'dictation' },
   );
   return {
-    text: r!.text.trim(),
-    tokens: r!.tokens.filter((t) => t < tokenizer.eot),
+    text: (prefixText + r!.text).trim(),
+    tokens: [...prefix, ...r!.tokens.filter((t) => t < tokenizer.eot)],
     avgLogprob: r!.avgLogprob,
     noSpeechProb: r!.noSpeechProb,
     decodeMs: performance.now() - t0,

@@ -156,6 +156,7 @@ export class WhisperTokenizer {
   private readonly languageById: Map<number, string>;
   private readonly wordCache = new Map<string, number[]>();
   private nonSpeechCache: number[] | undefined;
+  private continuationCache: number[] | undefined;
 
   private constructor(files: TokenizerFiles, multilingualOverride?: boolean) {
     this.source = files.source;
@@ -481,6 +482,22 @@ export class WhisperTokenizer {
     }
     this.nonSpeechCache = [...result].sort((a, b) => a - b);
     return [...this.nonSpeechCache];
+  }
+
+  /** Text tokens that continue the word before them (their text starts with a letter, a digit,
+   *  an apostrophe or a non-ASCII character, not with a space): what must not come first after a
+   *  forced prefix that ends on a whole word. */
+  wordContinuationTokens(): number[] {
+    if (!this.continuationCache) {
+      const ids: number[] = [];
+      for (let id = 0; id < this.eot; id++) {
+        const b = this.textBytes(id)?.[0];
+        if (b === undefined) continue;
+        if ((b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b === 0x27 || b >= 0x80) ids.push(id);
+      }
+      this.continuationCache = ids;
+    }
+    return [...this.continuationCache];
   }
 
   // ---- encode ------------------------------------------------------------------------------

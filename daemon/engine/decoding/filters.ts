@@ -27,7 +27,8 @@ export class SuppressRange implements LogitFilter {
   }
 }
 
-/** At the first sampled position, bans a blank start (a lone space) and an immediate end. */
+/** At the first sampled position only, bans the given ids: a blank start (a lone space) and an
+ *  immediate end; after a forced prefix, tokens that would glue onto its last word. */
 export class SuppressBlank implements LogitFilter {
   constructor(private readonly ids: readonly number[]) {}
   apply(logits: Float32Array, sampled: readonly number[]): void {

@@ -17,6 +17,11 @@ export interface DecodeOptions {
   task?: 'transcribe' | 'translate';
   /** Previous text as tokens, given after `<|startofprev|>`. */
   previousTokens?: readonly number[];
+  /** Text tokens the transcript must start with, fed after the start-of-transcript sequence (not
+   *  sampled, not in the result): the decode continues words already shown to the user. The
+   *  first sampled token starts a new word or is punctuation (or ends the text). Text-only:
+   *  not with `timestamps`. */
+  prefix?: readonly number[];
   /** Most tokens sampled in this window (default: half the text context). */
   sampleLen?: number;
   /** Latest allowed first timestamp, in seconds (default 1.0). */
@@ -72,7 +77,9 @@ export class SequenceDecoder {
     const sot = tok.sotSequence({ language, task: opts.task, timestamps });
     const maxPrev = Math.floor(dims.nTextCtx / 2) - 1;
     const prev = opts.previousTokens?.length ? [tok.sotPrev, ...opts.previousTokens.slice(-maxPrev)] : [];
-    this.prompt = [...prev, ...sot];
+    const prefix = opts.prefix ?? [];
+    if (prefix.length && timestamps) throw new WxError('engine.bad_options', 'a forced prefix is text-only: decode it without timestamps');
+    this.prompt = [...prev, ...sot, ...prefix];
     this.sotIndex = prev.length;
     this.temperature = opts.temperature ?? 0;
     this.sampleLen = Math.min(opts.sampleLen ?? Math.floor(dims.nTextCtx / 2), dims.nTextCtx - this.prompt.length);
@@ -88,7 +95,8 @@ export class SequenceDecoder {
       if (tok.translate !== undefined) specials.push(tok.translate);
       specials.push(...tok.languageTokenIds());
       this.filters.push(new SuppressTokens([...gen.suppressTokens, ...tok.nonSpeechTokens(), ...specials], V));
-      this.filters.push(new SuppressBlank([...tok.encode(' '), tok.eot]));
+      // After a forced prefix the text may end at once, but must not glue onto its last word.
+      this.filters.push(new SuppressBlank(prefix.length ? [...tok.encode(' '), ...tok.wordContinuationTokens()] : [...tok.encode(' '), tok.eot]));
       // Ids between the last special token and the first timestamp (none in the standard
       // layouts) and anything past the vocabulary the tokenizer knows are never text.
       if (timestamps) {
