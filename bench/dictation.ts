@@ -70,7 +70,7 @@ export const suite: BenchSuite = {
     const count = Number(process.env.WX_BENCH_DICTATION_CLIPS ?? 10);
     const clips: Clip[] = manifest.clips.slice(0, count).map((c) => ({ file: path.join(shared, 'fixtures', 'speech', c.file), text: c.text, start: c.start }));
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-bench-dictation-'));
-    // WX_BENCH_DICTATION_CONTEXT=full|fit picks the dictation audio context (config default: fit).
+    // WX_BENCH_DICTATION_CONTEXT=full|fit overrides the dictation audio context (config default: fit).
     const context = process.env.WX_BENCH_DICTATION_CONTEXT;
     if (context) fs.writeFileSync(path.join(home, 'config.json'), JSON.stringify({ dictation: { audioContext: context } }));
     console.log(`dictation audio context: ${context ?? 'fit (default)'}`);
