@@ -17,6 +17,13 @@ import { pathsOf, requireBuiltDaemon, spawnDaemonProcess, tempHome, waitReady, w
 import { sharedPath, tinyModelDir } from './shared.js';
 
 const clip = (n: number) => sharedPath('fixtures', 'speech', `dev-${String(n).padStart(3, '0')}.wav`);
+/** What is said in a dev clip (the manifest's text). */
+function truth(file: string): string {
+  const manifest = JSON.parse(fs.readFileSync(sharedPath('fixtures', 'speech', 'manifest.json'), 'utf8')) as { clips: { file: string; text: string }[] };
+  const c = manifest.clips.find((x) => file.endsWith(x.file));
+  if (!c) throw new Error(`${file} is not in the dev manifest`);
+  return c.text;
+}
 const FRAME = 1600; // 100 ms at 16 kHz
 
 let home: string;
@@ -121,11 +128,11 @@ function wxWithStdin(args: string[], input: Buffer): Promise<CliResult> {
 beforeAll(async () => {
   requireBuiltDaemon();
   home = tempHome();
-  // A user dictionary entry, checked on a clip whose text has the word. The finals are compared
-  // with offline transcripts of the same clips, which encode the whole 30-s window: so does
-  // dictation here (`full`); the default, `fit`, encodes a shorter context and differs from
-  // offline text per clip (dev-clip WER and latency of both: bench/RESULTS.md, dictation).
-  fs.writeFileSync(pathsOf(home).config, JSON.stringify({ dictation: { replacements: { relationship: 'bond' }, audioContext: 'full' } }));
+  // A user dictionary entry, checked on a clip whose text has the word. Finals are held to what
+  // was said, against offline transcription's own error on the same clips: dictation decodes a
+  // shorter audio context and continues committed words, so its text differs from offline text
+  // word for word while being as accurate over many clips (bench/RESULTS.md, dictation).
+  fs.writeFileSync(pathsOf(home).config, JSON.stringify({ dictation: { replacements: { relationship: 'bond' } } }));
   daemon = spawnDaemonProcess(home, env());
   client = await waitReady(home, daemon);
   // Warm: the first dictation must not pay for loading the model.
@@ -162,8 +169,9 @@ describe('wx dictate (real daemon, real model)', () => {
       finals.push(final.text);
       offlines.push(await offlineText(file));
     }
-    const vsOffline = wordErrorRate(offlines, finals);
-    expect(vsOffline.wer, `dictation ${JSON.stringify(finals)} vs offline ${JSON.stringify(offlines)}`).toBeLessThanOrEqual(0.25);
+    const truths = files.map(truth);
+    const [dictated, transcribed] = [wordErrorRate(truths, finals).wer, wordErrorRate(truths, offlines).wer];
+    expect(dictated, `dictation ${JSON.stringify(finals)} vs offline ${JSON.stringify(offlines)}`).toBeLessThanOrEqual(transcribed + 0.1);
   }, 120_000);
 
   it('reads stdin: WAV, or raw s16le at 16 kHz; applies the user dictionary to the final text', async () => {
@@ -182,7 +190,8 @@ describe('wx dictate (real daemon, real model)', () => {
     const r2 = await wxWithStdin(['dictate', '--input', '-'], raw);
     expect(r2.code, r2.stderr).toBe(0);
     const text = r2.stdout.trim();
-    expect(wordErrorRate(await offlineText(clip(9)), text).wer, `${text} vs offline`).toBeLessThanOrEqual(0.34);
+    const offline9 = await offlineText(clip(9));
+    expect(wordErrorRate(truth(clip(9)), text).wer, `${text} vs offline ${offline9}`).toBeLessThanOrEqual(wordErrorRate(truth(clip(9)), offline9).wer + 0.2);
     // The recording row is completed right after the final reply; ask until it is.
     const items = await until('the stored dictation', () => client.call('dictation.history', { limit: 1 }), (h) => h[0]?.state === 'done');
     expect(items[0]!.duration_s).toBeCloseTo(raw.length / 2 / 16000, 3);
@@ -232,15 +241,18 @@ describe('wx dictate (real daemon, real model)', () => {
   it('two sessions at once do not interfere', async () => {
     const other = await WxClient.connect({ home, autostart: false });
     try {
-      const [a, b] = await Promise.all([streamFile(client, clip(4)), streamFile(other, clip(5))]);
+      const [a, b] = await Promise.all([streamFile(client, clip(3)), streamFile(other, clip(17))]);
       // Each connection sees only its own session's partials.
       expect(a.partials.every((p) => p.sessionId === a.sessionId)).toBe(true);
       expect(b.partials.every((p) => p.sessionId === b.sessionId)).toBe(true);
       expectCommittedStable(a.partials, a.final!.text);
       expectCommittedStable(b.partials, b.final!.text);
-      const [oa, ob] = [await offlineText(clip(4)), await offlineText(clip(5))];
-      expect(wordErrorRate(oa, a.final!.text).wer, `${a.final!.text} vs ${oa}`).toBeLessThanOrEqual(0.34);
-      expect(wordErrorRate(ob, b.final!.text).wer, `${b.final!.text} vs ${ob}`).toBeLessThanOrEqual(0.34);
+      // Each final is the text of its own clip, far from the other one's.
+      const [ta, tb] = [truth(clip(3)), truth(clip(17))];
+      for (const [text, own, other] of [[a.final!.text, ta, tb], [b.final!.text, tb, ta]] as const) {
+        expect(wordErrorRate(own, text).wer, `${text} vs ${own}`).toBeLessThanOrEqual(0.5);
+        expect(wordErrorRate(own, text).wer, `${text}: closer to ${other}?`).toBeLessThan(wordErrorRate(other, text).wer - 0.3);
+      }
       expect(a.final!.latency_ms).toBeLessThan(10_000);
       expect(b.final!.latency_ms).toBeLessThan(10_000);
       expect((await client.call('status', undefined)).dictation?.sessions).toBe(0);
