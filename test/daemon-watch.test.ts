@@ -90,8 +90,11 @@ describe('watched folders in the daemon', () => {
     fs.copyFileSync(sharedPath('fixtures', 'fx-short.wav'), path.join(dir, 'after-restart.wav'));
     fs.appendFileSync(path.join(dir, 'after-restart.wav'), Buffer.alloc(4));
     const c2 = await WxClient.connect({ home });
-    await untilStatus(c2, (s) => s.queue.done === 3 && s.queue.queued === 0 && s.queue.running === 0, 'the new file after restart');
+    const after = await untilStatus(c2, (s) => s.queue.done === 3 && s.queue.queued === 0 && s.queue.running === 0, 'the new file after restart');
     expect(fs.existsSync(path.join(dir, 'after-restart.txt'))).toBe(true);
+    // The back-fill at start saw broken.wav again (same content): it stays one failed job.
+    expect(after.queue.failed).toBe(1);
+    expect(await c2.call('jobs.list', {})).toHaveLength(4);
     await c2.close();
 
     const rm = await wx(home, ['watch', 'rm', dir], env);
