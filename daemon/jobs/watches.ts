@@ -98,9 +98,9 @@ export class WatchManager {
       const sha256 = await hashFile(file);
       rec = this.store.upsertRecording({ path: file, sha256, size: stat.size, mtimeMs: stat.mtimeMs });
     }
-    // A file whose content already failed stays failed (`wx retry` runs it again): the back-fill at
-    // every start must not queue it once more.
-    const job = this.store.enqueueJob({ recordingId: rec.id, priority: PRIORITY.watch, source: 'watch', watchId: w.id, dedupe: true, dedupeStates: ['queued', 'running', 'done', 'failed'], maxAttempts: this.opts.maxAttempts });
+    // A file whose content already failed or was cancelled stays so (`wx retry` runs it again):
+    // the back-fill at every start must not queue it once more.
+    const job = this.store.enqueueJob({ recordingId: rec.id, priority: PRIORITY.watch, source: 'watch', watchId: w.id, dedupe: true, dedupeStates: ['queued', 'running', 'done', 'failed', 'cancelled'], maxAttempts: this.opts.maxAttempts });
     if (!job.reused) {
       this.log.info('watched file queued', { file, job: job.id, watch: w.dir });
       this.runner.wake();
