@@ -320,6 +320,23 @@ describe('job queue', () => {
     expect(store.releaseJob(a.id)).toMatchObject({ state: 'queued', attempts: 1 });
   });
 
+  it('keeps an earlier attempt\'s failure when a crash ends the last attempt', () => {
+    const job = store.enqueueJob({ recordingId: rec(3).id, priority: 1, source: 'watch', maxAttempts: 3 });
+    store.claimNextJob();
+    store.failJob(job.id, '/in/corrupt.wav: not an audio file', { retry: true });
+    store.claimNextJob(Date.now() + 1e9);
+    store.close();
+    store = open();
+    expect(store.requeueRunningJobs()).toBe(1);
+    store.claimNextJob(Date.now() + 1e9);
+    store.close();
+    store = open();
+    expect(store.requeueRunningJobs()).toBe(0);
+    const failed = store.job(job.id)!;
+    expect(failed.state).toBe('failed');
+    expect(failed.error).toBe('interrupted: the daemon stopped while this job ran (attempt 3 of 3); an earlier attempt failed: /in/corrupt.wav: not an audio file');
+  });
+
   it('never hands the same job to two processes claiming at once', async () => {
     const distStore = builtStore();
     const ids = Array.from({ length: 400 }, (_, i) => store.enqueueJob({ recordingId: rec(i).id, priority: i % 3, source: 'watch' }).id);

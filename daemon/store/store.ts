@@ -597,7 +597,10 @@ export class TranscriptStore {
       const now = this.now();
       for (const r of this.stmt.runningJobs.all() as Row[]) {
         const job = this.mustJob(num(r.id));
-        const reason = `interrupted: the daemon stopped while this job ran (attempt ${job.attempts} of ${job.maxAttempts})`;
+        // An earlier attempt's own failure is what the user needs to see (a corrupt file whose
+        // retry was cut off by a crash): it is kept after the interruption.
+        const earlier = job.error?.replace(/^interrupted: [^;]*(; an earlier attempt failed: )?/, '') ?? '';
+        const reason = `interrupted: the daemon stopped while this job ran (attempt ${job.attempts} of ${job.maxAttempts})${earlier ? `; an earlier attempt failed: ${earlier}` : ''}`;
         if (job.attempts < job.maxAttempts) {
           this.setState(job, { state: 'queued', error: reason, notBefore: 0, startedAt: null });
           requeued++;
