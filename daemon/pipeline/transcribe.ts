@@ -195,6 +195,9 @@ export async function transcribeSamples(m: ModelAccess, vad: SileroVad | undefin
 
 /** Silence (s) before and after the speech of a short recording up to which it is decoded whole. */
 const WHOLE_FILE_MAX_GAP_S = 2;
+/** Longest speech of a whole-decoded recording given as one segment (longer keeps timestamps,
+ *  so subtitles get cues of a readable length). */
+const ONE_SEGMENT_MAX_S = 10;
 
 async function transcribeWithVad(m: ModelAccess, vad: SileroVad, samples: Float32Array, opts: PipelineOptions, hooks: PipelineHooks): Promise<Transcript> {
   const engine = m.engine;
@@ -218,7 +221,12 @@ async function transcribeWithVad(m: ModelAccess, vad: SileroVad, samples: Float3
   // cut off: there a model with nothing to hear tends to invent text.
   const whole = chunks.length === 1 && samples.length <= engine.windowSamples && chunks[0]!.start <= WHOLE_FILE_MAX_GAP_S && durationS - chunks[0]!.end <= WHOLE_FILE_MAX_GAP_S;
   const windows: WindowSpec[] = chunks.map((c, i) => {
-    const region = c.regions.length === 1 ? { region: { start: c.start, end: c.end } } : {};
+    // A window is decoded text-only, as one segment over its speech, when the VAD found one
+    // stretch of speech in it, or when it is a short recording decoded whole: with timestamps
+    // on, the model's text differs from plain greedy's on short clips with pauses (dev clips:
+    // pipeline WER 34.55% with timestamps there vs 33.82% text-only; plain greedy 33.94%).
+    const textOnly = c.regions.length === 1 || (whole && c.end - c.start <= ONE_SEGMENT_MAX_S);
+    const region = textOnly ? { region: { start: c.start, end: c.end } } : {};
     if (whole) return { offset: 0, length: samples.length, clipStart: 0, clipEnd: durationS, ...region };
     const prevEnd = i > 0 ? chunks[i - 1]!.end : 0;
     const nextStart = i < chunks.length - 1 ? chunks[i + 1]!.start : durationS;
