@@ -76,13 +76,8 @@ export class LocalAgreement {
     const hyp = splitWords(text);
     const tail = hyp.slice(tailStart(this.committedWords, hyp));
     const minSpan = this.opts.minSpanS ?? 0;
-    let ref = -1;
-    for (let i = this.history.length - 1; i >= 0; i--) {
-      if (this.history[i]!.atS <= atS - minSpan || (minSpan === 0 && i === this.history.length - 1)) {
-        ref = i;
-        break;
-      }
-    }
+    let ref = this.history.length - 1;
+    while (ref >= 0 && this.history[ref]!.atS > atS - minSpan) ref--;
     let k = 0;
     if (ref >= 0) {
       const words = this.history[ref]!.words;

@@ -487,7 +487,7 @@ export class WhisperTokenizer {
   /** Text tokens that continue the word before them (their text starts with a letter, a digit,
    *  an apostrophe or a non-ASCII character, not with a space): what must not come first after a
    *  forced prefix that ends on a whole word. */
-  wordContinuationTokens(): number[] {
+  wordContinuationTokens(): readonly number[] {
     if (!this.continuationCache) {
       const ids: number[] = [];
       for (let id = 0; id < this.eot; id++) {
@@ -497,7 +497,7 @@ export class WhisperTokenizer {
       }
       this.continuationCache = ids;
     }
-    return [...this.continuationCache];
+    return this.continuationCache;
   }
 
   // ---- encode ------------------------------------------------------------------------------

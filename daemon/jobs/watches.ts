@@ -6,7 +6,7 @@ import path from 'node:path';
 import { WxError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { writeOutputs } from '../pipeline/writers.js';
-import { PRIORITY, toPipelineTranscript, type Job, type TranscriptStore, type Watch, type WatchInput } from '../store/index.js';
+import { JOB_STATES, PRIORITY, toPipelineTranscript, type Job, type TranscriptStore, type Watch, type WatchInput } from '../store/index.js';
 import { FolderWatcher, hashFile } from '../watch/index.js';
 import type { JobRunner } from './runner.js';
 
@@ -100,7 +100,7 @@ export class WatchManager {
     }
     // A file whose content already failed or was cancelled stays so (`wx retry` runs it again):
     // the back-fill at every start must not queue it once more.
-    const job = this.store.enqueueJob({ recordingId: rec.id, priority: PRIORITY.watch, source: 'watch', watchId: w.id, dedupe: true, dedupeStates: ['queued', 'running', 'done', 'failed', 'cancelled'], maxAttempts: this.opts.maxAttempts });
+    const job = this.store.enqueueJob({ recordingId: rec.id, priority: PRIORITY.watch, source: 'watch', watchId: w.id, dedupe: true, dedupeStates: JOB_STATES, maxAttempts: this.opts.maxAttempts });
     if (!job.reused) {
       this.log.info('watched file queued', { file, job: job.id, watch: w.dir });
       this.runner.wake();

@@ -95,8 +95,10 @@ export class SequenceDecoder {
       if (tok.translate !== undefined) specials.push(tok.translate);
       specials.push(...tok.languageTokenIds());
       this.filters.push(new SuppressTokens([...gen.suppressTokens, ...tok.nonSpeechTokens(), ...specials], V));
-      // After a forced prefix the text may end at once, but must not glue onto its last word.
-      this.filters.push(new SuppressBlank(prefix.length ? [...tok.encode(' '), ...tok.wordContinuationTokens()] : [...tok.encode(' '), tok.eot]));
+      // After a forced prefix the text may end at once, but must not glue onto its last word
+      // (the tokenizer's cached list, not a copy: dictation builds a decoder every few 100 ms).
+      this.filters.push(new SuppressBlank(prefix.length ? tok.encode(' ') : [...tok.encode(' '), tok.eot]));
+      if (prefix.length) this.filters.push(new SuppressBlank(tok.wordContinuationTokens()));
       // Ids between the last special token and the first timestamp (none in the standard
       // layouts) and anything past the vocabulary the tokenizer knows are never text.
       if (timestamps) {
