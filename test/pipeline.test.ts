@@ -14,7 +14,7 @@ import type { Transcript } from '../daemon/pipeline/types.js';
 import { repoRoot, sharedPath, tinyModelDir } from './shared.js';
 
 interface Manifest {
-  clips: { file: string; text: string }[];
+  clips: { file: string; text: string; start: number; end: number }[];
   long: { file: string; duration: number; segments: { start: number; end: number; text: string }[] };
 }
 
@@ -63,6 +63,43 @@ describe('long-form strategies on dev-long.wav', () => {
     const seq = wordErrorRate(ref, results.sequential!.text, { normalize: true }).wer;
     expect(vad).toBeLessThanOrEqual(seq + 0.01);
     expect(vad).toBeLessThan(0.6);
+  });
+});
+
+describe('sparse speech', () => {
+  // A memo with long pauses: 20 dev clips' speech with 8 s of faint noise before each. Windows
+  // keep at most 0.6 s of each pause (the rest is cut out), so three windows hold it all; kept
+  // whole, the pauses spread it over eight windows that each gave barely one utterance's text
+  // (WER 70–78%, 6–7 of 20 utterances timed).
+  it('long pauses are cut out of the windows: fewer windows, every utterance heard, times on the recording', async () => {
+    let seed = 3;
+    const noise = (n: number) => new Float32Array(n).map(() => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.004);
+    const parts: Float32Array[] = [];
+    const truth: { start: number; end: number }[] = [];
+    let at = 0;
+    for (const c of manifest.clips.slice(0, 20)) {
+      const clip = await loadAudio(speech(c.file));
+      const voiced = clip.subarray(Math.max(0, Math.floor((c.start - 0.1) * 16000)), Math.ceil((c.end + 0.1) * 16000));
+      parts.push(noise(8 * 16000));
+      at += 8;
+      truth.push({ start: at + Math.min(0.1, c.start), end: at + voiced.length / 16000 - 0.1 });
+      parts.push(voiced);
+      at += voiced.length / 16000;
+    }
+    const rec = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+    parts.reduce((o, p) => (rec.set(p, o), o + p.length), 0);
+    const windows = (tr: Transcript) => new Set(tr.segments.map((x) => x.seek)).size;
+    const packed = await t.transcribeSamples(rec);
+    const spread = await t.transcribeSamples(rec, { maxSilenceS: Infinity });
+    expect(windows(packed)).toBeLessThan(windows(spread));
+    expect(windows(packed)).toBeLessThanOrEqual(4);
+    const timed = truth.filter((u) => packed.segments.some((x) => Math.abs(x.start - u.start) <= 0.3 && Math.abs(x.end - u.end) <= 0.3)).length;
+    expect(timed).toBeGreaterThanOrEqual(13);
+    const refs = manifest.clips.slice(0, 20).map((c) => c.text).join(' ');
+    expect(wordErrorRate(refs, packed.text, { normalize: true }).wer).toBeLessThan(0.55);
+    // Segments start and end in or next to speech, never inside a cut-out pause.
+    const nearSpeech = (s: number) => truth.some((u) => s >= u.start - 0.7 && s <= u.end + 0.7);
+    for (const x of packed.segments) expect([x.start, x.end].every(nearSpeech), `${x.start}–${x.end}`).toBe(true);
   });
 });
 

@@ -243,7 +243,7 @@ describe('mergeIntoChunks', () => {
     for (const c of plan.chunks) expect(c.end - c.start).toBeLessThanOrEqual(20);
   });
 
-  for (const opts of [{}, { maxChunkS: 10 }, { maxGapS: 0.5 }, { maxChunkS: 8, maxSpeechS: 6, minSilenceMs: 300 }, { speechPadMs: 200, minSilenceMs: 50 }]) {
+  for (const opts of [{}, { maxChunkS: 10 }, { maxGapS: 0.5 }, { maxSilenceS: 0.6 }, { maxChunkS: 12, maxSilenceS: 0 }, { maxChunkS: 8, maxSpeechS: 6, minSilenceMs: 300 }, { speechPadMs: 200, minSilenceMs: 50 }]) {
     it(`streamSpeechChunks yields planSpeechChunks' chunks while reading (${JSON.stringify(opts)})`, async () => {
       const plan = await planSpeechChunks(vad, long, opts);
       const streamed: { chunk: SpeechChunk; processedS: number }[] = [];
@@ -263,6 +263,24 @@ describe('mergeIntoChunks', () => {
     ];
     expect(mergeIntoChunks(regions, { maxGapS: 2 }).map((c) => c.regions.length)).toEqual([2, 1]);
     expect(mergeIntoChunks(regions).map((c) => c.regions.length)).toEqual([3]);
+  });
+
+  it('maxSilenceS: silence beyond it does not count towards a chunk, and is reported as cut', () => {
+    const regions = [
+      { start: 0, end: 10 },
+      { start: 15, end: 25 },
+      { start: 40, end: 47 },
+      { start: 49.5, end: 52 },
+    ];
+    // Spans 25 s and 12 s; with gaps cut to 1 s the first three fit (10 + 1 + 10 + 1 + 7 s).
+    expect(mergeIntoChunks(regions).map((c) => [c.regions.length, c.cutS])).toEqual([[2, 0], [2, 0]]);
+    const packed = mergeIntoChunks(regions, { maxSilenceS: 1 });
+    expect(packed.map((c) => c.regions.length)).toEqual([3, 1]);
+    expect(packed[0]!.cutS).toBeCloseTo(4 + 14, 9);
+    expect(packed[0]!.end - packed[0]!.start - packed[0]!.cutS).toBeCloseTo(10 + 1 + 10 + 1 + 7, 9);
+    // A gap shorter than maxSilenceS is kept whole.
+    expect(mergeIntoChunks(regions.slice(2), { maxSilenceS: 3 })[0]!.cutS).toBe(0);
+    expect(() => mergeIntoChunks(regions, { maxSilenceS: -1 })).toThrow(/maxSilenceS/);
   });
 
   it('splits a region longer than a chunk at its quietest frame, or evenly without probabilities', () => {

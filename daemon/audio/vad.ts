@@ -420,6 +420,9 @@ export interface SpeechChunk {
   start: number;
   end: number;
   regions: SpeechRegion[];
+  /** Seconds of silence between its regions left out of its audio (what each gap has beyond
+   *  `maxSilenceS`): the chunk's audio is `end − start − cutS` long. */
+  cutS: number;
 }
 
 export interface ChunkOptions {
@@ -427,6 +430,9 @@ export interface ChunkOptions {
   maxChunkS?: number;
   /** Regions further apart than this are never in one chunk (no limit). */
   maxGapS?: number;
+  /** Silence between two regions of a chunk kept in its audio, at most (no limit): the rest is
+   *  cut out, so a chunk of sparse speech holds more of it. */
+  maxSilenceS?: number;
   /** Per-frame probabilities of the same audio, used to split regions longer than a chunk at their quietest frame. */
   probs?: Float32Array;
 }
@@ -438,28 +444,44 @@ export interface ChunkOptions {
  * probabilities).
  */
 export function mergeIntoChunks(regions: SpeechRegion[], opts: ChunkOptions = {}): SpeechChunk[] {
-  const { maxChunk, maxGap } = chunkLimits(opts);
-  const pieces = regions.flatMap((r) => splitLongRegion(r, maxChunk, opts.probs));
+  const limits = chunkLimits(opts);
+  const pieces = regions.flatMap((r) => splitLongRegion(r, limits.maxChunk, opts.probs));
   const chunks: SpeechChunk[] = [];
   let current: SpeechChunk | undefined;
   for (const piece of pieces) {
-    if (current && piece.end - current.start <= maxChunk && piece.start - current.end <= maxGap) {
-      current.regions.push(piece);
-      current.end = piece.end;
-    } else {
-      current = { start: piece.start, end: piece.end, regions: [piece] };
+    if (!current || !joinChunk(current, piece, limits)) {
+      current = { start: piece.start, end: piece.end, regions: [piece], cutS: 0 };
       chunks.push(current);
     }
   }
   return chunks;
 }
 
-function chunkLimits(opts: Omit<ChunkOptions, 'probs'>): { maxChunk: number; maxGap: number } {
+interface ChunkLimits {
+  maxChunk: number;
+  maxGap: number;
+  maxSilence: number;
+}
+
+/** Adds `piece` to `chunk` when it fits (its audio stays ≤ maxChunk, the gap ≤ maxGap). */
+function joinChunk(chunk: SpeechChunk, piece: SpeechRegion, l: ChunkLimits): boolean {
+  const gap = piece.start - chunk.end;
+  const cut = chunk.cutS + Math.max(0, gap - l.maxSilence);
+  if (piece.end - chunk.start - cut > l.maxChunk || gap > l.maxGap) return false;
+  chunk.regions.push(piece);
+  chunk.end = piece.end;
+  chunk.cutS = cut;
+  return true;
+}
+
+function chunkLimits(opts: Omit<ChunkOptions, 'probs'>): ChunkLimits {
   const maxChunk = opts.maxChunkS ?? 30;
   const maxGap = opts.maxGapS ?? Infinity;
+  const maxSilence = opts.maxSilenceS ?? Infinity;
   if (!(maxChunk > 0) || !Number.isFinite(maxChunk)) throw new WxError('vad.bad_option', `maxChunkS must be a positive number of seconds, got ${maxChunk}`, { maxChunkS: maxChunk });
   if (!(maxGap >= 0)) throw new WxError('vad.bad_option', `maxGapS must be ≥ 0, got ${maxGap}`, { maxGapS: maxGap });
-  return { maxChunk, maxGap };
+  if (!(maxSilence >= 0)) throw new WxError('vad.bad_option', `maxSilenceS must be ≥ 0, got ${maxSilence}`, { maxSilenceS: maxSilence });
+  return { maxChunk, maxGap, maxSilence };
 }
 
 function splitLongRegion(region: SpeechRegion, maxChunk: number, probs?: Float32Array): SpeechRegion[] {
@@ -499,7 +521,7 @@ export async function planSpeechChunks(vad: SileroVad, samples: Float32Array, op
   chunkLimits(opts);
   const probs = await vad.probabilities(samples);
   const regions = regionsFromProbabilities(probs, samples.length, opts);
-  return { probs, regions, chunks: mergeIntoChunks(regions, { maxChunkS: opts.maxChunkS, maxGapS: opts.maxGapS, probs }) };
+  return { probs, regions, chunks: mergeIntoChunks(regions, { maxChunkS: opts.maxChunkS, maxGapS: opts.maxGapS, maxSilenceS: opts.maxSilenceS, probs }) };
 }
 
 /**
@@ -513,7 +535,8 @@ export async function* streamSpeechChunks(
   opts: VadOptions & Omit<ChunkOptions, 'probs'> = {},
 ): AsyncGenerator<{ chunk: SpeechChunk; processedS: number }> {
   const o = resolveOptions(opts);
-  const { maxChunk, maxGap } = chunkLimits(opts);
+  const limits = chunkLimits(opts);
+  const { maxChunk, maxGap, maxSilence } = limits;
   const pad = o.padSamples;
   const nSamples = samples.length;
   const probs = new Float32Array(Math.ceil(nSamples / VAD_FRAME));
@@ -527,13 +550,9 @@ export async function* streamSpeechChunks(
   const out: SpeechChunk[] = [];
 
   const addPiece = (piece: SpeechRegion) => {
-    if (current && piece.end - current.start <= maxChunk && piece.start - current.end <= maxGap) {
-      current.regions.push(piece);
-      current.end = piece.end;
-    } else {
-      if (current) out.push(current);
-      current = { start: piece.start, end: piece.end, regions: [piece] };
-    }
+    if (current && joinChunk(current, piece, limits)) return;
+    if (current) out.push(current);
+    current = { start: piece.start, end: piece.end, regions: [piece], cutS: 0 };
   };
 
   let processed = 0; // samples whose probabilities are known
@@ -572,7 +591,8 @@ export async function* streamSpeechChunks(
     // The current chunk is complete when nothing still to come could fit in it.
     if (current && !done) {
       const earliest = (pending[0] ? (pendingStart ?? pending[0].start - pad) : nextStartBound - pad) / VAD_SAMPLE_RATE;
-      if (earliest - current.start >= maxChunk || earliest - current.end > maxGap) {
+      const gap = earliest - current.end;
+      if (earliest - current.start - current.cutS - Math.max(0, gap - maxSilence) >= maxChunk || gap > maxGap) {
         out.push(current);
         current = undefined;
       }

@@ -10,7 +10,7 @@
 import { WxError } from '../errors.js';
 import type { WhisperEngine, DecodeOptions, DecodeResult, EncodedWindows, WindowJob } from '../engine/index.js';
 import type { EngineScheduler, Priority } from '../engine/scheduler.js';
-import { planSpeechChunks, type SileroVad, type VadOptions } from '../audio/vad.js';
+import { planSpeechChunks, type SileroVad, type SpeechChunk, type VadOptions } from '../audio/vad.js';
 import { splitByTimestamps } from './segments.js';
 import { compressionRatio } from './wer.js';
 import { DEFAULT_THRESHOLDS, isNoSpeech, needsFallback, type QualityThresholds } from './quality.js';
@@ -36,7 +36,12 @@ export interface PipelineOptions {
    *  segment to start early when a sequential window begins in a pause longer than a second:
    *  on dev-long.wav 2.0 matched 57 of 60 segment boundaries, 1.0 only 53). */
   maxInitialTimestamp?: number;
-  vad?: VadOptions;
+  /** Speech detection, and the longest window audio (maxChunkS, at most the model's 30 s). */
+  vad?: VadOptions & { maxChunkS?: number };
+  /** Silence kept between two stretches of speech in a window, seconds (vad strategy; 0.6): the
+   *  rest of a longer pause is cut out of the audio the model hears, so sparse speech takes
+   *  fewer windows; timestamps are mapped back across the cuts. */
+  maxSilenceS?: number;
   /** Windows per encoder run (vad strategy). */
   encoderBatch?: number;
   /** Decoder rows in flight. */
@@ -74,7 +79,7 @@ function checkAbort(signal: AbortSignal | undefined): void {
 }
 
 interface WindowSpec {
-  /** First sample of the window. */
+  /** First sample of the window's audio in the recording. */
   offset: number;
   length: number;
   /** Seconds on the recording's timeline where segments may start/end. */
@@ -83,6 +88,15 @@ interface WindowSpec {
   /** A window holding a single speech region is decoded without timestamps: its one segment
    *  spans the region VAD found. */
   region?: { start: number; end: number };
+  /** When long silences were cut out of the window: the spans of the recording (samples) its
+   *  audio is made of, in order. Absent: the window is `length` samples from `offset`. */
+  pieces?: AudioPiece[];
+}
+
+interface AudioPiece {
+  /** First sample in the recording. */
+  from: number;
+  length: number;
 }
 
 interface WindowOutcome {
@@ -132,13 +146,12 @@ function toSegments(
   const r = outcome.result;
   const windowS = win.length / SAMPLE_RATE;
   const split = splitByTimestamps(r.tokens, tok, windowS);
-  const offsetS = win.offset / SAMPLE_RATE;
   const segs: Segment[] = [];
   for (const s of split.segments) {
     const text = tok.decode(s.textTokens);
     if (!text.trim()) continue;
-    let start = win.region ? win.region.start : Math.max(win.clipStart, offsetS + s.start);
-    let end = win.region ? win.region.end : Math.min(win.clipEnd, offsetS + s.end);
+    let start = win.region ? win.region.start : Math.max(win.clipStart, recordingTime(win, s.start, 'start'));
+    let end = win.region ? win.region.end : Math.min(win.clipEnd, recordingTime(win, s.end, 'end'));
     if (end < start) end = start;
     start = round3(start);
     end = round3(end);
@@ -159,6 +172,44 @@ function toSegments(
 }
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
+
+/** Seconds into a window → seconds on the recording's timeline. A time on the seam between two
+ *  pieces is the end of the first piece for a segment's end, the start of the next for a start. */
+function recordingTime(win: WindowSpec, t: number, side: 'start' | 'end'): number {
+  if (!win.pieces) return win.offset / SAMPLE_RATE + t;
+  let at = 0; // window sample where the piece starts
+  const sample = t * SAMPLE_RATE;
+  for (const [i, p] of win.pieces.entries()) {
+    const last = i === win.pieces.length - 1;
+    if (sample < at + p.length || (side === 'end' && sample === at + p.length) || last) return (p.from + Math.min(sample - at, p.length)) / SAMPLE_RATE;
+    at += p.length;
+  }
+  return win.clipEnd;
+}
+
+/** The audio of windows made of pieces, one after another (a short fade at each seam, so the
+ *  cut in the background noise makes no click), with each window's offset in it. */
+function joinPieces(samples: Float32Array, windows: readonly WindowSpec[]): { audio: Float32Array; offsets: number[] } {
+  const total = windows.reduce((n, w) => n + w.length, 0);
+  const audio = new Float32Array(total);
+  const offsets: number[] = [];
+  let at = 0;
+  for (const w of windows) {
+    offsets.push(at);
+    const pieces = w.pieces ?? [{ from: w.offset, length: w.length }];
+    for (const [i, p] of pieces.entries()) {
+      audio.set(samples.subarray(p.from, p.from + p.length), at);
+      const fade = Math.min(SEAM_FADE, p.length >> 1);
+      if (i > 0) for (let k = 0; k < fade; k++) audio[at + k]! *= k / fade;
+      if (i < pieces.length - 1) for (let k = 0; k < fade; k++) audio[at + p.length - 1 - k]! *= k / fade;
+      at += p.length;
+    }
+  }
+  return { audio, offsets };
+}
+
+/** Samples of fade on each side of a seam (5 ms). */
+const SEAM_FADE = 80;
 
 function finish(segments: Segment[], language: string, durationS: number): Transcript {
   const text = segments.map((s) => s.text).join('').trim();
@@ -198,15 +249,38 @@ const WHOLE_FILE_MAX_GAP_S = 2;
 /** Longest speech of a whole-decoded recording given as one segment (longer keeps timestamps,
  *  so subtitles get cues of a readable length). */
 const ONE_SEGMENT_MAX_S = 10;
+/** Silence kept between two stretches of speech in a window (the rest is cut out): enough pause
+ *  for the model to end a sentence and time it. */
+const MAX_SILENCE_S = 0.6;
+
+/** The spans of the recording (samples) a chunk's window is made of, from `offset` to `end`:
+ *  every silence between its regions longer than maxSilenceS keeps only its first and last
+ *  halves of maxSilenceS. */
+function chunkPieces(c: SpeechChunk, offset: number, end: number, maxSilenceS: number): AudioPiece[] {
+  const pieces: AudioPiece[] = [];
+  let from = offset;
+  const keep = Math.round((maxSilenceS * SAMPLE_RATE) / 2);
+  for (let i = 1; i < c.regions.length; i++) {
+    const gapStart = Math.round(c.regions[i - 1]!.end * SAMPLE_RATE);
+    const gapEnd = Math.round(c.regions[i]!.start * SAMPLE_RATE);
+    if (gapEnd - gapStart <= 2 * keep) continue;
+    pieces.push({ from, length: gapStart + keep - from });
+    from = gapEnd - keep;
+  }
+  pieces.push({ from, length: end - from });
+  return pieces;
+}
 
 async function transcribeWithVad(m: ModelAccess, vad: SileroVad, samples: Float32Array, opts: PipelineOptions, hooks: PipelineHooks): Promise<Transcript> {
   const engine = m.engine;
   const durationS = samples.length / SAMPLE_RATE;
   const progress = (s: number) => hooks.onProgress?.({ processedS: Math.min(s, durationS), durationS });
   checkAbort(hooks.signal);
-  const maxChunkS = engine.windowSamples / SAMPLE_RATE;
-  // A region longer than a window is cut at its least speech-like frame.
-  const { chunks } = await planSpeechChunks(vad, samples, { ...opts.vad, maxChunkS });
+  const maxChunkS = Math.min(opts.vad?.maxChunkS ?? Infinity, engine.windowSamples / SAMPLE_RATE);
+  // A region longer than a window is cut at its least speech-like frame. Silences between the
+  // regions of a chunk are kept up to MAX_SILENCE_S: sparse speech fills fewer windows.
+  const maxSilenceS = opts.maxSilenceS ?? MAX_SILENCE_S;
+  const { chunks } = await planSpeechChunks(vad, samples, { ...opts.vad, maxChunkS, maxSilenceS });
   if (chunks.length === 0) {
     progress(durationS);
     const language = engine.tokenizer.multilingual ? (opts.language ?? 'en') : 'en';
@@ -225,19 +299,21 @@ async function transcribeWithVad(m: ModelAccess, vad: SileroVad, samples: Float3
     // stretch of speech in it, or when it is a short recording decoded whole: with timestamps
     // on, the model's text differs from plain greedy's on short clips with pauses (dev clips:
     // pipeline WER 34.55% with timestamps there vs 33.82% text-only; plain greedy 33.94%).
-    const textOnly = c.regions.length === 1 || (whole && c.end - c.start <= ONE_SEGMENT_MAX_S);
+    const textOnly = c.regions.length === 1 || (whole && c.end - c.start - c.cutS <= ONE_SEGMENT_MAX_S);
     const region = textOnly ? { region: { start: c.start, end: c.end } } : {};
     if (whole) return { offset: 0, length: samples.length, clipStart: 0, clipEnd: durationS, ...region };
     const prevEnd = i > 0 ? chunks[i - 1]!.end : 0;
     const nextStart = i < chunks.length - 1 ? chunks[i + 1]!.start : durationS;
-    const room = maxChunkS - (c.end - c.start);
+    const room = maxChunkS - (c.end - c.start - c.cutS);
     const before = Math.max(0, Math.min(0.5, (c.start - prevEnd) / 2, room / 2));
     const after = Math.max(0, Math.min(0.2, (nextStart - c.end) / 2, room - before));
-    const start = c.start - before;
-    const end = c.end + after;
-    const offset = Math.max(0, Math.floor(start * SAMPLE_RATE));
-    const length = Math.min(samples.length - offset, Math.ceil(end * SAMPLE_RATE) - offset, engine.windowSamples);
-    return { offset, length, clipStart: offset / SAMPLE_RATE, clipEnd: (offset + length) / SAMPLE_RATE, ...region };
+    const offset = Math.max(0, Math.floor((c.start - before) * SAMPLE_RATE));
+    const end = Math.min(samples.length, Math.ceil((c.end + after) * SAMPLE_RATE));
+    const pieces = c.cutS > 0 ? chunkPieces(c, offset, end, maxSilenceS) : undefined;
+    const length = Math.min(engine.windowSamples, pieces ? pieces.reduce((n, p) => n + p.length, 0) : end - offset);
+    if (pieces) pieces[pieces.length - 1]!.length -= pieces.reduce((n, p) => n + p.length, 0) - length;
+    const last = pieces ? pieces[pieces.length - 1]! : { from: offset, length };
+    return { offset, length, clipStart: offset / SAMPLE_RATE, clipEnd: (last.from + last.length) / SAMPLE_RATE, ...region, ...(pieces ? { pieces } : {}) };
   });
   const language = await resolveLanguage(m, samples, opts, windows[0]!.offset);
   const prompt = promptTokens(engine, opts.initialPrompt);
@@ -253,7 +329,8 @@ async function transcribeWithVad(m: ModelAccess, vad: SileroVad, samples: Float3
   const perGroup = await Promise.all(
     groups.map(async (group) => {
       checkAbort(hooks.signal);
-      const enc = await m.encode(samples, group.map((w) => w.offset), group.map((w) => w.length));
+      const joined = group.some((w) => w.pieces) ? joinPieces(samples, group) : undefined;
+      const enc = joined ? await m.encode(joined.audio, joined.offsets, group.map((w) => w.length)) : await m.encode(samples, group.map((w) => w.offset), group.map((w) => w.length));
       checkAbort(hooks.signal);
       const outcomes = await decodeWithFallback(
         m,
