@@ -21,7 +21,10 @@ export interface WxConfig {
   logLevel: LogLevel;
   /** Rotate daemon.log when it passes this size; keep this many old files. */
   log: { maxBytes: number; keep: number };
-  vad: { threshold: number; minSilenceMs: number; speechPadMs: number; maxChunkS: number };
+  /** Speech detection of the `vad` strategy (the pipeline's own defaults): a pause of
+   *  minSilenceMs ends a region, regions get speechPadMs on each side, windows hold ≤ maxChunkS
+   *  of audio with at most maxSilenceS of each pause between regions. */
+  vad: { threshold: number; minSilenceMs: number; speechPadMs: number; maxChunkS: number; maxSilenceS: number };
   /** `concurrency`: jobs run at once (default 4). Their windows share the engine scheduler's
    *  encoder and decoder batches, so several recordings finish sooner than one after another. */
   jobs: { maxAttempts: number; retryBaseMs: number; concurrency: number };
@@ -41,7 +44,7 @@ export function defaultConfig(): WxConfig {
     formats: ['txt'],
     logLevel: 'info',
     log: { maxBytes: 5 * 1024 * 1024, keep: 3 },
-    vad: { threshold: 0.5, minSilenceMs: 500, speechPadMs: 200, maxChunkS: 28 },
+    vad: { threshold: 0.5, minSilenceMs: 100, speechPadMs: 30, maxChunkS: 30, maxSilenceS: 0.6 },
     jobs: { maxAttempts: 3, retryBaseMs: 2000, concurrency: 4 },
     watch: { stabilityMs: 2000, presencePollMs: 2000 },
     dictation: { mode: 'balanced', fillers: true, trailingSpace: false, replacements: {}, audioContext: 'fit' },
@@ -111,12 +114,18 @@ function validate(raw: unknown, file: string): Partial<WxConfig> {
     formats,
     logLevel: oneOf('debug', 'info', 'warn', 'error'),
     log: object({ maxBytes: int(4096, 2 ** 40), keep: int(0, 100) }),
-    vad: object({ threshold: num(0, 1), minSilenceMs: int(0, 10_000), speechPadMs: int(0, 5000), maxChunkS: num(1, 30) }),
+    vad: object({ threshold: num(0, 1), minSilenceMs: int(0, 10_000), speechPadMs: int(0, 5000), maxChunkS: num(1, 30), maxSilenceS: num(0, 30) }),
     jobs: object({ maxAttempts: int(1, 100), retryBaseMs: int(0, 3_600_000), concurrency: int(1, 64) }),
     watch: object({ stabilityMs: int(50, 600_000), presencePollMs: int(50, 600_000) }),
     dictation: object({ mode: oneOf('low', 'balanced', 'high'), fillers: bool, trailingSpace: bool, replacements: stringMap, audioContext: oneOf('fit', 'full') }),
   });
   return schema(raw, '') as Partial<WxConfig>;
+}
+
+/** What the config sets for every transcription (a request's own options override it). */
+export function pipelineDefaults(c: WxConfig): { strategy: 'vad' | 'sequential'; language?: string; maxSilenceS: number; vad: { threshold: number; minSilenceMs: number; speechPadMs: number; maxChunkS: number } } {
+  const { maxSilenceS, ...vad } = c.vad;
+  return { strategy: c.strategy, ...(c.language ? { language: c.language } : {}), maxSilenceS, vad };
 }
 
 /** Loads $WX_HOME/config.json over the defaults (a missing file means all defaults); the

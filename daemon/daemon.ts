@@ -3,7 +3,7 @@
 // model and the job loop. Readiness = answering `initialize`.
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadConfig, type WxConfig } from './config.js';
+import { loadConfig, pipelineDefaults, type WxConfig } from './config.js';
 import { WxError, describeError } from './errors.js';
 import { InstanceLock } from './instance.js';
 import { RpcServer } from './ipc/server.js';
@@ -106,7 +106,7 @@ export class Daemon {
     }
     const requeued = this.store.requeueRunningJobs();
     if (requeued > 0) this.log.warn('re-queued jobs interrupted by a previous daemon', { jobs: requeued });
-    this.runner = new JobRunner(this.store, (o) => this.engineFor(o), this.log, this.config.jobs.concurrency);
+    this.runner = new JobRunner(this.store, (o) => this.engineFor(o), this.log, this.config.jobs.concurrency, pipelineDefaults(this.config));
     this.runner.on('started', (job) => this.jobStarts.set(job.id, performance.now()));
     this.runner.on('finished', (job, stored) => {
       if (job.state === 'failed') this.recordError(job.error ?? 'failed', { job: job.id, path: job.path });

@@ -322,3 +322,36 @@ describe('jobs.concurrency', () => {
     }
   });
 });
+
+describe('config.json pipeline settings', () => {
+  it('vad settings in config.json apply to the daemon’s jobs and to --no-daemon alike', async () => {
+    const h = tempHome();
+    // 1-s windows: fx-short (decoded whole, as one segment, by default) comes back in pieces.
+    fs.writeFileSync(pathsOf(h).config, JSON.stringify({ vad: { maxChunkS: 1 } }));
+    process.env.WX_MODEL = tinyModelDir();
+    let client: WxClient | null = null;
+    try {
+      client = await WxClient.connect({ home: h, autostart: true });
+      const r = await client.call('transcribe', { files: [short], wait: true });
+      expect(r.jobs[0], JSON.stringify(r.jobs)).toMatchObject({ state: 'done' });
+      const segments = r.transcripts[0]!.transcript.segments;
+      expect(segments.length).toBeGreaterThan(1);
+      for (const s of segments) expect(s.end - s.start).toBeLessThanOrEqual(1.01);
+      const inProcess = await wx(h, ['transcribe', '--no-daemon', '--format', 'json', short], env);
+      expect(inProcess.code, inProcess.stderr).toBe(0);
+      expect(JSON.parse(inProcess.stdout).segments.map((s: { start: number }) => s.start)).toEqual(segments.map((s) => s.start));
+      const defaults = await wx(home, ['transcribe', '--no-daemon', '--format', 'json', short], env);
+      expect(JSON.parse(defaults.stdout).segments.length).toBe(1);
+      await client.call('daemon.shutdown', undefined);
+      await client.connection.closed;
+      client = null;
+    } finally {
+      delete process.env.WX_MODEL;
+      if (client) {
+        const pid = client.server.pid;
+        if (alive(pid)) process.kill(pid, 'SIGKILL');
+      }
+      fs.rmSync(h, { recursive: true, force: true });
+    }
+  });
+});

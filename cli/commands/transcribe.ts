@@ -8,7 +8,9 @@ import cliProgress from 'cli-progress';
 import type { Transcript } from '../../daemon/pipeline/index.js';
 import { parseFormats, render, writeOutputs } from '../../daemon/pipeline/writers.js';
 import type { OutputFormat } from '../../daemon/pipeline/types.js';
-import { wxHome } from '../../daemon/paths.js';
+import { wxHome, wxPaths } from '../../daemon/paths.js';
+import { loadConfig, pipelineDefaults } from '../../daemon/config.js';
+import type { PipelineOptions } from '../../daemon/pipeline/index.js';
 import { WxError, describeError } from '../../daemon/errors.js';
 import { getDefaultModel } from '../../daemon/models/registry.js';
 import { EXIT } from '../exit.js';
@@ -36,12 +38,16 @@ interface ValidOptions {
   strategy: 'vad' | 'sequential';
   initialPrompt: string | undefined;
   threads: number;
+  /** config.json's speech detection settings (the daemon applies its own copy). */
+  pipeline: Pick<PipelineOptions, 'vad' | 'maxSilenceS'>;
 }
 
+/** Flags first, then `$WX_HOME/config.json` (precision, strategy, language, threads, vad). */
 export function validateTranscribeOptions(o: TranscribeCliOptions, home: string): ValidOptions {
-  const precision = (o.precision ?? 'int8') as 'int8' | 'fp32';
+  const config = loadConfig(wxPaths(home).config);
+  const precision = (o.precision ?? config.precision) as 'int8' | 'fp32';
   if (precision !== 'int8' && precision !== 'fp32') throw new WxError('cli.bad_option', `--precision must be int8 or fp32, not ${o.precision}`);
-  const strategy = (o.strategy ?? 'vad') as 'vad' | 'sequential';
+  const strategy = (o.strategy ?? config.strategy) as 'vad' | 'sequential';
   if (strategy !== 'vad' && strategy !== 'sequential') throw new WxError('cli.bad_option', `--strategy must be vad or sequential, not ${o.strategy}`);
   const task = (o.task ?? 'transcribe') as 'transcribe' | 'translate';
   if (task !== 'transcribe' && task !== 'translate') throw new WxError('cli.bad_option', `--task must be transcribe or translate, not ${o.task}`);
@@ -49,9 +55,11 @@ export function validateTranscribeOptions(o: TranscribeCliOptions, home: string)
   if (!o.outputDir && formats.length > 1) throw new WxError('cli.bad_option', `several formats (${formats.join(', ')}) need --output-dir`);
   const model = o.model ?? getDefaultModel(home)?.model;
   if (!model) throw new WxError('cli.no_model', 'no model: pass --model NAME|DIR, set WX_MODEL, or install one with `wx models pull tiny`');
-  const threads = o.threads ? Number.parseInt(o.threads, 10) : 0;
+  const threads = o.threads ? Number.parseInt(o.threads, 10) : config.threads;
   if (!Number.isInteger(threads) || threads < 0) throw new WxError('cli.bad_option', `--threads must be a non-negative integer, not ${o.threads}`);
-  return { model, precision, formats, outputDir: o.outputDir ? path.resolve(o.outputDir) : undefined, language: o.language, task, strategy, initialPrompt: o.initialPrompt, threads };
+  const { vad, maxSilenceS } = pipelineDefaults(config);
+  const language = o.language ?? config.language ?? undefined;
+  return { model, precision, formats, outputDir: o.outputDir ? path.resolve(o.outputDir) : undefined, language, task, strategy, initialPrompt: o.initialPrompt, threads, pipeline: { vad, maxSilenceS } };
 }
 
 /** Progress on a terminal: percent of audio, speed × real time, ETA. Nothing when piped. */
@@ -108,7 +116,7 @@ async function transcribeInProcess(files: string[], o: ValidOptions): Promise<nu
       try {
         const t = await transcriber.transcribeFile(
           path.resolve(file),
-          { strategy: o.strategy, task: o.task, ...(o.language ? { language: o.language } : {}), ...(o.initialPrompt ? { initialPrompt: o.initialPrompt } : {}) },
+          { ...o.pipeline, strategy: o.strategy, task: o.task, ...(o.language ? { language: o.language } : {}), ...(o.initialPrompt ? { initialPrompt: o.initialPrompt } : {}) },
           {
             signal: controller.signal,
             onProgress: (p) => {
@@ -143,14 +151,14 @@ export function registerTranscribe(program: Command, viaDaemon?: (files: string[
     .description('transcribe audio/video files (txt, srt, vtt, json)')
     .argument('<files...>', 'recordings (wav, mp3, m4a, flac, ogg/opus, video…)')
     .option('--model <name|dir>', 'installed model, alias, or Hugging Face model directory (default: WX_MODEL / config)')
-    .option('--precision <p>', 'int8 or fp32', 'int8')
+    .option('--precision <p>', 'int8 or fp32 (default: config, int8)')
     .option('--format <f>', 'txt, srt, vtt, json, a comma list, or all', 'txt')
     .option('--output-dir <dir>', 'write <name>.<format> files here (atomically) instead of stdout')
     .option('--language <code>', 'spoken language (multilingual models; detected when absent)')
     .option('--task <task>', 'transcribe or translate (to English; multilingual models)', 'transcribe')
-    .option('--strategy <s>', 'vad (batched, default) or sequential (OpenAI long-form)', 'vad')
+    .option('--strategy <s>', 'vad (batched; default: config, vad) or sequential (OpenAI long-form)')
     .option('--initial-prompt <text>', 'text that conditions the first window (names, spelling)')
-    .option('--threads <n>', 'inference threads (default: all cores)')
+    .option('--threads <n>', 'inference threads (default: config, all cores up to 4)')
     .option('--no-daemon', 'run the model in this process instead of the daemon')
     .action(async (files: string[], opts: TranscribeCliOptions) => {
       const home = wxHome();

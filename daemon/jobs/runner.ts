@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { TranscribeOptions, TranscribeProgress } from '../pipeline/index.js';
+import type { PipelineOptions, TranscribeOptions, TranscribeProgress } from '../pipeline/index.js';
 import type { Job, StoredTranscript, TranscriptStore } from '../store/index.js';
 import type { TranscribeEngine } from './transcriber-host.js';
 
@@ -51,6 +51,8 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     /** Jobs run at once. More than 1 pays only when the engine batches across recordings
      *  (its scheduler interleaves their windows by priority); 1 runs them one after another. */
     private readonly concurrency = 1,
+    /** Pipeline options every job starts from (config.json); a job's own options override them. */
+    private readonly pipelineDefaults: PipelineOptions & TranscribeOptions = {},
   ) {
     super();
   }
@@ -177,7 +179,7 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
       // The job's queue priority becomes its scheduler priority: a dictation's or an
       // interactive request's windows overtake watched-folder backlog at the next decoder step.
       const priority = job.priority <= PRIORITY.dictation ? 'dictation' : job.priority <= PRIORITY.interactive ? 'interactive' : 'backlog';
-      const transcript = await engine.transcribeFile(job.path, { ...pipelineOptions, priority }, {
+      const transcript = await engine.transcribeFile(job.path, { ...this.pipelineDefaults, ...pipelineOptions, priority }, {
         signal: controller.signal,
         onProgress: (p) => this.emit('progress', job, p),
       });
