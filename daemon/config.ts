@@ -44,7 +44,7 @@ export function defaultConfig(): WxConfig {
     formats: ['txt'],
     logLevel: 'info',
     log: { maxBytes: 5 * 1024 * 1024, keep: 3 },
-    vad: { threshold: 0.5, minSilenceMs: 100, speechPadMs: 30, maxChunkS: 30, maxSilenceS: 0.6 },
+    vad: { threshold: 0.5, minSilenceMs: 100, speechPadMs: 30, maxChunkS: 30, maxSilenceS: 1.5 },
     jobs: { maxAttempts: 3, retryBaseMs: 2000, concurrency: 4 },
     watch: { stabilityMs: 2000, presencePollMs: 2000 },
     dictation: { mode: 'balanced', fillers: true, trailingSpace: false, replacements: {}, audioContext: 'fit' },

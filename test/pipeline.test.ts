@@ -68,9 +68,9 @@ describe('long-form strategies on dev-long.wav', () => {
 
 describe('sparse speech', () => {
   // A memo with long pauses: 20 dev clips' speech with 8 s of faint noise before each. Windows
-  // keep at most 0.6 s of each pause (the rest is cut out), so three windows hold it all; kept
-  // whole, the pauses spread it over eight windows that each gave barely one utterance's text
-  // (WER 70–78%, 6–7 of 20 utterances timed).
+  // keep at most 1.5 s of each pause (the rest is cut out), so four windows hold it all (19 of 20
+  // utterances timed, WER 34%); kept whole, the pauses spread it over eight windows that each gave
+  // barely one utterance's text (WER 70–78%, 6–7 of 20 utterances timed).
   it('long pauses are cut out of the windows: fewer windows, every utterance heard, times on the recording', async () => {
     let seed = 3;
     const noise = (n: number) => new Float32Array(n).map(() => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.004);
@@ -94,11 +94,12 @@ describe('sparse speech', () => {
     expect(windows(packed)).toBeLessThan(windows(spread));
     expect(windows(packed)).toBeLessThanOrEqual(4);
     const timed = truth.filter((u) => packed.segments.some((x) => Math.abs(x.start - u.start) <= 0.3 && Math.abs(x.end - u.end) <= 0.3)).length;
-    expect(timed).toBeGreaterThanOrEqual(13);
+    expect(timed).toBeGreaterThanOrEqual(15);
     const refs = manifest.clips.slice(0, 20).map((c) => c.text).join(' ');
-    expect(wordErrorRate(refs, packed.text, { normalize: true }).wer).toBeLessThan(0.55);
-    // Segments start and end in or next to speech, never inside a cut-out pause.
-    const nearSpeech = (s: number) => truth.some((u) => s >= u.start - 0.7 && s <= u.end + 0.7);
+    expect(wordErrorRate(refs, packed.text, { normalize: true }).wer).toBeLessThan(0.5);
+    // Segments start and end in speech or in the 0.75 s of pause kept on each side, never in a
+    // cut-out part.
+    const nearSpeech = (s: number) => truth.some((u) => s >= u.start - 0.8 && s <= u.end + 0.8);
     for (const x of packed.segments) expect([x.start, x.end].every(nearSpeech), `${x.start}–${x.end}`).toBe(true);
   });
 });
