@@ -72,6 +72,17 @@ export const suite: BenchSuite = {
           const cold = coldRun(home, precision, strategy);
           rows.push([precision, strategy, fmt(median(times), 2), fmt(audioS / median(times), 0), fmt(cold.wallS, 2), fmt(audioS / cold.wallS, 0), fmt(wer(text), 1)]);
         }
+        if (precision === 'int8') {
+          // Beam search (5 hypotheses per window), warm only: what the accuracy costs.
+          const times: number[] = [];
+          let text = '';
+          for (let i = 0; i < Math.min(runs, 3) + 1; i++) {
+            const t0 = performance.now();
+            text = (await t.transcribeFile(longWav, { strategy: 'vad', beamSize: 5 })).text;
+            if (i > 0) times.push((performance.now() - t0) / 1000);
+          }
+          rows.push([precision, 'vad, beam 5', fmt(median(times), 2), fmt(audioS / median(times), 0), '—', '—', fmt(wer(text), 1)]);
+        }
         await t.close();
       }
       console.log(table(['precision', 'strategy', 'warm s', 'warm ×RT', 'cold s', 'cold ×RT', 'WER %'], rows));

@@ -6,6 +6,9 @@ import os from 'node:os';
 import { WxError, describeError } from './errors.js';
 import { OUTPUT_FORMATS, type OutputFormat } from './pipeline/types.js';
 
+/** Widest beam search: its hypotheses are rows of the engine scheduler's decoder batch (8). */
+export const MAX_BEAM = 8;
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export interface WxConfig {
@@ -16,6 +19,8 @@ export interface WxConfig {
   threads: number;
   strategy: 'vad' | 'sequential';
   language: string | null;
+  /** Beam search width of each window's first decode (1: greedy). */
+  beamSize: number;
   /** Formats written next to recordings by watched folders unless a watch says otherwise. */
   formats: OutputFormat[];
   logLevel: LogLevel;
@@ -41,6 +46,7 @@ export function defaultConfig(): WxConfig {
     threads: Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length)),
     strategy: 'vad',
     language: null,
+    beamSize: 1,
     formats: ['txt'],
     logLevel: 'info',
     log: { maxBytes: 5 * 1024 * 1024, keep: 3 },
@@ -111,6 +117,7 @@ function validate(raw: unknown, file: string): Partial<WxConfig> {
     threads: int(1, 256),
     strategy: oneOf('vad', 'sequential'),
     language: strOrNull,
+    beamSize: int(1, MAX_BEAM),
     formats,
     logLevel: oneOf('debug', 'info', 'warn', 'error'),
     log: object({ maxBytes: int(4096, 2 ** 40), keep: int(0, 100) }),
@@ -123,9 +130,9 @@ function validate(raw: unknown, file: string): Partial<WxConfig> {
 }
 
 /** What the config sets for every transcription (a request's own options override it). */
-export function pipelineDefaults(c: WxConfig): { strategy: 'vad' | 'sequential'; language?: string; maxSilenceS: number; vad: { threshold: number; minSilenceMs: number; speechPadMs: number; maxChunkS: number } } {
+export function pipelineDefaults(c: WxConfig): { strategy: 'vad' | 'sequential'; language?: string; beamSize: number; maxSilenceS: number; vad: { threshold: number; minSilenceMs: number; speechPadMs: number; maxChunkS: number } } {
   const { maxSilenceS, ...vad } = c.vad;
-  return { strategy: c.strategy, ...(c.language ? { language: c.language } : {}), maxSilenceS, vad };
+  return { strategy: c.strategy, ...(c.language ? { language: c.language } : {}), beamSize: c.beamSize, maxSilenceS, vad };
 }
 
 /** Loads $WX_HOME/config.json over the defaults (a missing file means all defaults); the

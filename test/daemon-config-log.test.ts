@@ -43,6 +43,8 @@ describe('config.json', () => {
     ['{"precision": "fp16"}', /"precision" must be one of int8, fp32 \(got "fp16"\)/, 'config.invalid'],
     ['{"vad": {"treshold": 0.5}}', /unknown key "vad.treshold"/, 'config.unknown_key'],
     ['{"threads": 0}', /"threads" must be an integer from 1 to 256/, 'config.invalid'],
+    ['{"beamSize": 9}', /"beamSize" must be an integer from 1 to 8/, 'config.invalid'],
+    ['{"vad": {"maxSilenceS": -1}}', /"vad.maxSilenceS" must be a number from 0 to 30/, 'config.invalid'],
     ['{"jobs": {"maxAttempts": 2.5}}', /"jobs.maxAttempts" must be an integer/, 'config.invalid'],
     ['{"formats": ["txt", "docx"]}', /"formats" must be an array of txt, srt, vtt, json/, 'config.invalid'],
     ['[1, 2]', /must be an object/, 'config.invalid'],

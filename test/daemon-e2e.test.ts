@@ -324,7 +324,7 @@ describe('jobs.concurrency', () => {
 });
 
 describe('config.json pipeline settings', () => {
-  it('vad settings in config.json apply to the daemon’s jobs and to --no-daemon alike', async () => {
+  it('vad settings in config.json apply to the daemon’s jobs and to --no-daemon alike; a beam wider than the batch is refused', async () => {
     const h = tempHome();
     // 1-s windows: fx-short (decoded whole, as one segment, by default) comes back in pieces.
     fs.writeFileSync(pathsOf(h).config, JSON.stringify({ vad: { maxChunkS: 1 } }));
@@ -340,6 +340,10 @@ describe('config.json pipeline settings', () => {
       const inProcess = await wx(h, ['transcribe', '--no-daemon', '--format', 'json', short], env);
       expect(inProcess.code, inProcess.stderr).toBe(0);
       expect(JSON.parse(inProcess.stdout).segments.map((s: { start: number }) => s.start)).toEqual(segments.map((s) => s.start));
+      // A beam wider than the decoder batch is refused up front, naming the range.
+      await expect(client.call('transcribe', { files: [short], options: { beamSize: 99 }, wait: true })).rejects.toThrow(/beamSize must be an integer from 1 to 8/);
+      const beamed = await client.call('transcribe', { files: [short], options: { beamSize: 3 }, wait: true });
+      expect(beamed.jobs[0]!.state).toBe('done');
       const defaults = await wx(home, ['transcribe', '--no-daemon', '--format', 'json', short], env);
       expect(JSON.parse(defaults.stdout).segments.length).toBe(1);
       await client.call('daemon.shutdown', undefined);

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importModel } from '../daemon/engine/import.js';
 import { WhisperModel } from '../daemon/engine/model.js';
 import { WhisperTokenizer } from '../daemon/engine/tokenizer.js';
-import { decodeWindows } from '../daemon/engine/decoding/task.js';
+import { decodeWindows, decodingSetup } from '../daemon/engine/decoding/task.js';
+import { logSumExp } from '../daemon/engine/decoding/numerics.js';
 import { WxError } from '../daemon/errors.js';
 import { repoRoot, sharedPath, tinyModelDir } from './shared.js';
 import { writeSafetensors, writeSyntheticCheckpoint } from './helpers/synthetic-checkpoint.js';
@@ -112,6 +113,55 @@ describe('FP32 parity with the reference', () => {
     for (const j of jobs) alone.push((await decodeWindows(fp32, tok, [j], { maxRows: 1 }))[0]!);
     expect(together.map((r) => r.tokens)).toEqual(alone.map((r) => r.tokens));
     expect(together[1]!.tokens.length).toBeGreaterThan(5);
+  });
+
+  it('beam search: width 1 is greedy; width 5 gives the same tokens alone and beside other rows, and ranks above greedy', async () => {
+    const mels = ['fx-short', 'fx-multi', 'fx-silence'].map((f) => readF32(path.join(refDir(), `${f}.mel.f32`)));
+    const all = new Float32Array(mels.reduce((s, m) => s + m.length, 0));
+    mels.reduce((at, m) => (all.set(m, at), at + m.length), 0);
+    const enc = await fp32.encode(all, 3);
+    for (const timestamps of [false, true]) {
+      const greedy = await decodeWindows(fp32, tok, [0, 1, 2].map((index) => ({ enc, index, options: { timestamps } })), { maxRows: 1 });
+      const one = await decodeWindows(fp32, tok, [0, 1, 2].map((index) => ({ enc, index, options: { timestamps, beamSize: 1 } })), { maxRows: 1 });
+      expect(one.map((r) => r.tokens)).toEqual(greedy.map((r) => r.tokens));
+      const alone: number[][] = [];
+      for (const index of [0, 1, 2]) alone.push((await decodeWindows(fp32, tok, [{ enc, index, options: { timestamps, beamSize: 5 } }], { maxRows: 5 }))[0]!.tokens);
+      // Two beams and two greedy rows share a 12-row batch; rows fork, swap and leave around them.
+      const mixed = await decodeWindows(fp32, tok, [
+        { enc, index: 1, options: { timestamps, beamSize: 5 } },
+        { enc, index: 0, options: { timestamps } },
+        { enc, index: 0, options: { timestamps, beamSize: 5 } },
+        { enc, index: 1, options: { timestamps } },
+        { enc, index: 2, options: { timestamps, beamSize: 5 } },
+      ], { maxRows: 12 });
+      expect([mixed[2]!.tokens, mixed[0]!.tokens, mixed[4]!.tokens]).toEqual(alone);
+      expect([mixed[1]!.tokens, mixed[3]!.tokens]).toEqual([greedy[0]!.tokens, greedy[1]!.tokens]);
+      // The winner has the best log-probability per token among what the search kept, so never
+      // a worse one than the greedy path on these windows.
+      const perToken = (r: { sumLogprob: number; tokens: number[] }) => r.sumLogprob / (r.tokens.length + 1);
+      for (const i of [0, 1]) expect(perToken(mixed[[2, 0][i]!]!)).toBeGreaterThanOrEqual(perToken(greedy[i]!) - 1e-6);
+      // The score the search kept is the winner's true log-probability: its tokens fed at once
+      // after the prompt, scored under the same rules (a hypothesis decoded on another's cache
+      // would not match).
+      for (const [i, index] of [0, 1].entries()) {
+        const won = mixed[[2, 0][i]!]!;
+        const setup = decodingSetup(tok, fp32, undefined, { timestamps });
+        const batch = fp32.newBatch(1);
+        const row = batch.add(enc, index);
+        const fed = [...setup.prompt, ...won.tokens];
+        const gather = won.tokens.map((_, j) => setup.prompt.length - 1 + j);
+        const logits = await batch.step([row], [fed], gather);
+        let sum = 0;
+        won.tokens.forEach((t, j) => {
+          const l = logits.slice(j * fp32.dims.nVocab, (j + 1) * fp32.dims.nVocab);
+          for (const f of setup.filters) f.apply(l, won.tokens.slice(0, j));
+          sum += l[t]! - logSumExp(l);
+        });
+        expect(Math.abs(sum - won.sumLogprob), `window ${index}`).toBeLessThan(0.02);
+      }
+    }
+    await expect(decodeWindows(fp32, tok, [{ enc, index: 0, options: { beamSize: 0 } }])).rejects.toMatchObject({ code: 'engine.bad_options' });
+    await expect(decodeWindows(fp32, tok, [{ enc, index: 0, options: { beamSize: 3, temperature: 0.4 } }])).rejects.toMatchObject({ code: 'engine.bad_options' });
   });
 
   it('a window encoded with a shorter audio context decodes the same alone, beside full windows, and in a slot that held one', async () => {

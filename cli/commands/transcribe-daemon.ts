@@ -3,7 +3,7 @@
 // Ctrl-C cancels the request (and so its jobs) with `$/cancelRequest`.
 import path from 'node:path';
 import { describeError } from '../../daemon/errors.js';
-import type { ResultOf } from '../../daemon/ipc/protocol.js';
+import type { ResultOf, TranscribeOptions } from '../../daemon/ipc/protocol.js';
 import { WxClient } from '../../daemon/ipc/client.js';
 import { wxHome } from '../../daemon/paths.js';
 import { EXIT } from '../exit.js';
@@ -52,7 +52,7 @@ export async function transcribeViaDaemon(files: string[], o: ValidOptions): Pro
   const absolute = files.map((f) => path.resolve(f));
   let result: ResultOf<'transcribe'>;
   try {
-    const options: Record<string, string> = { model: o.model, precision: o.precision, task: o.task, strategy: o.strategy };
+    const options: TranscribeOptions = { model: o.model, precision: o.precision, task: o.task, strategy: o.strategy, beamSize: o.beamSize };
     if (o.language) options.language = o.language;
     if (o.initialPrompt) options.initialPrompt = o.initialPrompt;
     result = await client.call('transcribe', { files: absolute, options, wait: true }, controller.signal);

@@ -9,7 +9,7 @@ import type { Transcript } from '../../daemon/pipeline/index.js';
 import { parseFormats, render, writeOutputs } from '../../daemon/pipeline/writers.js';
 import type { OutputFormat } from '../../daemon/pipeline/types.js';
 import { wxHome, wxPaths } from '../../daemon/paths.js';
-import { loadConfig, pipelineDefaults } from '../../daemon/config.js';
+import { MAX_BEAM, loadConfig, pipelineDefaults } from '../../daemon/config.js';
 import type { PipelineOptions } from '../../daemon/pipeline/index.js';
 import { WxError, describeError } from '../../daemon/errors.js';
 import { getDefaultModel } from '../../daemon/models/registry.js';
@@ -26,6 +26,7 @@ export interface TranscribeCliOptions {
   initialPrompt?: string;
   daemon: boolean;
   threads?: string;
+  beamSize?: string;
 }
 
 interface ValidOptions {
@@ -38,6 +39,8 @@ interface ValidOptions {
   strategy: 'vad' | 'sequential';
   initialPrompt: string | undefined;
   threads: number;
+  /** 1: greedy. */
+  beamSize: number;
   /** config.json's speech detection settings (the daemon applies its own copy). */
   pipeline: Pick<PipelineOptions, 'vad' | 'maxSilenceS'>;
 }
@@ -57,9 +60,11 @@ export function validateTranscribeOptions(o: TranscribeCliOptions, home: string)
   if (!model) throw new WxError('cli.no_model', 'no model: pass --model NAME|DIR, set WX_MODEL, or install one with `wx models pull tiny`');
   const threads = o.threads ? Number.parseInt(o.threads, 10) : config.threads;
   if (!Number.isInteger(threads) || threads < 0) throw new WxError('cli.bad_option', `--threads must be a non-negative integer, not ${o.threads}`);
+  const beamSize = o.beamSize !== undefined ? Number(o.beamSize) : config.beamSize;
+  if (!Number.isInteger(beamSize) || beamSize < 1 || beamSize > MAX_BEAM) throw new WxError('cli.bad_option', `--beam-size must be an integer from 1 to ${MAX_BEAM}, not ${o.beamSize}`);
   const { vad, maxSilenceS } = pipelineDefaults(config);
   const language = o.language ?? config.language ?? undefined;
-  return { model, precision, formats, outputDir: o.outputDir ? path.resolve(o.outputDir) : undefined, language, task, strategy, initialPrompt: o.initialPrompt, threads, pipeline: { vad, maxSilenceS } };
+  return { model, precision, formats, outputDir: o.outputDir ? path.resolve(o.outputDir) : undefined, language, task, strategy, initialPrompt: o.initialPrompt, threads, beamSize, pipeline: { vad, maxSilenceS } };
 }
 
 /** Progress on a terminal: percent of audio, speed × real time, ETA. Nothing when piped. */
@@ -116,7 +121,7 @@ async function transcribeInProcess(files: string[], o: ValidOptions): Promise<nu
       try {
         const t = await transcriber.transcribeFile(
           path.resolve(file),
-          { ...o.pipeline, strategy: o.strategy, task: o.task, ...(o.language ? { language: o.language } : {}), ...(o.initialPrompt ? { initialPrompt: o.initialPrompt } : {}) },
+          { ...o.pipeline, beamSize: o.beamSize, strategy: o.strategy, task: o.task, ...(o.language ? { language: o.language } : {}), ...(o.initialPrompt ? { initialPrompt: o.initialPrompt } : {}) },
           {
             signal: controller.signal,
             onProgress: (p) => {
@@ -157,6 +162,7 @@ export function registerTranscribe(program: Command, viaDaemon?: (files: string[
     .option('--language <code>', 'spoken language (multilingual models; detected when absent)')
     .option('--task <task>', 'transcribe or translate (to English; multilingual models)', 'transcribe')
     .option('--strategy <s>', 'vad (batched; default: config, vad) or sequential (OpenAI long-form)')
+    .option('--beam-size <n>', `beam search with n hypotheses, 1–${MAX_BEAM} (default: config, 1 = greedy)`)
     .option('--initial-prompt <text>', 'text that conditions the first window (names, spelling)')
     .option('--threads <n>', 'inference threads (default: config, all cores up to 4)')
     .option('--no-daemon', 'run the model in this process instead of the daemon')

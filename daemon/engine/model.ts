@@ -210,6 +210,36 @@ export class DecoderBatch {
     this.rows.pop();
   }
 
+  /** Adds a row for the same window as `source`, with a copy of its cache (beam search). */
+  fork(source: DecoderRow): DecoderRow {
+    if (this.rows.length >= this.maxRows) throw new WxError('engine.batch_full', `decoder batch is full (${this.maxRows} rows)`);
+    const row = new DecoderRow(this.rows.length, this.nextId++, source.crossLength);
+    for (const bufs of [this.crossK, this.crossV]) for (const b of bufs) b.copyWithin(row.slot * this.crossSlot, source.slot * this.crossSlot, (source.slot + 1) * this.crossSlot);
+    for (const bufs of [this.selfK, this.selfV]) for (const b of bufs) b.copyWithin(row.slot * this.selfSlot, source.slot * this.selfSlot, (source.slot + 1) * this.selfSlot);
+    row.length = source.length;
+    this.rows.push(row);
+    return row;
+  }
+
+  /** Gives `targets[i]` the self-attention cache `sources[i]` has now (rows of one window; a
+   *  source may feed several targets and be a target itself). */
+  copyCaches(sources: readonly DecoderRow[], targets: readonly DecoderRow[]): void {
+    const moves = targets.flatMap((t, i) => (t === sources[i] ? [] : [{ from: sources[i]!, to: t }]));
+    if (moves.length === 0) return;
+    const n = this.selfSlot;
+    const H = this.model.dims.decoderHeads;
+    const dh = this.model.dims.dModel / H;
+    const C = this.capacity;
+    for (const bufs of [this.selfK, this.selfV]) {
+      for (const b of bufs) {
+        // Only the cached positions of each head's block: [H, C, dh] per slot.
+        const saved = moves.map((m) => Array.from({ length: H }, (_, h) => b.slice(m.from.slot * n + h * C * dh, m.from.slot * n + (h * C + m.from.length) * dh)));
+        moves.forEach((m, i) => saved[i]!.forEach((part, h) => b.set(part, m.to.slot * n + h * C * dh)));
+      }
+    }
+    targets.forEach((t, i) => (t.length = sources[i]!.length));
+  }
+
   /** Re-lays the cache buffers out with room for at least `need` positions per row. */
   private grow(need: number): void {
     const d = this.model.dims;

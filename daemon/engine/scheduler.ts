@@ -164,7 +164,16 @@ export class EngineScheduler {
         const next = this.rows[0]!;
         if (holdBacklog && next.rank >= RANK.backlog) break;
         const limit = next.rank >= RANK.backlog ? this.runner.maxRows - this.reserved : this.runner.maxRows;
-        if (this.runner.size >= limit || this.runner.free === 0) break;
+        let width: number;
+        try {
+          width = this.runner.rowsFor(next.job);
+        } catch (err) {
+          this.rows.shift();
+          next.reject(err);
+          continue;
+        }
+        // A beam search takes its rows at once; an empty batch always takes the next window.
+        if (this.runner.free < width || (this.runner.size > 0 && this.runner.size + width > limit)) break;
         this.rows.shift();
         this.activeRanks.set(next, next.rank);
         try {
@@ -178,7 +187,7 @@ export class EngineScheduler {
         }
       }
       if (this.runner.size > 0) {
-        this.stats.rowSteps += this.runner.size;
+        this.stats.rowSteps += this.runner.rows;
         this.stats.decoderSteps++;
         try {
           await this.runner.step();
@@ -203,7 +212,7 @@ export class EngineScheduler {
         this.stats.backlogHeld = false;
       }
       this.stats.waitingRows = this.rows.length;
-      this.stats.activeRows = this.runner.size;
+      this.stats.activeRows = this.runner.rows;
     }
   }
 

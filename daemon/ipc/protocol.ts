@@ -101,6 +101,9 @@ export interface TranscribeOptions {
   task?: 'transcribe' | 'translate';
   strategy?: 'vad' | 'sequential';
   initialPrompt?: string;
+  /** Beam search width for each window's temperature-0 decode, 1–8 (1: greedy; default: the
+   *  daemon's config, 1). */
+  beamSize?: number;
 }
 
 export interface ModelStatus {

@@ -12,6 +12,7 @@ import type { Job, StoredTranscript, TranscriptStore } from '../store/index.js';
 import type { TranscribeEngine } from './transcriber-host.js';
 
 export interface JobOptions extends TranscribeOptions {
+  beamSize?: number;
   model?: string;
   precision?: 'int8' | 'fp32';
 }

@@ -42,6 +42,9 @@ export interface PipelineOptions {
    *  rest of a longer pause is cut out of the audio the model hears, so sparse speech takes
    *  fewer windows; timestamps are mapped back across the cuts. */
   maxSilenceS?: number;
+  /** Beam search with this many hypotheses for the temperature-0 decode of every window (the
+   *  fallback temperatures sample); absent or 1: greedy. */
+  beamSize?: number;
   /** Windows per encoder run (vad strategy). */
   encoderBatch?: number;
   /** Decoder rows in flight. */
@@ -116,11 +119,12 @@ async function decodeWithFallback(
   const temps = opts.temperatures ?? DEFAULT_TEMPERATURES;
   const th = { ...DEFAULT_THRESHOLDS, ...opts.thresholds };
   const out: WindowOutcome[] = new Array(indices.length);
+  const beam = opts.beamSize ?? 1;
   let pending = indices.map((_, k) => k);
   for (let ti = 0; ti < temps.length && pending.length > 0; ti++) {
     const temperature = temps[ti]!;
     const results = await m.decode(
-      pending.map((k) => ({ enc, index: indices[k]!, options: { ...base(k), temperature, seed: 1000 * k + ti } })),
+      pending.map((k) => ({ enc, index: indices[k]!, options: { ...base(k), temperature, seed: 1000 * k + ti, ...(beam > 1 && temperature === 0 ? { beamSize: beam } : {}) } })),
       { maxRows: opts.decoderRows ?? 8 },
     );
     const retry: number[] = [];

@@ -53,3 +53,26 @@ export function sampleWithTemperature(x: Float32Array, temperature: number, rand
   }
   return argmax(x);
 }
+
+/** Indices of the k largest values of x, largest first (ties: lower index first); -∞ and NaN
+ *  never count. One pass that only looks closer at values above the current k-th. */
+export function topK(x: Float32Array, k: number): number[] {
+  const ids: number[] = [];
+  const vals: number[] = [];
+  let floor = -Infinity;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    if (!(v > floor) && !(ids.length < k && v > -Infinity)) continue;
+    let at = vals.length;
+    while (at > 0 && vals[at - 1]! < v) at--;
+    if (at >= k) continue;
+    ids.splice(at, 0, i);
+    vals.splice(at, 0, v);
+    if (ids.length > k) {
+      ids.pop();
+      vals.pop();
+    }
+    if (ids.length === k) floor = vals[k - 1]!;
+  }
+  return ids;
+}

@@ -7,6 +7,7 @@ import type { DecoderBatch, DecoderRow, EncodedWindows, WhisperModel } from '../
 import type { WhisperTokenizer } from '../tokenizer.js';
 import { SuppressBlank, SuppressRange, SuppressTokens, TimestampRules, type LogitFilter } from './filters.js';
 import { argmax, logSumExp, sampleWithTemperature, seededRandom } from './numerics.js';
+import { BeamSearchDecoder } from './beam.js';
 
 export interface DecodeOptions {
   /** 0 = greedy. */
@@ -33,6 +34,9 @@ export interface DecodeOptions {
    */
   rules?: 'whisper' | 'plain';
   seed?: number;
+  /** Beam search with this many hypotheses (temperature 0 only); absent: one greedy or sampled
+   *  sequence. */
+  beamSize?: number;
 }
 
 export interface DecodeResult {
@@ -49,6 +53,47 @@ export interface DecodeResult {
   completed: boolean;
   /** Raw logits of the first sampled positions, before any filter, when asked for (debugging). */
   firstLogits?: Float32Array[];
+}
+
+/** What every decode of a window starts from: the prompt (previous text, start-of-transcript
+ *  sequence, forced prefix), where `<|startoftranscript|>` sits in it, the most tokens to sample,
+ *  and the logit filters. */
+export function decodingSetup(tok: WhisperTokenizer, model: WhisperModel, language: string | undefined, opts: DecodeOptions): { prompt: number[]; sotIndex: number; sampleLen: number; filters: LogitFilter[] } {
+  const dims = model.dims;
+  const timestamps = opts.timestamps ?? false;
+  const sot = tok.sotSequence({ language, task: opts.task, timestamps });
+  const maxPrev = Math.floor(dims.nTextCtx / 2) - 1;
+  const prev = opts.previousTokens?.length ? [tok.sotPrev, ...opts.previousTokens.slice(-maxPrev)] : [];
+  const prefix = opts.prefix ?? [];
+  if (prefix.length && timestamps) throw new WxError('engine.bad_options', 'a forced prefix is text-only: decode it without timestamps');
+  const prompt = [...prev, ...sot, ...prefix];
+  const sampleLen = Math.min(opts.sampleLen ?? Math.floor(dims.nTextCtx / 2), dims.nTextCtx - prompt.length);
+  const filters: LogitFilter[] = [];
+  const V = dims.nVocab;
+  if ((opts.rules ?? 'whisper') === 'plain') {
+    filters.push(new SuppressRange(tok.eot + 1, timestamps ? tok.timestampBegin : V));
+  } else {
+    const gen = model.config.generation;
+    const specials: number[] = [tok.sot, tok.sotPrev, tok.noSpeech, tok.noTimestamps];
+    if (tok.sotLm !== undefined) specials.push(tok.sotLm);
+    if (tok.transcribe !== undefined) specials.push(tok.transcribe);
+    if (tok.translate !== undefined) specials.push(tok.translate);
+    specials.push(...tok.languageTokenIds());
+    filters.push(new SuppressTokens([...gen.suppressTokens, ...tok.nonSpeechTokens(), ...specials], V));
+    // After a forced prefix the text may end at once, but must not glue onto its last word
+    // (the tokenizer's cached list, not a copy: dictation builds a decoder every few 100 ms).
+    filters.push(new SuppressBlank(prefix.length ? tok.encode(' ') : [...tok.encode(' '), tok.eot]));
+    if (prefix.length) filters.push(new SuppressBlank(tok.wordContinuationTokens()));
+    // Ids between the last special token and the first timestamp (none in the standard
+    // layouts) and anything past the vocabulary the tokenizer knows are never text.
+    if (timestamps) {
+      const maxInitial = opts.maxInitialTimestamp ?? 1.0;
+      filters.push(new TimestampRules(tok, Math.round(maxInitial / 0.02)));
+    } else {
+      filters.push(new SuppressRange(tok.timestampBegin, V));
+    }
+  }
+  return { prompt, sotIndex: prev.length, sampleLen, filters };
 }
 
 export class SequenceDecoder {
@@ -72,42 +117,13 @@ export class SequenceDecoder {
     opts: DecodeOptions,
     private readonly keepFirstLogits = 0,
   ) {
-    const dims = model.dims;
-    const timestamps = opts.timestamps ?? false;
-    const sot = tok.sotSequence({ language, task: opts.task, timestamps });
-    const maxPrev = Math.floor(dims.nTextCtx / 2) - 1;
-    const prev = opts.previousTokens?.length ? [tok.sotPrev, ...opts.previousTokens.slice(-maxPrev)] : [];
-    const prefix = opts.prefix ?? [];
-    if (prefix.length && timestamps) throw new WxError('engine.bad_options', 'a forced prefix is text-only: decode it without timestamps');
-    this.prompt = [...prev, ...sot, ...prefix];
-    this.sotIndex = prev.length;
+    const setup = decodingSetup(tok, model, language, opts);
+    this.prompt = setup.prompt;
+    this.sotIndex = setup.sotIndex;
+    this.sampleLen = setup.sampleLen;
+    this.filters.push(...setup.filters);
     this.temperature = opts.temperature ?? 0;
-    this.sampleLen = Math.min(opts.sampleLen ?? Math.floor(dims.nTextCtx / 2), dims.nTextCtx - this.prompt.length);
     this.random = seededRandom(opts.seed ?? 0x5eed);
-    const V = dims.nVocab;
-    if ((opts.rules ?? 'whisper') === 'plain') {
-      this.filters.push(new SuppressRange(tok.eot + 1, timestamps ? tok.timestampBegin : V));
-    } else {
-      const gen = model.config.generation;
-      const specials: number[] = [tok.sot, tok.sotPrev, tok.noSpeech, tok.noTimestamps];
-      if (tok.sotLm !== undefined) specials.push(tok.sotLm);
-      if (tok.transcribe !== undefined) specials.push(tok.transcribe);
-      if (tok.translate !== undefined) specials.push(tok.translate);
-      specials.push(...tok.languageTokenIds());
-      this.filters.push(new SuppressTokens([...gen.suppressTokens, ...tok.nonSpeechTokens(), ...specials], V));
-      // After a forced prefix the text may end at once, but must not glue onto its last word
-      // (the tokenizer's cached list, not a copy: dictation builds a decoder every few 100 ms).
-      this.filters.push(new SuppressBlank(prefix.length ? tok.encode(' ') : [...tok.encode(' '), tok.eot]));
-      if (prefix.length) this.filters.push(new SuppressBlank(tok.wordContinuationTokens()));
-      // Ids between the last special token and the first timestamp (none in the standard
-      // layouts) and anything past the vocabulary the tokenizer knows are never text.
-      if (timestamps) {
-        const maxInitial = opts.maxInitialTimestamp ?? 1.0;
-        this.filters.push(new TimestampRules(tok, Math.round(maxInitial / 0.02)));
-      } else {
-        this.filters.push(new SuppressRange(tok.timestampBegin, V));
-      }
-    }
   }
 
   /** Takes the logits at the last fed position; returns the next token to feed, or -1 when done. */
@@ -158,15 +174,23 @@ export interface WindowJob {
   keepFirstLogits?: number;
 }
 
+/** A window being decoded: one row (greedy or sampling), or one row per hypothesis (beam). */
+type Task =
+  | { kind: 'one'; row: DecoderRow; seq: SequenceDecoder; next: number; done: (r: DecodeResult) => void }
+  | { kind: 'beam'; rows: DecoderRow[]; beam: BeamSearchDecoder; next: number[]; done: (r: DecodeResult) => void };
+
 /**
  * The rows in flight on one DecoderBatch. `admit` runs a window's prompt on its own row (rows
  * feed different prompt lengths); `step` advances every row by one token in one decoder call.
  * A finished row leaves at once, so a waiting window can take its place before the next step
- * (iteration-level batching). A row sees exactly the tokens it would see alone.
+ * (iteration-level batching). A row sees exactly the tokens it would see alone. A beam-search
+ * window holds up to `beamSize` rows (reserved when it is admitted).
  */
 export class BatchRunner {
   private readonly batch: DecoderBatch;
-  private readonly live = new Map<number, { row: DecoderRow; seq: SequenceDecoder; next: number; done: (r: DecodeResult) => void }>();
+  private readonly owner = new Map<number, Task>();
+  /** Rows promised to beam searches that have not forked them yet. */
+  private reserved = 0;
   private readonly V: number;
 
   constructor(private readonly model: WhisperModel, private readonly tok: WhisperTokenizer, readonly maxRows: number) {
@@ -174,60 +198,140 @@ export class BatchRunner {
     this.V = model.dims.nVocab;
   }
 
+  /** Rows in the batch now. */
+  get rows(): number {
+    return this.batch.size;
+  }
+
+  /** Rows in use or promised. */
   get size(): number {
-    return this.live.size;
+    return this.batch.size + this.reserved;
   }
 
   get free(): number {
-    return this.maxRows - this.live.size;
+    return this.maxRows - this.size;
+  }
+
+  /** Rows `job` takes at most (its beam size, else 1). */
+  rowsFor(job: WindowJob): number {
+    const n = job.options.beamSize ?? 1;
+    if (!Number.isInteger(n) || n < 1) throw new WxError('engine.bad_options', `beam size must be a positive integer, got ${n}`);
+    if (n > this.maxRows) throw new WxError('engine.bad_options', `beam size ${n} is more than the decoder batch holds (${this.maxRows} rows)`);
+    return n;
   }
 
   /** Starts decoding `job`; `done` is called with its result when the row finishes. */
   async admit(job: WindowJob, done: (r: DecodeResult) => void): Promise<void> {
     const { batch, tok, V } = this;
+    const width = this.rowsFor(job);
+    if (width > this.free) throw new WxError('engine.batch_full', `decoder batch has ${this.free} free rows, the window needs ${width}`);
     const row = batch.add(job.enc, job.index);
+    this.reserved += width - 1;
+    let task: Task | undefined;
     try {
       let language = job.options.language;
       if (tok.multilingual && language === undefined) {
         language = await detectLanguageOnRow(batch, row, tok);
         batch.reset(row);
       }
+      if (width > 1 || job.options.beamSize !== undefined) {
+        const beam = new BeamSearchDecoder(tok, this.model, language, job.options, width);
+        const logits = await batch.step([row], [beam.prompt], [beam.sotIndex, beam.prompt.length - 1]);
+        beam.setNoSpeechFrom(logits.subarray(0, V));
+        task = { kind: 'beam', rows: [row], beam, next: [], done };
+        this.owner.set(row.id, task);
+        this.advanceBeam(task, [logits.subarray(V, 2 * V)]);
+        return;
+      }
       const seq = new SequenceDecoder(tok, this.model, language, job.options, job.keepFirstLogits ?? 0);
       const logits = await batch.step([row], [seq.prompt], [seq.sotIndex, seq.prompt.length - 1]);
       seq.setNoSpeechFrom(logits.subarray(0, V));
-      const l = { row, seq, next: seq.consume(logits.subarray(V, 2 * V)), done };
-      this.live.set(row.id, l);
-      if (l.next < 0) this.finish(l);
+      task = { kind: 'one', row, seq, next: seq.consume(logits.subarray(V, 2 * V)), done };
+      this.owner.set(row.id, task);
+      if (task.next < 0) this.finish(task);
     } catch (err) {
-      this.live.delete(row.id);
-      batch.remove(row);
+      if (task) this.release(task);
+      else {
+        batch.remove(row);
+        this.reserved -= width - 1;
+      }
       throw err;
     }
   }
 
   /** Forgets every row (after a failed step). */
   reset(): void {
-    this.live.clear();
+    this.owner.clear();
+    this.reserved = 0;
     this.batch.clear();
   }
 
   /** One token for every row in flight. */
   async step(): Promise<void> {
-    if (this.live.size === 0) return;
+    if (this.owner.size === 0) return;
     const rows = this.batch.rows.slice();
-    const lives = rows.map((r) => this.live.get(r.id)!);
-    const logits = await this.batch.step(rows, lives.map((l) => [l.next]), [0]);
-    for (let b = 0; b < lives.length; b++) {
-      const l = lives[b]!;
-      l.next = l.seq.consume(logits.subarray(b * this.V, (b + 1) * this.V));
-      if (l.next < 0 || l.row.length >= this.model.dims.nTextCtx) this.finish(l);
+    const feed = rows.map((r) => {
+      const t = this.owner.get(r.id)!;
+      return [t.kind === 'one' ? t.next : t.next[t.rows.indexOf(r)]!];
+    });
+    const logits = await this.batch.step(rows, feed, [0]);
+    const beams = new Map<Task, Float32Array[]>();
+    for (let b = 0; b < rows.length; b++) {
+      const t = this.owner.get(rows[b]!.id)!;
+      const row = logits.subarray(b * this.V, (b + 1) * this.V);
+      if (t.kind === 'one') {
+        t.next = t.seq.consume(row);
+        if (t.next < 0 || t.row.length >= this.model.dims.nTextCtx) this.finish(t);
+      } else {
+        const list = beams.get(t) ?? [];
+        list[t.rows.indexOf(rows[b]!)] = row;
+        beams.set(t, list);
+      }
+    }
+    for (const [t, list] of beams) if (t.kind === 'beam') this.advanceBeam(t, list);
+  }
+
+  /** Applies a beam step: new hypotheses take over their parents' caches; extra rows are forked
+   *  from the first, surplus rows leave. */
+  private advanceBeam(t: Extract<Task, { kind: 'beam' }>, logits: Float32Array[]): void {
+    const st = t.beam.step(logits);
+    if (!st || t.rows[0]!.length >= this.model.dims.nTextCtx) {
+      t.beam.stop();
+      this.finish(t);
+      return;
+    }
+    const sources = st.parents.map((p) => t.rows[p]!);
+    while (t.rows.length < st.parents.length) {
+      const forked = this.batch.fork(t.rows[0]!);
+      this.reserved--;
+      this.owner.set(forked.id, t);
+      t.rows.push(forked);
+    }
+    this.batch.copyCaches(sources, t.rows.slice(0, st.parents.length));
+    for (const extra of t.rows.splice(st.parents.length)) {
+      // Fewer hypotheses live on (the others ended): the row stays promised to this search.
+      this.batch.remove(extra);
+      this.owner.delete(extra.id);
+      this.reserved++;
+    }
+    t.next = st.tokens;
+  }
+
+  private release(t: Task): void {
+    const rows = t.kind === 'one' ? [t.row] : t.rows;
+    for (const r of rows) {
+      this.batch.remove(r);
+      this.owner.delete(r.id);
+    }
+    if (t.kind === 'beam') {
+      this.reserved -= t.beam.beamSize - t.rows.length;
+      t.rows = [];
     }
   }
 
-  private finish(l: { row: DecoderRow; seq: SequenceDecoder; done: (r: DecodeResult) => void }): void {
-    this.batch.remove(l.row);
-    this.live.delete(l.row.id);
-    l.done(l.seq.result());
+  private finish(t: Task): void {
+    this.release(t);
+    t.done(t.kind === 'one' ? t.seq.result() : t.beam.result());
   }
 }
 
@@ -235,10 +339,12 @@ export class BatchRunner {
 export async function decodeWindows(model: WhisperModel, tok: WhisperTokenizer, jobs: readonly WindowJob[], opts: { maxRows?: number } = {}): Promise<DecodeResult[]> {
   const results: DecodeResult[] = new Array(jobs.length);
   if (jobs.length === 0) return results;
-  const runner = new BatchRunner(model, tok, Math.max(1, Math.min(opts.maxRows ?? 8, jobs.length)));
+  const widths = jobs.map((j) => j.options.beamSize ?? 1);
+  const total = widths.reduce((a, b) => a + b, 0);
+  const runner = new BatchRunner(model, tok, Math.max(1, ...widths, Math.min(opts.maxRows ?? 8, total)));
   let next = 0;
   while (next < jobs.length || runner.size > 0) {
-    while (runner.free > 0 && next < jobs.length) {
+    while (next < jobs.length && runner.free >= runner.rowsFor(jobs[next]!)) {
       const j = next++;
       await runner.admit(jobs[j]!, (r) => (results[j] = r));
     }
