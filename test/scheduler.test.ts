@@ -49,6 +49,18 @@ describe('EngineScheduler', () => {
     await sched.close();
   });
 
+  it('beam windows of several requests share steps past the greedy row cap, with their tokens alone', async () => {
+    const encs = await Promise.all(clips.slice(0, 3).map((s) => engine.encodeAudio(s, [0], [win(s)])));
+    const alone: number[][] = [];
+    for (const enc of encs) alone.push((await engine.decode([{ enc, index: 0, options: { beamSize: 5 } }]))[0]!.tokens);
+    const sched = new EngineScheduler(engine); // 8 greedy rows, 16 in all
+    const together = await Promise.all(encs.map(async (enc) => (await sched.decode([{ enc, index: 0, options: { beamSize: 5 } }]))[0]!.tokens));
+    expect(together).toEqual(alone);
+    // Three searches of five hypotheses ran side by side (with 8 rows only one fits at a time).
+    expect(sched.stats.rowSteps / sched.stats.decoderSteps, `${sched.stats.rowSteps} rows in ${sched.stats.decoderSteps} steps`).toBeGreaterThan(8);
+    await sched.close();
+  });
+
   it('an interactive window joins the running batch at once, ahead of a backlog', async () => {
     const sched = new EngineScheduler(engine, { maxRows: 4, reservedRows: 1 });
     const enc = await engine.encodeAudio(clips[0]!, [0], [win(clips[0]!)]);

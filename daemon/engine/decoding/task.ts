@@ -203,6 +203,13 @@ export class BatchRunner {
     return this.batch.size;
   }
 
+  /** Rows of greedy (or sampled) windows. */
+  get greedyRows(): number {
+    let n = 0;
+    for (const t of this.owner.values()) if (t.kind === 'one') n++;
+    return n;
+  }
+
   /** Rows in use or promised. */
   get size(): number {
     return this.batch.size + this.reserved;
