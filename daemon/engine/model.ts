@@ -120,10 +120,19 @@ export class WhisperModel {
 
   /** A batch whose self-attention cache starts at `initialCapacity` positions per row and grows
    *  (doubling, up to the text context) when a row needs more. */
-  newBatch(maxRows: number, initialCapacity = 64): DecoderBatch {
-    return new DecoderBatch(this, maxRows, Math.min(initialCapacity, this.dims.nTextCtx));
+  newBatch(maxRows: number, initialCapacity = 64, groupRows = 1): DecoderBatch {
+    return new DecoderBatch(this, maxRows, Math.min(initialCapacity, this.dims.nTextCtx), groupRows);
+  }
+
+  /** Whether the decoder graph lets consecutive rows share a window's cross keys/values (graphs
+   *  imported before it could cannot run beam search). */
+  get groupedCross(): boolean {
+    return this.decoder.inputNames.includes(DECODER_IO.crossGroup);
   }
 }
+
+/** Row ids are unique across batches (a runner keys its rows by id over several batches). */
+let nextRowId = 0;
 
 /** One sequence being decoded: its slot in the batch buffers and how many positions it has cached. */
 export class DecoderRow {
@@ -137,6 +146,10 @@ export class DecoderRow {
  * cross-attention keys/values; rows occupy slots 0..n-1 so the first n slots form contiguous
  * [n, …] tensors. A row that leaves is replaced by the last one (swap-remove), so rows join and
  * leave at any step without disturbing the others.
+ *
+ * With `groupRows` R > 1 (beam search) rows come in blocks of R consecutive slots that decode one
+ * window: the block holds that window's cross keys/values once, the graph reads them once for the
+ * R rows, and blocks join and leave whole.
  */
 export class DecoderBatch {
   readonly rows: DecoderRow[] = [];
@@ -146,24 +159,31 @@ export class DecoderBatch {
   private readonly crossV: Float32Array[] = [];
   private selfSlot: number; // elements per slot per layer (K or V)
   private readonly crossSlot: number;
-  private nextId = 0;
 
   /** Cached positions each row can hold now; grows on demand. Attention and the cache inputs
    *  scale with it, so it starts small: most windows need well under 100 positions. */
   capacity: number;
 
-  constructor(private readonly model: WhisperModel, readonly maxRows: number, initialCapacity: number) {
+  constructor(private readonly model: WhisperModel, readonly maxRows: number, initialCapacity: number, readonly groupRows = 1) {
+    if (!Number.isInteger(groupRows) || groupRows < 1 || groupRows > maxRows) throw new WxError('engine.bad_options', `rows per window must be 1..${maxRows}, got ${groupRows}`);
+    if (groupRows > 1 && !model.groupedCross) throw new WxError('model.outdated', `model ${model.manifest.name} was imported by an older wx: import it again to use beam search ('wx models pull NAME --force', or 'wx models import DIR --force')`);
     const capacity = initialCapacity;
     this.capacity = capacity;
     const d = model.dims;
     this.selfSlot = d.dModel * capacity;
     this.crossSlot = d.dModel * d.nAudioCtx;
+    const blocks = Math.floor(maxRows / groupRows);
     for (let l = 0; l < d.decoderLayers; l++) {
       this.selfK.push(new Float32Array(maxRows * this.selfSlot));
       this.selfV.push(new Float32Array(maxRows * this.selfSlot));
-      this.crossK.push(new Float32Array(maxRows * this.crossSlot));
-      this.crossV.push(new Float32Array(maxRows * this.crossSlot));
+      this.crossK.push(new Float32Array(blocks * this.crossSlot));
+      this.crossV.push(new Float32Array(blocks * this.crossSlot));
     }
+  }
+
+  /** Rows free for new windows (in whole blocks when grouped). */
+  get freeRows(): number {
+    return Math.floor((this.maxRows - this.rows.length) / this.groupRows) * this.groupRows;
   }
 
   get size(): number {
@@ -172,53 +192,56 @@ export class DecoderBatch {
 
   /** Adds window `index` of `enc` as a new row (empty cache). */
   add(enc: EncodedWindows, index: number): DecoderRow {
-    if (this.rows.length >= this.maxRows) throw new WxError('engine.batch_full', `decoder batch is full (${this.maxRows} rows)`);
-    const row = new DecoderRow(this.rows.length, this.nextId++, enc.positions);
-    // Each head's positions go first in its block of the slot; the decoder masks the rest (a
+    return this.addGroup(enc, index)[0]!;
+  }
+
+  /** Adds window `index` of `enc` as `groupRows` new rows (empty caches) sharing its keys/values. */
+  addGroup(enc: EncodedWindows, index: number): DecoderRow[] {
+    const R = this.groupRows;
+    if (this.rows.length + R > this.maxRows) throw new WxError('engine.batch_full', `decoder batch is full (${this.maxRows} rows)`);
+    const rows = Array.from({ length: R }, () => new DecoderRow(this.rows.length, nextRowId++, enc.positions));
+    rows.forEach((r, i) => (r.slot += i));
+    // Each head's positions go first in its part of the block; the decoder masks the rest (a
     // window encoded with a shorter audio context).
     const n = this.crossSlot;
+    const at = (rows[0]!.slot / R) * n;
     const d = this.model.dims;
     const H = d.decoderHeads;
-    const block = enc.positions * (d.dModel / H);
+    const part = enc.positions * (d.dModel / H);
     const full = d.nAudioCtx * (d.dModel / H);
     for (let l = 0; l < this.crossK.length; l++) {
       for (let h = 0; h < H; h++) {
-        const from = index * enc.perWindow + h * block;
-        this.crossK[l]!.set(enc.crossK[l]!.subarray(from, from + block), row.slot * n + h * full);
-        this.crossV[l]!.set(enc.crossV[l]!.subarray(from, from + block), row.slot * n + h * full);
+        const from = index * enc.perWindow + h * part;
+        this.crossK[l]!.set(enc.crossK[l]!.subarray(from, from + part), at + h * full);
+        this.crossV[l]!.set(enc.crossV[l]!.subarray(from, from + part), at + h * full);
       }
     }
-    this.rows.push(row);
-    return row;
+    this.rows.push(...rows);
+    return rows;
   }
 
+  /** Removes a row (or, grouped, the block that holds it); the last row (block) takes its place. */
   remove(row: DecoderRow): void {
     const i = this.rows.indexOf(row);
     if (i < 0) return;
-    const last = this.rows[this.rows.length - 1]!;
-    if (last !== row) {
-      const move = (bufs: Float32Array[], n: number) => {
-        for (const b of bufs) b.copyWithin(row.slot * n, last.slot * n, (last.slot + 1) * n);
+    const R = this.groupRows;
+    const first = i - (i % R);
+    const lastFirst = this.rows.length - R;
+    if (first !== lastFirst) {
+      const move = (bufs: Float32Array[], n: number, to: number, from: number, count: number) => {
+        for (const b of bufs) b.copyWithin(to * n, from * n, (from + count) * n);
       };
-      move(this.selfK, this.selfSlot);
-      move(this.selfV, this.selfSlot);
-      move(this.crossK, this.crossSlot);
-      move(this.crossV, this.crossSlot);
-      last.slot = row.slot;
-      this.rows[i] = last;
+      move(this.selfK, this.selfSlot, first, lastFirst, R);
+      move(this.selfV, this.selfSlot, first, lastFirst, R);
+      move(this.crossK, this.crossSlot, first / R, lastFirst / R, 1);
+      move(this.crossV, this.crossSlot, first / R, lastFirst / R, 1);
+      for (let k = 0; k < R; k++) {
+        const moved = this.rows[lastFirst + k]!;
+        moved.slot = first + k;
+        this.rows[first + k] = moved;
+      }
     }
-    this.rows.pop();
-  }
-
-  /** Adds a row for the same window as `source`, with a copy of its cache (beam search). */
-  fork(source: DecoderRow): DecoderRow {
-    if (this.rows.length >= this.maxRows) throw new WxError('engine.batch_full', `decoder batch is full (${this.maxRows} rows)`);
-    const row = new DecoderRow(this.rows.length, this.nextId++, source.crossLength);
-    for (const bufs of [this.crossK, this.crossV]) for (const b of bufs) b.copyWithin(row.slot * this.crossSlot, source.slot * this.crossSlot, (source.slot + 1) * this.crossSlot);
-    for (const bufs of [this.selfK, this.selfV]) for (const b of bufs) b.copyWithin(row.slot * this.selfSlot, source.slot * this.selfSlot, (source.slot + 1) * this.selfSlot);
-    row.length = source.length;
-    this.rows.push(row);
-    return row;
+    this.rows.length = lastFirst;
   }
 
   /** Gives `targets[i]` the self-attention cache `sources[i]` has now (rows of one window; a
@@ -301,19 +324,27 @@ export class DecoderBatch {
     }
     const H = d.decoderHeads;
     const dh = d.dModel / H;
+    // Grouped: a whole-batch step reads each block's keys/values once for its R rows; a single
+    // row (a prompt) reads its block's as a group of one.
+    const R = B > 1 ? this.groupRows : 1;
+    if (B % R !== 0) throw new WxError('engine.bad_input', `a grouped decoder step needs whole blocks of ${R} rows`);
+    const windows = rows.filter((_, b) => b % R === 0);
+    const firstBlock = Math.floor(first / this.groupRows);
     const feeds: Record<string, FeedTensor> = {
       [DECODER_IO.tokens]: { type: 'int64', data: tok, dims: [B, S] },
       [DECODER_IO.offset]: { type: 'int64', data: off, dims: [B] },
       [DECODER_IO.gather]: { type: 'int64', data: BigInt64Array.from(gather.map((g) => BigInt(g))), dims: [gather.length] },
-      [DECODER_IO.crossLen]: { type: 'int32', data: Int32Array.from(rows, (r) => r.crossLength), dims: [B] },
+      [DECODER_IO.crossLen]: { type: 'int32', data: Int32Array.from(windows, (r) => r.crossLength), dims: [windows.length] },
     };
+    if (this.model.groupedCross) feeds[DECODER_IO.crossGroup] = { type: 'int64', data: BigInt64Array.from([BigInt(R)]), dims: [1] };
     const view = (buf: Float32Array, n: number) => buf.subarray(first * n, (first + B) * n);
+    const crossView = (buf: Float32Array) => buf.subarray(firstBlock * this.crossSlot, (firstBlock + windows.length) * this.crossSlot);
     const fetch: string[] = [DECODER_IO.logits];
     for (let l = 0; l < d.decoderLayers; l++) {
       feeds[DECODER_IO.selfK(l)] = { type: 'float32', data: view(this.selfK[l]!, this.selfSlot), dims: [B, H, this.capacity, dh] };
       feeds[DECODER_IO.selfV(l)] = { type: 'float32', data: view(this.selfV[l]!, this.selfSlot), dims: [B, H, this.capacity, dh] };
-      feeds[DECODER_IO.crossK(l)] = { type: 'float32', data: view(this.crossK[l]!, this.crossSlot), dims: [B, H, d.nAudioCtx, dh] };
-      feeds[DECODER_IO.crossV(l)] = { type: 'float32', data: view(this.crossV[l]!, this.crossSlot), dims: [B, H, d.nAudioCtx, dh] };
+      feeds[DECODER_IO.crossK(l)] = { type: 'float32', data: crossView(this.crossK[l]!), dims: [windows.length, H, d.nAudioCtx, dh] };
+      feeds[DECODER_IO.crossV(l)] = { type: 'float32', data: crossView(this.crossV[l]!), dims: [windows.length, H, d.nAudioCtx, dh] };
       fetch.push(DECODER_IO.newK(l), DECODER_IO.newV(l));
     }
     const out = await this.model.decoder.run(feeds, fetch);

@@ -196,7 +196,7 @@ export class EngineScheduler {
         }
       }
       if (this.runner.size > 0) {
-        this.stats.rowSteps += this.runner.rows;
+        this.stats.rowSteps += this.runner.size;
         this.stats.decoderSteps++;
         try {
           await this.runner.step();
@@ -221,7 +221,7 @@ export class EngineScheduler {
         this.stats.backlogHeld = false;
       }
       this.stats.waitingRows = this.rows.length;
-      this.stats.activeRows = this.runner.rows;
+      this.stats.activeRows = this.runner.size;
     }
   }
 

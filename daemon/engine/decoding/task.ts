@@ -174,23 +174,24 @@ export interface WindowJob {
   keepFirstLogits?: number;
 }
 
-/** A window being decoded: one row (greedy or sampling), or one row per hypothesis (beam). */
+/** A window being decoded: one row (greedy or sampling), or a block of rows, one per hypothesis
+ *  (beam search; `live` of them hold hypotheses, the rest mirror the first). */
 type Task =
   | { kind: 'one'; row: DecoderRow; seq: SequenceDecoder; next: number; done: (r: DecodeResult) => void }
-  | { kind: 'beam'; rows: DecoderRow[]; beam: BeamSearchDecoder; next: number[]; done: (r: DecodeResult) => void };
+  | { kind: 'beam'; batch: DecoderBatch; rows: DecoderRow[]; live: number; beam: BeamSearchDecoder; next: number[]; done: (r: DecodeResult) => void };
 
 /**
- * The rows in flight on one DecoderBatch. `admit` runs a window's prompt on its own row (rows
- * feed different prompt lengths); `step` advances every row by one token in one decoder call.
- * A finished row leaves at once, so a waiting window can take its place before the next step
- * (iteration-level batching). A row sees exactly the tokens it would see alone. A beam-search
- * window holds up to `beamSize` rows (reserved when it is admitted).
+ * The rows in flight. `admit` runs a window's prompt on its own row (rows feed different prompt
+ * lengths); `step` advances every row by one token. A finished row leaves at once, so a waiting
+ * window can take its place before the next step (iteration-level batching). A row sees exactly
+ * the tokens it would see alone. Greedy and sampled windows share one DecoderBatch (one decoder
+ * call per step); beam-search windows of width N share a grouped batch (blocks of N rows that
+ * read their window's cross keys/values once), one more call per step while any runs.
  */
 export class BatchRunner {
   private readonly batch: DecoderBatch;
+  private readonly beamBatches = new Map<number, DecoderBatch>();
   private readonly owner = new Map<number, Task>();
-  /** Rows promised to beam searches that have not forked them yet. */
-  private reserved = 0;
   private readonly V: number;
 
   constructor(private readonly model: WhisperModel, private readonly tok: WhisperTokenizer, readonly maxRows: number) {
@@ -198,28 +199,23 @@ export class BatchRunner {
     this.V = model.dims.nVocab;
   }
 
-  /** Rows in the batch now. */
-  get rows(): number {
+  /** Rows of greedy (or sampled) windows. */
+  get greedyRows(): number {
     return this.batch.size;
   }
 
-  /** Rows of greedy (or sampled) windows. */
-  get greedyRows(): number {
-    let n = 0;
-    for (const t of this.owner.values()) if (t.kind === 'one') n++;
-    return n;
-  }
-
-  /** Rows in use or promised. */
+  /** Rows in flight. */
   get size(): number {
-    return this.batch.size + this.reserved;
+    let n = this.batch.size;
+    for (const b of this.beamBatches.values()) n += b.size;
+    return n;
   }
 
   get free(): number {
     return this.maxRows - this.size;
   }
 
-  /** Rows `job` takes at most (its beam size, else 1). */
+  /** Rows `job` takes (its beam width, else 1). */
   rowsFor(job: WindowJob): number {
     const n = job.options.beamSize ?? 1;
     if (!Number.isInteger(n) || n < 1) throw new WxError('engine.bad_options', `beam size must be a positive integer, got ${n}`);
@@ -227,13 +223,24 @@ export class BatchRunner {
     return n;
   }
 
+  private beamBatch(width: number): DecoderBatch {
+    let b = this.beamBatches.get(width);
+    if (!b) {
+      b = this.model.newBatch(width * Math.floor(this.maxRows / width), 64, width);
+      this.beamBatches.set(width, b);
+    }
+    return b;
+  }
+
   /** Starts decoding `job`; `done` is called with its result when the row finishes. */
   async admit(job: WindowJob, done: (r: DecodeResult) => void): Promise<void> {
-    const { batch, tok, V } = this;
+    const { tok, V } = this;
     const width = this.rowsFor(job);
     if (width > this.free) throw new WxError('engine.batch_full', `decoder batch has ${this.free} free rows, the window needs ${width}`);
-    const row = batch.add(job.enc, job.index);
-    this.reserved += width - 1;
+    const beamed = job.options.beamSize !== undefined;
+    const batch = beamed ? this.beamBatch(width) : this.batch;
+    const rows = beamed ? batch.addGroup(job.enc, job.index) : [batch.add(job.enc, job.index)];
+    const row = rows[0]!;
     let task: Task | undefined;
     try {
       let language = job.options.language;
@@ -241,12 +248,12 @@ export class BatchRunner {
         language = await detectLanguageOnRow(batch, row, tok);
         batch.reset(row);
       }
-      if (width > 1 || job.options.beamSize !== undefined) {
+      if (beamed) {
         const beam = new BeamSearchDecoder(tok, this.model, language, job.options, width);
         const logits = await batch.step([row], [beam.prompt], [beam.sotIndex, beam.prompt.length - 1]);
         beam.setNoSpeechFrom(logits.subarray(0, V));
-        task = { kind: 'beam', rows: [row], beam, next: [], done };
-        this.owner.set(row.id, task);
+        task = { kind: 'beam', batch, rows, live: 1, beam, next: [], done };
+        for (const r of rows) this.owner.set(r.id, task);
         this.advanceBeam(task, [logits.subarray(V, 2 * V)]);
         return;
       }
@@ -258,10 +265,7 @@ export class BatchRunner {
       if (task.next < 0) this.finish(task);
     } catch (err) {
       if (task) this.release(task);
-      else {
-        batch.remove(row);
-        this.reserved -= width - 1;
-      }
+      else batch.remove(row);
       throw err;
     }
   }
@@ -269,37 +273,41 @@ export class BatchRunner {
   /** Forgets every row (after a failed step). */
   reset(): void {
     this.owner.clear();
-    this.reserved = 0;
     this.batch.clear();
+    for (const b of this.beamBatches.values()) b.clear();
   }
 
   /** One token for every row in flight. */
   async step(): Promise<void> {
-    if (this.owner.size === 0) return;
-    const rows = this.batch.rows.slice();
-    const feed = rows.map((r) => {
-      const t = this.owner.get(r.id)!;
-      return [t.kind === 'one' ? t.next : t.next[t.rows.indexOf(r)]!];
-    });
-    const logits = await this.batch.step(rows, feed, [0]);
-    const beams = new Map<Task, Float32Array[]>();
-    for (let b = 0; b < rows.length; b++) {
-      const t = this.owner.get(rows[b]!.id)!;
-      const row = logits.subarray(b * this.V, (b + 1) * this.V);
-      if (t.kind === 'one') {
-        t.next = t.seq.consume(row);
+    if (this.batch.size > 0) {
+      const rows = this.batch.rows.slice();
+      const tasks = rows.map((r) => this.owner.get(r.id) as Extract<Task, { kind: 'one' }>);
+      const logits = await this.batch.step(rows, tasks.map((t) => [t.next]), [0]);
+      tasks.forEach((t, b) => {
+        t.next = t.seq.consume(logits.subarray(b * this.V, (b + 1) * this.V));
         if (t.next < 0 || t.row.length >= this.model.dims.nTextCtx) this.finish(t);
-      } else {
-        const list = beams.get(t) ?? [];
-        list[t.rows.indexOf(rows[b]!)] = row;
-        beams.set(t, list);
-      }
+      });
     }
-    for (const [t, list] of beams) if (t.kind === 'beam') this.advanceBeam(t, list);
+    for (const batch of this.beamBatches.values()) {
+      if (batch.size === 0) continue;
+      const rows = batch.rows.slice();
+      const tasks = rows.map((r) => this.owner.get(r.id) as Extract<Task, { kind: 'beam' }>);
+      const logits = await batch.step(rows, rows.map((r, b) => [tasks[b]!.next[tasks[b]!.rows.indexOf(r)]!]), [0]);
+      const perTask = new Map<Extract<Task, { kind: 'beam' }>, Float32Array[]>();
+      rows.forEach((r, b) => {
+        const t = tasks[b]!;
+        const i = t.rows.indexOf(r);
+        if (i >= t.live) return; // a row mirroring the first hypothesis
+        const list = perTask.get(t) ?? [];
+        list[i] = logits.subarray(b * this.V, (b + 1) * this.V);
+        perTask.set(t, list);
+      });
+      for (const [t, list] of perTask) this.advanceBeam(t, list);
+    }
   }
 
-  /** Applies a beam step: new hypotheses take over their parents' caches; extra rows are forked
-   *  from the first, surplus rows leave. */
+  /** Applies a beam step: each new hypothesis takes over its parent's cache; rows beyond the
+   *  live hypotheses mirror the first one (their results are ignored). */
   private advanceBeam(t: Extract<Task, { kind: 'beam' }>, logits: Float32Array[]): void {
     const st = t.beam.step(logits);
     if (!st || t.rows[0]!.length >= this.model.dims.nTextCtx) {
@@ -307,33 +315,21 @@ export class BatchRunner {
       this.finish(t);
       return;
     }
-    const sources = st.parents.map((p) => t.rows[p]!);
-    while (t.rows.length < st.parents.length) {
-      const forked = this.batch.fork(t.rows[0]!);
-      this.reserved--;
-      this.owner.set(forked.id, t);
-      t.rows.push(forked);
-    }
-    this.batch.copyCaches(sources, t.rows.slice(0, st.parents.length));
-    for (const extra of t.rows.splice(st.parents.length)) {
-      // Fewer hypotheses live on (the others ended): the row stays promised to this search.
-      this.batch.remove(extra);
-      this.owner.delete(extra.id);
-      this.reserved++;
-    }
-    t.next = st.tokens;
+    const k = st.parents.length;
+    const sources = t.rows.map((_, i) => t.rows[st.parents[i < k ? i : 0]!]!);
+    t.batch.copyCaches(sources, t.rows);
+    t.next = t.rows.map((_, i) => st.tokens[i < k ? i : 0]!);
+    t.live = k;
   }
 
   private release(t: Task): void {
-    const rows = t.kind === 'one' ? [t.row] : t.rows;
-    for (const r of rows) {
-      this.batch.remove(r);
-      this.owner.delete(r.id);
+    if (t.kind === 'one') {
+      this.batch.remove(t.row);
+      this.owner.delete(t.row.id);
+      return;
     }
-    if (t.kind === 'beam') {
-      this.reserved -= t.beam.beamSize - t.rows.length;
-      t.rows = [];
-    }
+    t.batch.remove(t.rows[0]!);
+    for (const r of t.rows) this.owner.delete(r.id);
   }
 
   private finish(t: Task): void {

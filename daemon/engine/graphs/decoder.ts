@@ -24,9 +24,12 @@ export const DECODER_IO = {
   logits: 'logits', // [B, P, V]
   selfK: (l: number) => `self_k_${l}`, // [B, H, C, dh]
   selfV: (l: number) => `self_v_${l}`, // [B, H, C, dh]
-  crossK: (l: number) => `cross_k_${l}`, // [B, H, T, dh]
-  crossV: (l: number) => `cross_v_${l}`, // [B, H, T, dh]
-  crossLen: 'cross_len', // [B] int32: encoder positions of each row's window (≤ T; the rest is padding)
+  crossK: (l: number) => `cross_k_${l}`, // [B/R, H, T, dh]
+  crossV: (l: number) => `cross_v_${l}`, // [B/R, H, T, dh]
+  crossLen: 'cross_len', // [B/R] int32: encoder positions of each window (≤ T; the rest is padding)
+  /** [1] int64: R, consecutive rows that share one window's cross keys/values (beam search's
+   *  hypotheses); 1 = one window per row. */
+  crossGroup: 'cross_group',
   newK: (l: number) => `new_k_${l}`, // [B, H, S, dh]
   newV: (l: number) => `new_v_${l}`, // [B, H, S, dh]
 };
@@ -53,12 +56,17 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
   for (let l = 0; l < dims.decoderLayers; l++) {
     selfK.push(g.input(DECODER_IO.selfK(l), 'float32', ['batch', H, 'cache', dh]));
     selfV.push(g.input(DECODER_IO.selfV(l), 'float32', ['batch', H, 'cache', dh]));
-    crossK.push(g.input(DECODER_IO.crossK(l), 'float32', ['batch', H, 'ctx', dh]));
-    crossV.push(g.input(DECODER_IO.crossV(l), 'float32', ['batch', H, 'ctx', dh]));
+    crossK.push(g.input(DECODER_IO.crossK(l), 'float32', ['windows', H, 'ctx', dh]));
+    crossV.push(g.input(DECODER_IO.crossV(l), 'float32', ['windows', H, 'ctx', dh]));
   }
   // A window encoded with a shorter audio context (dictation) sits at the start of its row's
   // cross K/V; MultiHeadAttention ignores the positions past its length (right padding).
-  const crossLen = g.input(DECODER_IO.crossLen, 'int32', ['batch']);
+  const crossLen = g.input(DECODER_IO.crossLen, 'int32', ['windows']);
+  // Rows of one window (R of them, consecutive) attend to its keys/values as R queries of one
+  // batch entry: the window's keys and values are read once per step instead of once per row.
+  const crossGroup = g.input(DECODER_IO.crossGroup, 'int64', [1]);
+  const seqLenS = g.op('Gather', [g.op('Shape', [tokens]), L.i64([1])], { axis: 0 }); // [1] = S
+  const groupedShape = g.op('Concat', [L.i64([-1]), g.op('Mul', [crossGroup, seqLenS]), L.i64([d])], { axis: 0 }); // [B/R, R·S, d]
 
   // Embeddings: token + learned position (per row: offset + 0..S-1).
   const embed = read(`${p}.embed_tokens.weight`, [V, d]);
@@ -121,7 +129,9 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
     const hc = ln(`${lp}.encoder_attn_layer_norm`);
     const c = `${lp}.encoder_attn`;
     const qc = L.linear(hc, `${c}.q_proj`, scaled(read(`${c}.q_proj.weight`, [d, d]), qScale), d, d, scaled(read(`${c}.q_proj.bias`, [d]), qScale), opts.linear);
-    const cctx = g.msOp('MultiHeadAttention', [qc, crossK[l]!, crossV[l]!, '', crossLen], { num_heads: H, scale: float(1) });
+    const qg = g.op('Reshape', [qc, groupedShape]);
+    const cg = g.msOp('MultiHeadAttention', [qg, crossK[l]!, crossV[l]!, '', crossLen], { num_heads: H, scale: float(1) });
+    const cctx = g.op('Reshape', [cg, g.op('Shape', [qc])]);
     stream.add(L.linear(cctx, `${c}.out_proj`, read(`${c}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear), read(`${c}.out_proj.bias`, [d]));
 
     const hm = ln(`${lp}.final_layer_norm`);
