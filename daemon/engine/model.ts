@@ -181,10 +181,6 @@ export class DecoderBatch {
     }
   }
 
-  /** Rows free for new windows (in whole blocks when grouped). */
-  get freeRows(): number {
-    return Math.floor((this.maxRows - this.rows.length) / this.groupRows) * this.groupRows;
-  }
 
   get size(): number {
     return this.rows.length;

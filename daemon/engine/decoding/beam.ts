@@ -32,7 +32,6 @@ export class BeamSearchDecoder {
   /** Ended hypotheses, tokens without `<|endoftext|>`; `textScore` leaves out its log-probability. */
   private readonly finished: (Hypothesis & { textScore: number })[] = [];
   noSpeechProb = NaN;
-  done = false;
 
   constructor(
     private readonly tok: WhisperTokenizer,
@@ -50,11 +49,6 @@ export class BeamSearchDecoder {
     this.filters = setup.filters;
   }
 
-  /** Live hypotheses (rows the caller keeps). */
-  get size(): number {
-    return this.beams.length;
-  }
-
   setNoSpeechFrom(logitsAtSot: Float32Array): void {
     this.noSpeechProb = Math.exp(logitsAtSot[this.tok.noSpeech]! - logSumExp(logitsAtSot));
   }
@@ -66,7 +60,7 @@ export class BeamSearchDecoder {
     const n = this.beamSize;
     const eot = this.tok.eot;
     // Candidates keyed by their token sequence, so identical hypotheses never fill two places.
-    const candidates = new Map<string, { parent: number; token: number; score: number; logprob: number }>();
+    const candidates = new Map<string, { parent: number; token: number; score: number }>();
     this.beams.forEach((beam, i) => {
       const row = logits[i]!;
       for (const f of this.filters) f.apply(row, beam.tokens);
@@ -75,7 +69,7 @@ export class BeamSearchDecoder {
         const logprob = row[token]! - lse;
         if (logprob === -Infinity) continue;
         const key = beam.tokens.join(',') + ',' + token;
-        candidates.set(key, { parent: i, token, score: beam.score + logprob, logprob });
+        candidates.set(key, { parent: i, token, score: beam.score + logprob });
       }
     });
     if (candidates.size === 0) throw new WxError('engine.no_token', 'every token was suppressed (decoder produced no candidate)');
@@ -94,16 +88,8 @@ export class BeamSearchDecoder {
     }
     this.beams = next;
     const atLimit = next.length > 0 && next[0]!.tokens.length >= this.sampleLen;
-    if (this.finished.length >= n || next.length === 0 || atLimit) {
-      this.done = true;
-      return null;
-    }
+    if (this.finished.length >= n || next.length === 0 || atLimit) return null;
     return { parents, tokens: next.map((h) => h.tokens[h.tokens.length - 1]!) };
-  }
-
-  /** Ends the search now (the decoder context is full). */
-  stop(): void {
-    this.done = true;
   }
 
   /** The best hypothesis by log-probability per token; live ones count when fewer than N ended. */

@@ -311,7 +311,6 @@ export class BatchRunner {
   private advanceBeam(t: Extract<Task, { kind: 'beam' }>, logits: Float32Array[]): void {
     const st = t.beam.step(logits);
     if (!st || t.rows[0]!.length >= this.model.dims.nTextCtx) {
-      t.beam.stop();
       this.finish(t);
       return;
     }
