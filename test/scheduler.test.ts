@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importModel } from '../daemon/engine/import.js';
 import { WhisperEngine } from '../daemon/engine/index.js';
 import { EngineScheduler } from '../daemon/engine/scheduler.js';
+import { batchLimits, crossBytesPerWindow } from '../daemon/engine/limits.js';
+import type { ModelDims } from '../daemon/engine/manifest.js';
 import { loadAudio } from '../daemon/audio/index.js';
 import { sharedPath, tinyModelDir } from './shared.js';
 
@@ -27,6 +29,18 @@ afterAll(async () => {
 });
 
 const win = (s: Float32Array) => Math.min(s.length, engine.windowSamples);
+
+describe('batch limits from the model size', () => {
+  const whisper = (dModel: number, heads: number, decoderLayers: number): ModelDims => ({ nMels: 128, nAudioCtx: 1500, dModel, encoderLayers: 32, encoderHeads: heads, decoderLayers, decoderHeads: heads, nVocab: 51866, nTextCtx: 448, encoderFfn: 4 * dModel, decoderFfn: 4 * dModel });
+  it('keeps tiny at its measured defaults and scales large checkpoints down', () => {
+    expect(batchLimits(engine.model.dims)).toEqual({ maxRows: 8, beamRows: 16, maxEncoderBatch: 4, windowsInFlight: 12 });
+    const turbo = whisper(1280, 20, 4);
+    expect(Math.round(crossBytesPerWindow(turbo) / 2 ** 20)).toBe(59);
+    expect(batchLimits(turbo)).toEqual({ maxRows: 8, beamRows: 16, maxEncoderBatch: 1, windowsInFlight: 4 });
+    // large-v3: 32 decoder layers, ~470 MB of cross keys/values per window.
+    expect(batchLimits(whisper(1280, 20, 32))).toEqual({ maxRows: 1, beamRows: 2, maxEncoderBatch: 1, windowsInFlight: 1 });
+  });
+});
 
 describe('EngineScheduler', () => {
   it('batched across requests gives the same tokens as one window at a time, with shared steps', async () => {

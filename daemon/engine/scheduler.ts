@@ -13,19 +13,20 @@
 import { WxError } from '../errors.js';
 import type { WhisperEngine } from './index.js';
 import { EncodedWindows } from './model.js';
+import { batchLimits } from './limits.js';
 import { BatchRunner, type DecodeResult, type WindowJob } from './decoding/task.js';
 
 export type Priority = 'dictation' | 'interactive' | 'backlog';
 const RANK: Record<Priority, number> = { dictation: 0, interactive: 1, backlog: 2 };
 
 export interface SchedulerOptions {
-  /** Decoder rows in flight for greedy (or sampled) windows (8). */
+  /** Decoder rows in flight for greedy (or sampled) windows (tiny: 8; see limits.ts). */
   maxRows?: number;
-  /** Decoder rows in flight in all, beam searches included (16): a beam window takes a row per
+  /** Decoder rows in flight in all, beam searches included (twice maxRows): a beam window takes a row per
    *  hypothesis, and several beam windows in one call share its fixed cost (dev-long.wav at
    *  beam 5: 10.6 s with 8 rows, 8.5 s with 16). */
   beamRows?: number;
-  /** Windows per encoder run. */
+  /** Windows per encoder run (tiny: 4). */
   maxEncoderBatch?: number;
   /** Rows kept free of backlog work for higher priorities. */
   reservedRows?: number;
@@ -87,10 +88,12 @@ export class EngineScheduler {
   readonly stats: SchedulerStats = { encoderRuns: 0, windowsEncoded: 0, decoderSteps: 0, rowSteps: 0, waitingRows: 0, activeRows: 0, backlogHeld: false };
 
   constructor(readonly engine: WhisperEngine, opts: SchedulerOptions = {}) {
-    const maxRows = Math.max(1, opts.maxRows ?? 8);
+    // Defaults scale with the model (limits.ts): tiny gets 8 rows, 16 with beams, 4 windows per run.
+    const limits = batchLimits(engine.model.dims);
+    const maxRows = Math.max(1, opts.maxRows ?? limits.maxRows);
     this.maxRows = maxRows;
-    this.runner = new BatchRunner(engine.model, engine.tokenizer, Math.max(maxRows, opts.beamRows ?? 16));
-    this.maxEncoderBatch = Math.max(1, opts.maxEncoderBatch ?? 4);
+    this.runner = new BatchRunner(engine.model, engine.tokenizer, Math.max(maxRows, opts.beamRows ?? limits.beamRows));
+    this.maxEncoderBatch = Math.max(1, opts.maxEncoderBatch ?? limits.maxEncoderBatch);
     this.reserved = Math.min(maxRows - 1, Math.max(0, opts.reservedRows ?? 2));
   }
 

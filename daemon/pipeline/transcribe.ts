@@ -11,6 +11,7 @@ import { WxError } from '../errors.js';
 import type { WhisperEngine, DecodeOptions, DecodeResult, EncodedWindows, WindowJob } from '../engine/index.js';
 import type { EngineScheduler, Priority } from '../engine/scheduler.js';
 import { planSpeechChunks, type SileroVad, type SpeechChunk, type VadOptions } from '../audio/vad.js';
+import { batchLimits } from '../engine/limits.js';
 import { splitByTimestamps } from './segments.js';
 import { compressionRatio } from './wer.js';
 import { DEFAULT_THRESHOLDS, isNoSpeech, needsFallback, type QualityThresholds } from './quality.js';
@@ -45,8 +46,11 @@ export interface PipelineOptions {
   /** Beam search with this many hypotheses for the temperature-0 decode of every window (the
    *  fallback temperatures sample); absent or 1: greedy. */
   beamSize?: number;
-  /** Windows per encoder run (vad strategy). */
+  /** Windows per encoder run (vad strategy; default from the model's size, 4 for tiny). */
   encoderBatch?: number;
+  /** Windows encoded and not yet decoded at once (vad strategy; default from the model's size,
+   *  12 for tiny): a long recording's memory stays flat instead of growing with its length. */
+  windowsInFlight?: number;
   /** Decoder rows in flight. */
   decoderRows?: number;
 }
@@ -212,6 +216,28 @@ function joinPieces(samples: Float32Array, windows: readonly WindowSpec[]): { au
   return { audio, offsets };
 }
 
+/** Admits groups of windows while at most `limit` windows are in, in the order they ask. */
+class WindowGate {
+  private inside = 0;
+  private readonly queue: { n: number; go: () => void }[] = [];
+  constructor(private readonly limit: number) {}
+  enter(n: number): Promise<void> {
+    if (this.queue.length === 0 && this.inside + n <= this.limit) {
+      this.inside += n;
+      return Promise.resolve();
+    }
+    return new Promise((go) => this.queue.push({ n, go }));
+  }
+  leave(n: number): void {
+    this.inside -= n;
+    while (this.queue.length > 0 && this.inside + this.queue[0]!.n <= this.limit) {
+      const next = this.queue.shift()!;
+      this.inside += next.n;
+      next.go();
+    }
+  }
+}
+
 /** Samples of fade on each side of a seam (5 ms). */
 const SEAM_FADE = 80;
 
@@ -323,33 +349,45 @@ async function transcribeWithVad(m: ModelAccess, vad: SileroVad, samples: Float3
   });
   const language = await resolveLanguage(m, samples, opts, windows[0]!.offset);
   const prompt = promptTokens(engine, opts.initialPrompt);
-  const encBatch = Math.max(1, opts.encoderBatch ?? 4);
+  const limits = batchLimits(engine.model.dims);
+  const encBatch = Math.max(1, opts.encoderBatch ?? limits.maxEncoderBatch);
+  const inFlight = new WindowGate(Math.max(encBatch, opts.windowsInFlight ?? limits.windowsInFlight));
   const segments: Segment[] = [];
   const th = { ...DEFAULT_THRESHOLDS, ...opts.thresholds };
   const speechSamples = windows.reduce((s, w) => s + w.length, 0);
-  // All groups are submitted at once: with the scheduler, encoding of later groups interleaves
-  // with decoding of earlier ones and their rows share the decoder batch.
+  // Groups are submitted as the gate lets them in: with the scheduler, encoding of later groups
+  // interleaves with decoding of earlier ones and their rows share the decoder batch, while the
+  // windows held encoded stay bounded (every window's keys/values wait until its group is done:
+  // a fallback decodes them again).
   const groups: WindowSpec[][] = [];
   for (let g = 0; g < windows.length; g += encBatch) groups.push(windows.slice(g, g + encBatch));
   let done = 0;
   const perGroup = await Promise.all(
     groups.map(async (group) => {
-      checkAbort(hooks.signal);
-      const joined = group.some((w) => w.pieces) ? joinPieces(samples, group) : undefined;
-      const enc = joined ? await m.encode(joined.audio, joined.offsets, group.map((w) => w.length)) : await m.encode(samples, group.map((w) => w.offset), group.map((w) => w.length));
-      checkAbort(hooks.signal);
-      const outcomes = await decodeWithFallback(
-        m,
-        enc,
-        group.map((_, i) => i),
-        (i) => ({ timestamps: !group[i]!.region, language, task: opts.task, maxInitialTimestamp: opts.maxInitialTimestamp ?? DEFAULT_MAX_INITIAL_TIMESTAMP, ...(prompt.length ? { previousTokens: prompt } : {}) }),
-        opts,
-      );
-      done += group.reduce((s, w) => s + w.length, 0);
-      progress((done / Math.max(1, speechSamples)) * durationS);
-      return outcomes;
+      await inFlight.enter(group.length);
+      try {
+        return await runGroup(group);
+      } finally {
+        inFlight.leave(group.length);
+      }
     }),
   );
+  async function runGroup(group: WindowSpec[]): Promise<WindowOutcome[]> {
+    checkAbort(hooks.signal);
+    const joined = group.some((w) => w.pieces) ? joinPieces(samples, group) : undefined;
+    const enc = joined ? await m.encode(joined.audio, joined.offsets, group.map((w) => w.length)) : await m.encode(samples, group.map((w) => w.offset), group.map((w) => w.length));
+    checkAbort(hooks.signal);
+    const outcomes = await decodeWithFallback(
+      m,
+      enc,
+      group.map((_, i) => i),
+      (i) => ({ timestamps: !group[i]!.region, language, task: opts.task, maxInitialTimestamp: opts.maxInitialTimestamp ?? DEFAULT_MAX_INITIAL_TIMESTAMP, ...(prompt.length ? { previousTokens: prompt } : {}) }),
+      opts,
+    );
+    done += group.reduce((s, w) => s + w.length, 0);
+    progress((done / Math.max(1, speechSamples)) * durationS);
+    return outcomes;
+  }
   perGroup.forEach((outcomes, gi) => {
     outcomes.forEach((o, i) => {
       const q = { avgLogprob: o.result.avgLogprob, noSpeechProb: o.result.noSpeechProb, compressionRatio: o.compression };
