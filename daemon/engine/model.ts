@@ -181,7 +181,6 @@ export class DecoderBatch {
     }
   }
 
-
   get size(): number {
     return this.rows.length;
   }
