@@ -37,7 +37,7 @@ describe('batch limits from the model size', () => {
     const turbo = whisper(1280, 20, 4);
     expect(Math.round(crossBytesPerWindow(turbo) / 2 ** 20)).toBe(59);
     expect(batchLimits(turbo)).toEqual({ maxRows: 8, beamRows: 16, maxEncoderBatch: 1, windowsInFlight: 4 });
-    // large-v3: 32 decoder layers, ~470 MB of cross keys/values per window.
+    // large-v3: 32 decoder layers, ~490 MB of cross keys/values per window.
     expect(batchLimits(whisper(1280, 20, 32))).toEqual({ maxRows: 1, beamRows: 2, maxEncoderBatch: 1, windowsInFlight: 1 });
   });
 });
