@@ -290,14 +290,31 @@ describe('daemon end to end (real model)', () => {
   });
 });
 
+/** A daemon of its own with this config.json (the real model), shut down and removed after. */
+async function withConfiguredDaemon(config: object, run: (client: WxClient, h: string) => Promise<void>): Promise<void> {
+  const h = tempHome();
+  fs.writeFileSync(pathsOf(h).config, JSON.stringify(config));
+  process.env.WX_MODEL = tinyModelDir();
+  let client: WxClient | null = null;
+  try {
+    client = await WxClient.connect({ home: h, autostart: true });
+    await run(client, h);
+    await client.call('daemon.shutdown', undefined);
+    await client.connection.closed;
+    client = null;
+  } finally {
+    delete process.env.WX_MODEL;
+    if (client) {
+      const pid = client.server.pid;
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+    }
+    fs.rmSync(h, { recursive: true, force: true });
+  }
+}
+
 describe('jobs.concurrency', () => {
   it('with 2, two requests run at once and give the same transcripts as one at a time', async () => {
-    const h = tempHome();
-    fs.writeFileSync(pathsOf(h).config, JSON.stringify({ jobs: { concurrency: 2 } }));
-    process.env.WX_MODEL = tinyModelDir();
-    let client: WxClient | null = null;
-    try {
-      client = await WxClient.connect({ home: h, autostart: true });
+    await withConfiguredDaemon({ jobs: { concurrency: 2 } }, async (client, h) => {
       const serialShort = await client.call('transcribe', { files: [short], wait: true });
       expect(serialShort.jobs[0], JSON.stringify(serialShort.jobs)).toMatchObject({ state: 'done' });
       const [m, s] = await Promise.all([client.call('transcribe', { files: [multi], wait: true }), client.call('transcribe', { files: [short], wait: true })]);
@@ -309,29 +326,14 @@ describe('jobs.concurrency', () => {
       const done = ids.map((id) => log.findIndex((l) => l.msg === 'job done' && l.job === id));
       // Both started before either finished.
       expect(Math.max(...started)).toBeLessThan(Math.min(...done));
-      await client.call('daemon.shutdown', undefined);
-      await client.connection.closed;
-      client = null;
-    } finally {
-      delete process.env.WX_MODEL;
-      if (client) {
-        const pid = client.server.pid;
-        if (alive(pid)) process.kill(pid, 'SIGKILL');
-      }
-      fs.rmSync(h, { recursive: true, force: true });
-    }
+    });
   });
 });
 
 describe('config.json pipeline settings', () => {
   it('vad settings in config.json apply to the daemon’s jobs and to --no-daemon alike; a beam wider than the batch is refused', async () => {
-    const h = tempHome();
     // 1-s windows: fx-short (decoded whole, as one segment, by default) comes back in pieces.
-    fs.writeFileSync(pathsOf(h).config, JSON.stringify({ vad: { maxChunkS: 1 } }));
-    process.env.WX_MODEL = tinyModelDir();
-    let client: WxClient | null = null;
-    try {
-      client = await WxClient.connect({ home: h, autostart: true });
+    await withConfiguredDaemon({ vad: { maxChunkS: 1 } }, async (client, h) => {
       const r = await client.call('transcribe', { files: [short], wait: true });
       expect(r.jobs[0], JSON.stringify(r.jobs)).toMatchObject({ state: 'done' });
       const segments = r.transcripts[0]!.transcript.segments;
@@ -346,16 +348,6 @@ describe('config.json pipeline settings', () => {
       expect(beamed.jobs[0]!.state).toBe('done');
       const defaults = await wx(home, ['transcribe', '--no-daemon', '--format', 'json', short], env);
       expect(JSON.parse(defaults.stdout).segments.length).toBe(1);
-      await client.call('daemon.shutdown', undefined);
-      await client.connection.closed;
-      client = null;
-    } finally {
-      delete process.env.WX_MODEL;
-      if (client) {
-        const pid = client.server.pid;
-        if (alive(pid)) process.kill(pid, 'SIGKILL');
-      }
-      fs.rmSync(h, { recursive: true, force: true });
-    }
+    });
   });
 });

@@ -66,7 +66,13 @@ export class WhisperModel {
     readonly precision: Precision,
     readonly encoder: InferenceGraph,
     readonly decoder: InferenceGraph,
-  ) {}
+  ) {
+    this.groupedCross = decoder.inputNames.includes(DECODER_IO.crossGroup);
+  }
+
+  /** Whether the decoder graph lets consecutive rows share a window's cross keys/values (graphs
+   *  imported before it could cannot run beam search). Every decoder step asks. */
+  readonly groupedCross: boolean;
 
   get dims(): ModelDims {
     return this.manifest.dims;
@@ -124,11 +130,6 @@ export class WhisperModel {
     return new DecoderBatch(this, maxRows, Math.min(initialCapacity, this.dims.nTextCtx), groupRows);
   }
 
-  /** Whether the decoder graph lets consecutive rows share a window's cross keys/values (graphs
-   *  imported before it could cannot run beam search). */
-  get groupedCross(): boolean {
-    return this.decoder.inputNames.includes(DECODER_IO.crossGroup);
-  }
 }
 
 /** Row ids are unique across batches (a runner keys its rows by id over several batches). */

@@ -65,14 +65,13 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
   // Rows of one window (R of them, consecutive) attend to its keys/values as R queries of one
   // batch entry: the window's keys and values are read once per step instead of once per row.
   const crossGroup = g.input(DECODER_IO.crossGroup, 'int64', [1]);
-  const seqLenS = g.op('Gather', [g.op('Shape', [tokens]), L.i64([1])], { axis: 0 }); // [1] = S
-  const groupedShape = g.op('Concat', [L.i64([-1]), g.op('Mul', [crossGroup, seqLenS]), L.i64([d])], { axis: 0 }); // [B/R, R·S, d]
 
   // Embeddings: token + learned position (per row: offset + 0..S-1).
   const embed = read(`${p}.embed_tokens.weight`, [V, d]);
   const table = opts.logits !== 'fp32' ? L.blockTable(`${p}.embed_tokens`, embed, V, d) : undefined;
   const embedName = table ? '' : L.weight(`${p}.embed_tokens.weight`, [V, d], embed);
   const seqLen = g.op('Gather', [g.op('Shape', [tokens]), L.i64([1], [])], { axis: 0 }); // scalar S
+  const groupedShape = g.op('Concat', [L.i64([-1]), g.op('Mul', [crossGroup, g.op('Unsqueeze', [seqLen, L.i64([0])])]), L.i64([d])], { axis: 0 }); // [B/R, R·S, d]
   const steps = g.op('Range', [L.i64([0], []), seqLen, L.i64([1], [])]); // [S]
   const positions = g.op('Add', [g.op('Unsqueeze', [offset, L.i64([1])]), g.op('Unsqueeze', [steps, L.i64([0])])]); // [B, S]
   const posTable = L.weightStored(`${p}.embed_positions.weight`, [dims.nTextCtx, d], read(`${p}.embed_positions.weight`, [dims.nTextCtx, d]), opts.floatStorage ?? 'fp32');
