@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { importModel } from '../daemon/engine/import.js';
 import { WhisperModel } from '../daemon/engine/model.js';
-import type { Precision } from '../daemon/engine/manifest.js';
+import { graphFileList, readManifest, type Precision } from '../daemon/engine/manifest.js';
 import { argmax, logSumExp } from '../daemon/engine/decoding/numerics.js';
 import { fmt, median, rssMb, table, timeRuns, type BenchSuite, sharedDir } from './util.js';
 
@@ -29,9 +29,8 @@ interface ChildResult {
 /** Runs in a fresh child process: the model's own load time and memory. */
 async function measure(precision: Precision, runs: number, threads: number, dir: string, importMs: number): Promise<ChildResult> {
   {
-    const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { files: Record<Precision, { encoder: string; decoder: string }> };
-    const files = manifest.files[precision];
-    const fileMb = (fs.statSync(path.join(dir, files.encoder)).size + fs.statSync(path.join(dir, files.decoder)).size) / 2 ** 20;
+    const files = readManifest(dir).files[precision]!;
+    const fileMb = graphFileList(files).reduce((s, f) => s + fs.statSync(path.join(dir, f)).size, 0) / 2 ** 20;
     const t1 = performance.now();
     const model = await WhisperModel.load(dir, { precision, threads });
     const loadMs = performance.now() - t1;

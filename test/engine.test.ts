@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importModel } from '../daemon/engine/import.js';
 import { WhisperModel } from '../daemon/engine/model.js';
+import { graphFileList, type Precision } from '../daemon/engine/manifest.js';
 import { WhisperTokenizer } from '../daemon/engine/tokenizer.js';
 import { decodeWindows, decodingSetup } from '../daemon/engine/decoding/task.js';
 import { logSumExp } from '../daemon/engine/decoding/numerics.js';
@@ -50,8 +51,10 @@ describe('import', () => {
     expect(manifest.dims.nVocab).toBe(cfg.vocab_size);
     expect(manifest.dims.decoderLayers).toBe(cfg.decoder_layers);
     expect(manifest.inputs['model.safetensors']).toMatch(/^[0-9a-f]{64}$/);
-    const size = (p: string) => fs.statSync(path.join(dir, manifest.files[p].encoder)).size + fs.statSync(path.join(dir, manifest.files[p].decoder)).size;
+    const size = (p: Precision) => graphFileList(manifest.files[p]).reduce((s, f) => s + fs.statSync(path.join(dir, f)).size, 0);
     expect(size('int8') / size('fp32')).toBeLessThanOrEqual(0.3);
+    // INT8 decoders are cut at their cross-attentions (run natively over int8 keys/values).
+    expect(manifest.files.int8.decoderSegments).toHaveLength(cfg.decoder_layers + 1);
     expect(fs.readdirSync(path.join(home, 'models')).filter((f) => f.startsWith('.import'))).toEqual([]);
   });
 });

@@ -11,9 +11,9 @@ import { encodeModel, type Graph } from './onnx/graph.js';
 import { SafetensorsCheckpoint } from './model/safetensors.js';
 import { readWhisperConfig } from './model/config.js';
 import { buildEncoderGraph, type WeightReader } from './graphs/encoder.js';
-import { buildDecoderGraph } from './graphs/decoder.js';
+import { buildDecoderGraph, buildDecoderSegments } from './graphs/decoder.js';
 import { WhisperTokenizer } from './tokenizer.js';
-import { MANIFEST_FILE, MANIFEST_FORMAT_VERSION, type ModelManifest, type Precision } from './manifest.js';
+import { MANIFEST_FILE, MANIFEST_FORMAT_VERSION, type GraphFiles, type ModelManifest, type Precision } from './manifest.js';
 
 export type ImportPrecision = Precision | 'both';
 
@@ -100,10 +100,55 @@ function writeGraph(graph: Graph, file: string): number {
   }
 }
 
-export const GRAPH_FILES: Record<Precision, { encoder: string; decoder: string }> = {
-  fp32: { encoder: 'encoder.fp32.onnx', decoder: 'decoder.fp32.onnx' },
-  int8: { encoder: 'encoder.int8.onnx', decoder: 'decoder.int8.onnx' },
-};
+/** Graph files per precision for `layers` decoder layers. INT8 decoders are cut at their
+ *  cross-attentions, which the native int8 attention runs (keys/values 4× smaller than float). */
+export function graphFiles(precision: Precision, layers: number): GraphFiles {
+  if (precision === 'fp32') return { encoder: 'encoder.fp32.onnx', decoder: 'decoder.fp32.onnx' };
+  return {
+    encoder: 'encoder.int8.onnx',
+    decoderSegments: Array.from({ length: layers + 1 }, (_, i) => `decoder.int8.${i}.onnx`),
+    decoderData: 'decoder.int8.data',
+  };
+}
+
+/** Tensors of at least this size go to the segments' shared data file. */
+const SHARED_DATA_MIN_BYTES = 1 << 20;
+
+/** Writes graphs that share one external data file; a tensor several graphs hold (by content)
+ *  is stored once. */
+function writeGraphsSharingData(graphs: Graph[], files: string[], dataFile: string): number {
+  const fd = fs.openSync(dataFile, 'w');
+  const seen = new Map<string, number>();
+  let offset = 0;
+  let total = 0;
+  try {
+    const sink = {
+      location: path.basename(dataFile),
+      append(bytes: Uint8Array): number {
+        const key = crypto.createHash('sha256').update(bytes).digest('hex') + ':' + bytes.length;
+        const known = seen.get(key);
+        if (known !== undefined) return known;
+        // 4 KiB alignment lets ORT map the tensors directly.
+        const pad = (4096 - (offset % 4096)) % 4096;
+        if (pad) fs.writeSync(fd, new Uint8Array(pad));
+        offset += pad;
+        fs.writeSync(fd, bytes);
+        const at = offset;
+        offset += bytes.length;
+        seen.set(key, at);
+        return at;
+      },
+    };
+    graphs.forEach((g, i) => {
+      const bytes = encodeModel(g, { external: { sink, minBytes: SHARED_DATA_MIN_BYTES } });
+      fs.writeFileSync(files[i]!, bytes);
+      total += bytes.length;
+    });
+  } finally {
+    fs.closeSync(fd);
+  }
+  return total + offset;
+}
 
 /** Builds and writes the graphs of one precision from an opened checkpoint. */
 export function writeModelGraphs(srcDir: string, outDir: string, precision: Precision, onStep?: (step: string) => void): number {
@@ -118,15 +163,20 @@ export function writeModelGraphs(srcDir: string, outDir: string, precision: Prec
     }
     return t;
   };
-  const files = GRAPH_FILES[precision];
+  const files = graphFiles(precision, cfg.dims.decoderLayers);
   onStep?.(`encoder ${precision}`);
   // INT8 files keep their few unquantised tensors as float16 (lossless for float16 checkpoints).
   const floatStorage = precision === 'int8' ? 'fp16' : 'fp32';
   const enc = buildEncoderGraph(cfg.dims, read, { linear: precision, crossKv: precision, floatStorage });
   let bytes = writeGraph(enc, path.join(outDir, files.encoder));
   onStep?.(`decoder ${precision}`);
-  const dec = buildDecoderGraph(cfg.dims, read, { linear: precision, logits: precision, floatStorage });
-  bytes += writeGraph(dec, path.join(outDir, files.decoder));
+  const decOpts = { linear: precision, logits: precision, floatStorage } as const;
+  if (files.decoderSegments) {
+    const segments = buildDecoderSegments(cfg.dims, read, decOpts);
+    bytes += writeGraphsSharingData(segments, files.decoderSegments.map((f) => path.join(outDir, f)), path.join(outDir, files.decoderData!));
+  } else {
+    bytes += writeGraph(buildDecoderGraph(cfg.dims, read, decOpts), path.join(outDir, files.decoder!));
+  }
   return bytes;
 }
 
@@ -180,7 +230,10 @@ export async function importModel(srcDir: string, opts: ImportOptions): Promise<
       dims: cfg.dims,
       multilingual: tokenizer.multilingual,
       precisions,
-      files: { fp32: precisions.includes('fp32') ? GRAPH_FILES.fp32 : undefined, int8: precisions.includes('int8') ? GRAPH_FILES.int8 : undefined },
+      files: {
+        fp32: precisions.includes('fp32') ? graphFiles('fp32', cfg.dims.decoderLayers) : undefined,
+        int8: precisions.includes('int8') ? graphFiles('int8', cfg.dims.decoderLayers) : undefined,
+      },
       inputs,
       sizeBytes,
     };

@@ -32,11 +32,26 @@ export interface ModelManifest {
   multilingual: boolean;
   precisions: Precision[];
   /** Relative file names of the graphs per precision. */
-  files: Record<Precision, { encoder: string; decoder: string } | undefined>;
+  files: Record<Precision, GraphFiles | undefined>;
   /** sha256 of every input file that went into the import (config, tokenizer, weights). */
   inputs: Record<string, string>;
   /** Total bytes of the model directory per precision (graphs + shared files). */
   sizeBytes: Partial<Record<Precision, number>>;
+}
+
+/** The graph files of one precision: the encoder, and the decoder either whole (`decoder`) or cut
+ *  at its cross-attentions (`decoderSegments`, run with the native int8 cross-attention), whose
+ *  large tensors (the token embedding both ends use) live once in `decoderData`. */
+export interface GraphFiles {
+  encoder: string;
+  decoder?: string;
+  decoderSegments?: string[];
+  decoderData?: string;
+}
+
+/** Every file of `f`, for sizes and checks. */
+export function graphFileList(f: GraphFiles): string[] {
+  return [f.encoder, ...(f.decoder ? [f.decoder] : []), ...(f.decoderSegments ?? []), ...(f.decoderData ? [f.decoderData] : [])];
 }
 
 export const MANIFEST_FILE = 'manifest.json';

@@ -1,11 +1,13 @@
 // A loaded Whisper model: the encoder and decoder graphs of one precision, the dims they were
 // built with, and the buffers that let many decoder rows share one call.
+import os from 'node:os';
 import path from 'node:path';
 import { WxError } from '../errors.js';
 import type { Backend, FeedTensor, InferenceGraph } from './backend.js';
 import { ortCpuBackend } from './ort-backend.js';
 import { ENCODER_IO } from './graphs/encoder.js';
-import { DECODER_IO } from './graphs/decoder.js';
+import { DECODER_IO, SEGMENT_IO } from './graphs/decoder.js';
+import { Int8CrossCache } from './cross-int8.js';
 import { readWhisperConfig, type WhisperConfig } from './model/config.js';
 import { readManifest, type ModelDims, type ModelManifest, type Precision } from './manifest.js';
 
@@ -65,13 +67,17 @@ export class WhisperModel {
     readonly config: WhisperConfig,
     readonly precision: Precision,
     readonly encoder: InferenceGraph,
-    readonly decoder: InferenceGraph,
+    /** The decoder: one graph (float32 cross-attention inside), or its segments cut at every
+     *  cross-attention, which then runs natively over int8 keys/values (see graphs/decoder.ts). */
+    readonly decoder: { whole: InferenceGraph } | { segments: InferenceGraph[] },
+    /** Threads of the native cross-attention. */
+    readonly threads: number,
   ) {
-    this.groupedCross = decoder.inputNames.includes(DECODER_IO.crossGroup);
+    this.groupedCross = 'segments' in decoder || decoder.whole.inputNames.includes(DECODER_IO.crossGroup);
   }
 
-  /** Whether the decoder graph lets consecutive rows share a window's cross keys/values (graphs
-   *  imported before it could cannot run beam search). Every decoder step asks. */
+  /** Whether the decoder lets consecutive rows share a window's cross keys/values (whole graphs
+   *  imported before it could cannot run beam search). Read once at load. */
   readonly groupedCross: boolean;
 
   get dims(): ModelDims {
@@ -86,15 +92,17 @@ export class WhisperModel {
     }
     const backend = opts.backend ?? ortCpuBackend;
     const threads = opts.threads ?? 0;
-    const [encoder, decoder] = await Promise.all([
-      backend.load(path.join(dir, files.encoder), { threads }),
-      backend.load(path.join(dir, files.decoder), { threads }),
-    ]);
-    return new WhisperModel(dir, manifest, readWhisperConfig(dir), opts.precision, encoder, decoder);
+    const decoderFiles = files.decoderSegments ?? (files.decoder ? [files.decoder] : []);
+    if (decoderFiles.length === 0) throw new WxError('model.corrupt', `model ${manifest.name} lists no ${opts.precision} decoder`, { model: manifest.name });
+    const [encoder, ...decoders] = await Promise.all([files.encoder, ...decoderFiles].map((f) => backend.load(path.join(dir, f), { threads })));
+    const decoder = files.decoderSegments ? { segments: decoders } : { whole: decoders[0]! };
+    const nativeThreads = threads > 0 ? threads : Math.max(1, os.availableParallelism());
+    return new WhisperModel(dir, manifest, readWhisperConfig(dir), opts.precision, encoder!, decoder, nativeThreads);
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.encoder.close(), this.decoder.close()]);
+    const graphs = 'segments' in this.decoder ? this.decoder.segments : [this.decoder.whole];
+    await Promise.all([this.encoder.close(), ...graphs.map((g) => g.close())]);
   }
 
   /** Runs the encoder on B windows of log-mel features ([B, n_mels, 2·positions]; positions
@@ -156,8 +164,11 @@ export class DecoderBatch {
   readonly rows: DecoderRow[] = [];
   private selfK: Float32Array[] = [];
   private selfV: Float32Array[] = [];
+  // Cross keys/values: float32 blocks for a whole decoder graph, or int8 for the native attention
+  // between decoder segments.
   private readonly crossK: Float32Array[] = [];
   private readonly crossV: Float32Array[] = [];
+  private readonly crossInt8: Int8CrossCache | undefined;
   private selfSlot: number; // elements per slot per layer (K or V)
   private readonly crossSlot: number;
 
@@ -174,9 +185,12 @@ export class DecoderBatch {
     this.selfSlot = d.dModel * capacity;
     this.crossSlot = d.dModel * d.nAudioCtx;
     const blocks = Math.floor(maxRows / groupRows);
+    const segmented = 'segments' in model.decoder;
+    if (segmented) this.crossInt8 = new Int8CrossCache({ layers: d.decoderLayers, heads: d.decoderHeads, headDim: d.dModel / d.decoderHeads, positions: d.nAudioCtx }, blocks);
     for (let l = 0; l < d.decoderLayers; l++) {
       this.selfK.push(new Float32Array(maxRows * this.selfSlot));
       this.selfV.push(new Float32Array(maxRows * this.selfSlot));
+      if (segmented) continue;
       this.crossK.push(new Float32Array(blocks * this.crossSlot));
       this.crossV.push(new Float32Array(blocks * this.crossSlot));
     }
@@ -199,6 +213,14 @@ export class DecoderBatch {
     rows.forEach((r, i) => (r.slot += i));
     // Each head's positions go first in its part of the block; the decoder masks the rest (a
     // window encoded with a shorter audio context).
+    if (this.crossInt8) {
+      const w = enc.perWindow;
+      for (let l = 0; l < this.model.dims.decoderLayers; l++) {
+        this.crossInt8.store(rows[0]!.slot / R, l, enc.crossK[l]!.subarray(index * w, (index + 1) * w), enc.crossV[l]!.subarray(index * w, (index + 1) * w), enc.positions);
+      }
+      this.rows.push(...rows);
+      return rows;
+    }
     const n = this.crossSlot;
     const at = (rows[0]!.slot / R) * n;
     const d = this.model.dims;
@@ -231,6 +253,7 @@ export class DecoderBatch {
       move(this.selfV, this.selfSlot, first, lastFirst, R);
       move(this.crossK, this.crossSlot, first / R, lastFirst / R, 1);
       move(this.crossV, this.crossSlot, first / R, lastFirst / R, 1);
+      this.crossInt8?.move(first / R, lastFirst / R);
       for (let k = 0; k < R; k++) {
         const moved = this.rows[lastFirst + k]!;
         moved.slot = first + k;
@@ -320,35 +343,72 @@ export class DecoderBatch {
     }
     const H = d.decoderHeads;
     const dh = d.dModel / H;
-    // Grouped: a whole-batch step reads each block's keys/values once for its R rows; a single
-    // row (a prompt) reads its block's as a group of one.
-    const R = B > 1 ? this.groupRows : 1;
-    if (B % R !== 0) throw new WxError('engine.bad_input', `a grouped decoder step needs whole blocks of ${R} rows`);
-    const windows = rows.filter((_, b) => b % R === 0);
-    const firstBlock = Math.floor(first / this.groupRows);
-    const feeds: Record<string, FeedTensor> = {
-      [DECODER_IO.tokens]: { type: 'int64', data: tok, dims: [B, S] },
-      [DECODER_IO.offset]: { type: 'int64', data: off, dims: [B] },
-      [DECODER_IO.gather]: { type: 'int64', data: BigInt64Array.from(gather.map((g) => BigInt(g))), dims: [gather.length] },
-      [DECODER_IO.crossLen]: { type: 'int32', data: Int32Array.from(windows, (r) => r.crossLength), dims: [windows.length] },
-    };
-    if (this.model.groupedCross) feeds[DECODER_IO.crossGroup] = { type: 'int64', data: BigInt64Array.from([BigInt(R)]), dims: [1] };
     const view = (buf: Float32Array, n: number) => buf.subarray(first * n, (first + B) * n);
-    const crossView = (buf: Float32Array) => buf.subarray(firstBlock * this.crossSlot, (firstBlock + windows.length) * this.crossSlot);
-    const fetch: string[] = [DECODER_IO.logits];
-    for (let l = 0; l < d.decoderLayers; l++) {
-      feeds[DECODER_IO.selfK(l)] = { type: 'float32', data: view(this.selfK[l]!, this.selfSlot), dims: [B, H, this.capacity, dh] };
-      feeds[DECODER_IO.selfV(l)] = { type: 'float32', data: view(this.selfV[l]!, this.selfSlot), dims: [B, H, this.capacity, dh] };
-      feeds[DECODER_IO.crossK(l)] = { type: 'float32', data: crossView(this.crossK[l]!), dims: [windows.length, H, d.nAudioCtx, dh] };
-      feeds[DECODER_IO.crossV(l)] = { type: 'float32', data: crossView(this.crossV[l]!), dims: [windows.length, H, d.nAudioCtx, dh] };
-      fetch.push(DECODER_IO.newK(l), DECODER_IO.newV(l));
+    const selfFeeds = (l: number): Record<string, FeedTensor> => ({
+      [DECODER_IO.selfK(l)]: { type: 'float32', data: view(this.selfK[l]!, this.selfSlot), dims: [B, H, this.capacity, dh] },
+      [DECODER_IO.selfV(l)]: { type: 'float32', data: view(this.selfV[l]!, this.selfSlot), dims: [B, H, this.capacity, dh] },
+    });
+    const tokFeed: FeedTensor = { type: 'int64', data: tok, dims: [B, S] };
+    const offFeed: FeedTensor = { type: 'int64', data: off, dims: [B] };
+    const gatherFeed: FeedTensor = { type: 'int64', data: BigInt64Array.from(gather.map((g) => BigInt(g))), dims: [gather.length] };
+    const decoder = this.model.decoder;
+    const newKV: { k: Float32Array; v: Float32Array }[] = [];
+    let logits: Float32Array;
+    if ('segments' in decoder) {
+      // Segment l+1 continues from layer l's cross-attention, done here over int8 keys/values.
+      const segs = decoder.segments;
+      const slotOf = Int32Array.from(rows, (r) => Math.floor(r.slot / this.groupRows));
+      const lengths = Int32Array.from(rows, (r) => r.crossLength);
+      let out = await segs[0]!.run({ [DECODER_IO.tokens]: tokFeed, [DECODER_IO.offset]: offFeed, ...selfFeeds(0) }, [SEGMENT_IO.xOut, SEGMENT_IO.qOut, SEGMENT_IO.mask, DECODER_IO.newK(0), DECODER_IO.newV(0)]);
+      const mask = out[SEGMENT_IO.mask]!;
+      newKV.push({ k: out[DECODER_IO.newK(0)]!.data, v: out[DECODER_IO.newV(0)]!.data });
+      for (let l = 0; l < d.decoderLayers; l++) {
+        const ctx = this.crossInt8!.attend(l, out[SEGMENT_IO.qOut]!.data, B, S, slotOf, lengths, this.model.threads);
+        const feeds: Record<string, FeedTensor> = {
+          [SEGMENT_IO.x]: { type: 'float32', data: out[SEGMENT_IO.xOut]!.data, dims: [B, S, d.dModel] },
+          [SEGMENT_IO.ctx]: { type: 'float32', data: ctx, dims: [B, S, d.dModel] },
+        };
+        if (l + 1 === d.decoderLayers) {
+          feeds[DECODER_IO.gather] = gatherFeed;
+          out = await segs[l + 1]!.run(feeds, [DECODER_IO.logits]);
+        } else {
+          Object.assign(feeds, selfFeeds(l + 1), { [SEGMENT_IO.mask]: { type: 'float32', data: mask.data, dims: mask.dims } });
+          out = await segs[l + 1]!.run(feeds, [SEGMENT_IO.xOut, SEGMENT_IO.qOut, DECODER_IO.newK(l + 1), DECODER_IO.newV(l + 1)]);
+          newKV.push({ k: out[DECODER_IO.newK(l + 1)]!.data, v: out[DECODER_IO.newV(l + 1)]!.data });
+        }
+      }
+      logits = out[DECODER_IO.logits]!.data;
+    } else {
+      // Grouped: a whole-batch step reads each block's keys/values once for its R rows; a single
+      // row (a prompt) reads its block's as a group of one.
+      const R = B > 1 ? this.groupRows : 1;
+      if (B % R !== 0) throw new WxError('engine.bad_input', `a grouped decoder step needs whole blocks of ${R} rows`);
+      const windows = rows.filter((_, b) => b % R === 0);
+      const firstBlock = Math.floor(first / this.groupRows);
+      const feeds: Record<string, FeedTensor> = {
+        [DECODER_IO.tokens]: tokFeed,
+        [DECODER_IO.offset]: offFeed,
+        [DECODER_IO.gather]: gatherFeed,
+        [DECODER_IO.crossLen]: { type: 'int32', data: Int32Array.from(windows, (r) => r.crossLength), dims: [windows.length] },
+      };
+      if (this.model.groupedCross) feeds[DECODER_IO.crossGroup] = { type: 'int64', data: BigInt64Array.from([BigInt(R)]), dims: [1] };
+      const crossView = (buf: Float32Array) => buf.subarray(firstBlock * this.crossSlot, (firstBlock + windows.length) * this.crossSlot);
+      const fetch: string[] = [DECODER_IO.logits];
+      for (let l = 0; l < d.decoderLayers; l++) {
+        Object.assign(feeds, selfFeeds(l));
+        feeds[DECODER_IO.crossK(l)] = { type: 'float32', data: crossView(this.crossK[l]!), dims: [windows.length, H, d.nAudioCtx, dh] };
+        feeds[DECODER_IO.crossV(l)] = { type: 'float32', data: crossView(this.crossV[l]!), dims: [windows.length, H, d.nAudioCtx, dh] };
+        fetch.push(DECODER_IO.newK(l), DECODER_IO.newV(l));
+      }
+      const out = await decoder.whole.run(feeds, fetch);
+      for (let l = 0; l < d.decoderLayers; l++) newKV.push({ k: out[DECODER_IO.newK(l)]!.data, v: out[DECODER_IO.newV(l)]!.data });
+      logits = out[DECODER_IO.logits]!.data;
     }
-    const out = await this.model.decoder.run(feeds, fetch);
     // Append the new keys and values ([H, C, dh] per row) to each row's cache.
     const C = this.capacity;
     for (let l = 0; l < d.decoderLayers; l++) {
-      const nk = out[DECODER_IO.newK(l)]!.data;
-      const nv = out[DECODER_IO.newV(l)]!.data;
+      const nk = newKV[l]!.k;
+      const nv = newKV[l]!.v;
       const K = this.selfK[l]!;
       const Vb = this.selfV[l]!;
       for (let b = 0; b < B; b++) {
@@ -365,6 +425,6 @@ export class DecoderBatch {
       }
     }
     for (const r of rows) r.length += S;
-    return out[DECODER_IO.logits]!.data;
+    return logits;
   }
 }

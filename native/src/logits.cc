@@ -18,28 +18,6 @@ namespace {
 
 using namespace simd;
 
-// e^x for x ≤ 0, lane-wise: x·log2(e) = n + f with f in [-0.5, 0.5], 2^f by a degree-6
-// polynomial (relative error < 2e-7), 2^n through the exponent bits. Below -87 (and for -inf)
-// the result is 0: such terms cannot change a float32 sum that contains e^0 = 1.
-inline vf ExpNonPositive(vf x) {
-  const vi tiny = x < Splat(-87.0f);
-  x = Select(tiny, Splat(-87.0f), x);
-  const vf t = x * Splat(1.44269504088896341f);
-  const vf n = __builtin_convertvector(__builtin_convertvector(t + Select(t < Splat(0.0f), Splat(-0.5f), Splat(0.5f)), vi), vf);
-  // f·ln2 split in two steps keeps the reduced argument exact enough for float.
-  const vf r = (x - n * Splat(0.693145751953125f)) - n * Splat(1.428606765330187e-06f);
-  vf p = Splat(1.0f / 720.0f);
-  p = p * r + Splat(1.0f / 120.0f);
-  p = p * r + Splat(1.0f / 24.0f);
-  p = p * r + Splat(1.0f / 6.0f);
-  p = p * r + Splat(0.5f);
-  p = p * r + Splat(1.0f);
-  p = p * r + Splat(1.0f);
-  const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
-  const vf scaled = p * (vf)bits;
-  return Select(tiny, Splat(0.0f), scaled);
-}
-
 struct Row {
   const float* data;
   size_t from;

@@ -7,5 +7,6 @@ void RegisterAll(Napi::Env env, Napi::Object exports) {
   RegisterAudioMel(env, exports);
   RegisterAudioStream(env, exports);
   RegisterLogits(env, exports);
+  RegisterCrossAttention(env, exports);
 }
 }  // namespace wx

@@ -10,4 +10,5 @@ void RegisterAudioWav(Napi::Env env, Napi::Object exports);
 void RegisterAudioMel(Napi::Env env, Napi::Object exports);
 void RegisterAudioStream(Napi::Env env, Napi::Object exports);
 void RegisterLogits(Napi::Env env, Napi::Object exports);
+void RegisterCrossAttention(Napi::Env env, Napi::Object exports);
 }  // namespace wx

@@ -5,7 +5,7 @@
 //
 import { Graph, float } from '../onnx/graph.js';
 import type { ModelDims } from '../manifest.js';
-import { LayerBuilder, ResidualStream, type LinearPrecision } from './layers.js';
+import { LayerBuilder, ResidualStream, type BlockTable, type LinearPrecision } from './layers.js';
 import type { WeightReader } from './encoder.js';
 
 export interface DecoderGraphOptions {
@@ -36,15 +36,161 @@ export const DECODER_IO = {
 
 const NEG = -1e9;
 
+/** Names of the segment graphs' own inputs and outputs (the rest are DECODER_IO's). */
+export const SEGMENT_IO = {
+  x: 'x', // [B, S, d]: the residual stream entering the segment
+  ctx: 'ctx', // [B, S, d]: the previous layer's cross-attention output (before out_proj)
+  mask: 'attn_mask', // [B, 1, S, C + S]: self-attention mask, made by segment 0
+  xOut: 'x_out',
+  qOut: 'q_out', // [B, S, d]: this layer's cross-attention query, scaled by 1/sqrt(dh)
+};
+
+/** The layer-by-layer pieces both decoder layouts are made of. */
+class DecoderParts {
+  readonly L: LayerBuilder;
+  readonly d: number;
+  readonly H: number;
+  readonly dh: number;
+  readonly V: number;
+  readonly qScale: number;
+  private readonly p = 'model.decoder';
+  private tableCache: BlockTable | undefined;
+
+  constructor(readonly g: Graph, readonly dims: ModelDims, readonly read: WeightReader, readonly opts: DecoderGraphOptions) {
+    this.L = new LayerBuilder(g);
+    this.d = dims.dModel;
+    this.H = dims.decoderHeads;
+    this.dh = this.d / this.H;
+    this.V = dims.nVocab;
+    this.qScale = 1 / Math.sqrt(this.dh);
+  }
+
+  private scaled(w: Float32Array, s: number): Float32Array {
+    return w.map((v) => v * s);
+  }
+
+  /** The tied token embedding as an 8-bit table (when the logits are 8-bit), built once per graph. */
+  private table(): BlockTable | undefined {
+    if (this.opts.logits === 'fp32') return undefined;
+    this.tableCache ??= this.L.blockTable(`${this.p}.embed_tokens`, this.read(`${this.p}.embed_tokens.weight`, [this.V, this.d]), this.V, this.d);
+    return this.tableCache;
+  }
+
+  private embedName: string | undefined;
+
+  private embedWeight(): string {
+    this.embedName ??= this.L.weight(`${this.p}.embed_tokens.weight`, [this.V, this.d], this.read(`${this.p}.embed_tokens.weight`, [this.V, this.d]));
+    return this.embedName;
+  }
+
+  /** Token + learned position embeddings (per row: offset + 0..S-1). */
+  embed(tokens: string, offset: string, steps: string): string {
+    const { g, L, d } = this;
+    const positions = g.op('Add', [g.op('Unsqueeze', [offset, L.i64([1])]), g.op('Unsqueeze', [steps, L.i64([0])])]); // [B, S]
+    const posTable = L.weightStored(`${this.p}.embed_positions.weight`, [this.dims.nTextCtx, d], this.read(`${this.p}.embed_positions.weight`, [this.dims.nTextCtx, d]), this.opts.floatStorage ?? 'fp32');
+    const table = this.table();
+    const tokenVectors = table ? L.gatherBlockRows(table, tokens) : g.op('Gather', [this.embedWeight(), tokens], { axis: 0 });
+    return g.op('Add', [tokenVectors, g.op('Gather', [posTable, positions], { axis: 0 })]);
+  }
+
+  /** [B, 1, S, C + S]: cache slot c is visible to row b iff c < offset[b]; new token j is visible
+   *  to new token i iff j <= i. */
+  selfMask(offset: string, selfK0: string, steps: string): string {
+    const { g, L } = this;
+    const cacheLen = g.op('Gather', [g.op('Shape', [selfK0]), L.i64([2], [])], { axis: 0 });
+    const slots = g.op('Range', [L.i64([0], []), cacheLen, L.i64([1], [])]); // [C]
+    const visible = g.op('Less', [g.op('Unsqueeze', [slots, L.i64([0])]), g.op('Unsqueeze', [offset, L.i64([1])])]); // [B, C]
+    const cacheMask = g.op('Unsqueeze', [g.op('Where', [visible, L.f32([0], []), L.f32([NEG], [])]), L.i64([1, 2])]); // [B,1,1,C]
+    const future = g.op('Greater', [g.op('Unsqueeze', [steps, L.i64([0])]), g.op('Unsqueeze', [steps, L.i64([1])])]); // [S,S]: j > i
+    const causalMask = g.op('Where', [future, L.f32([NEG], []), L.f32([0], [])]); // [S, S], broadcasts
+    // Cache part per row, causal part shared.
+    const zerosS = g.op('Unsqueeze', [g.op('Mul', [g.op('Cast', [steps], { to: 1 }), L.f32([0], [])]), L.i64([0, 1, 3])]); // [1,1,S,1]
+    const cachePart = g.op('Add', [cacheMask, zerosS]); // [B,1,S,C]
+    const batchZeros = g.op('Unsqueeze', [g.op('Mul', [g.op('Cast', [offset], { to: 1 }), L.f32([0], [])]), L.i64([1, 2, 3])]); // [B,1,1,1]
+    const causalPart = g.op('Add', [g.op('Unsqueeze', [causalMask, L.i64([0, 1])]), batchZeros]); // [B,1,S,S]
+    return g.op('Concat', [cachePart, causalPart], { axis: 3 });
+  }
+
+  norm(stream: ResidualStream, name: string): string {
+    return stream.norm(name, this.read(`${name}.weight`, [this.d]), this.read(`${name}.bias`, [this.d]));
+  }
+
+  /** Layer l's self-attention with the cache (new keys/values become graph outputs). */
+  selfAttention(stream: ResidualStream, l: number, selfK: string, selfV: string, mask: string): void {
+    const { g, L, d, H, dh, read, qScale } = this;
+    const lp = `${this.p}.layers.${l}`;
+    const h = this.norm(stream, `${lp}.self_attn_layer_norm`);
+    const a = `${lp}.self_attn`;
+    const wqkv = new Float32Array(3 * d * d);
+    wqkv.set(this.scaled(read(`${a}.q_proj.weight`, [d, d]), qScale), 0);
+    wqkv.set(read(`${a}.k_proj.weight`, [d, d]), d * d);
+    wqkv.set(read(`${a}.v_proj.weight`, [d, d]), 2 * d * d);
+    const bqkv = new Float32Array(3 * d);
+    bqkv.set(this.scaled(read(`${a}.q_proj.bias`, [d]), qScale), 0);
+    bqkv.set(read(`${a}.v_proj.bias`, [d]), 2 * d);
+    const qkv = L.linear(h, `${a}.qkv`, wqkv, 3 * d, d, bqkv, this.opts.linear);
+    const [q, k, v] = g.opN('Split', [qkv, L.i64([d, d, d])], 3, { axis: -1 });
+    const k4 = L.splitHeads(k!, H, dh);
+    const v4 = L.splitHeads(v!, H, dh);
+    g.output(k4, DECODER_IO.newK(l), 'float32', ['batch', H, 'seq', dh]);
+    g.output(v4, DECODER_IO.newV(l), 'float32', ['batch', H, 'seq', dh]);
+    // Keys/values of the cache followed by the new tokens; the mask hides unused cache slots and
+    // future tokens. The concatenation copies C·d floats per layer, far less than the per-node
+    // overhead of doing attention in loose ops.
+    const kAll = g.op('Concat', [selfK, k4], { axis: 2 });
+    const vAll = g.op('Concat', [selfV, v4], { axis: 2 });
+    const ctx = g.msOp('MultiHeadAttention', [q!, kAll, vAll, '', '', mask], { num_heads: H, scale: float(1) });
+    stream.add(L.linear(ctx, `${a}.out_proj`, read(`${a}.out_proj.weight`, [d, d]), d, d, undefined, this.opts.linear), read(`${a}.out_proj.bias`, [d]));
+  }
+
+  /** Layer l's cross-attention query, scaled by 1/sqrt(dh): [B, S, d]. */
+  crossQuery(stream: ResidualStream, l: number): string {
+    const { d, read, qScale } = this;
+    const lp = `${this.p}.layers.${l}`;
+    const hc = this.norm(stream, `${lp}.encoder_attn_layer_norm`);
+    const c = `${lp}.encoder_attn`;
+    return this.L.linear(hc, `${c}.q_proj`, this.scaled(read(`${c}.q_proj.weight`, [d, d]), qScale), d, d, this.scaled(read(`${c}.q_proj.bias`, [d]), qScale), this.opts.linear);
+  }
+
+  /** Layer l's cross-attention output projection (of `ctx`, [B, S, d]) and its MLP. */
+  crossOutAndMlp(stream: ResidualStream, l: number, ctx: string): void {
+    const { L, d, read } = this;
+    const lp = `${this.p}.layers.${l}`;
+    const c = `${lp}.encoder_attn`;
+    stream.add(L.linear(ctx, `${c}.out_proj`, read(`${c}.out_proj.weight`, [d, d]), d, d, undefined, this.opts.linear), read(`${c}.out_proj.bias`, [d]));
+    const hm = this.norm(stream, `${lp}.final_layer_norm`);
+    const f = this.dims.decoderFfn;
+    const up = L.gelu(L.linear(hm, `${lp}.fc1`, read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]), this.opts.linear));
+    stream.add(L.linear(up, `${lp}.fc2`, read(`${lp}.fc2.weight`, [d, f]), d, f, undefined, this.opts.linear), read(`${lp}.fc2.bias`, [d]));
+  }
+
+  /** Final norm and the tied output projection at positions `gather`: [B, P, V] as `logits`. */
+  logits(stream: ResidualStream, gather: string): void {
+    const { g, L, d, V } = this;
+    const out = this.norm(stream, `${this.p}.layer_norm`); // [B, S, d]
+    const picked = g.op('Gather', [out, gather], { axis: 1 }); // [B, P, d]
+    const flat = g.op('Reshape', [picked, L.i64([-1, d])]);
+    const table = this.table();
+    const logits2d = table ? L.blockMatMul(flat, table) : g.op('Gemm', [flat, this.embedWeight()], { transB: 1, alpha: float(1), beta: float(0) });
+    const outShape = g.op('Concat', [g.op('Shape', [picked], { end: 2 }), L.i64([V])], { axis: 0 });
+    g.output(g.op('Reshape', [logits2d, outShape]), DECODER_IO.logits, 'float32', ['batch', 'npos', V]);
+  }
+
+  steps(tokens: string): { seqLen: string; steps: string } {
+    const { g, L } = this;
+    const seqLen = g.op('Gather', [g.op('Shape', [tokens]), L.i64([1], [])], { axis: 0 }); // scalar S
+    return { seqLen, steps: g.op('Range', [L.i64([0], []), seqLen, L.i64([1], [])]) }; // [S]
+  }
+
+  selfCacheInput(name: string): string {
+    return this.g.input(name, 'float32', ['batch', this.H, 'cache', this.dh]);
+  }
+}
+
 export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: DecoderGraphOptions): Graph {
   const g = new Graph('wx_whisper_decoder');
-  const L = new LayerBuilder(g);
-  const d = dims.dModel;
-  const H = dims.decoderHeads;
-  const dh = d / H;
-  const V = dims.nVocab;
-  const p = 'model.decoder';
-  const qScale = 1 / Math.sqrt(dh);
+  const P = new DecoderParts(g, dims, read, opts);
+  const { L, d, H, dh } = P;
 
   const tokens = g.input(DECODER_IO.tokens, 'int64', ['batch', 'seq']);
   const offset = g.input(DECODER_IO.offset, 'int64', ['batch']);
@@ -54,8 +200,8 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
   const crossK: string[] = [];
   const crossV: string[] = [];
   for (let l = 0; l < dims.decoderLayers; l++) {
-    selfK.push(g.input(DECODER_IO.selfK(l), 'float32', ['batch', H, 'cache', dh]));
-    selfV.push(g.input(DECODER_IO.selfV(l), 'float32', ['batch', H, 'cache', dh]));
+    selfK.push(P.selfCacheInput(DECODER_IO.selfK(l)));
+    selfV.push(P.selfCacheInput(DECODER_IO.selfV(l)));
     crossK.push(g.input(DECODER_IO.crossK(l), 'float32', ['windows', H, 'ctx', dh]));
     crossV.push(g.input(DECODER_IO.crossV(l), 'float32', ['windows', H, 'ctx', dh]));
   }
@@ -66,83 +212,66 @@ export function buildDecoderGraph(dims: ModelDims, read: WeightReader, opts: Dec
   // batch entry: the window's keys and values are read once per step instead of once per row.
   const crossGroup = g.input(DECODER_IO.crossGroup, 'int64', [1]);
 
-  // Embeddings: token + learned position (per row: offset + 0..S-1).
-  const embed = read(`${p}.embed_tokens.weight`, [V, d]);
-  const table = opts.logits !== 'fp32' ? L.blockTable(`${p}.embed_tokens`, embed, V, d) : undefined;
-  const embedName = table ? '' : L.weight(`${p}.embed_tokens.weight`, [V, d], embed);
-  const seqLen = g.op('Gather', [g.op('Shape', [tokens]), L.i64([1], [])], { axis: 0 }); // scalar S
+  const { seqLen, steps } = P.steps(tokens);
   const groupedShape = g.op('Concat', [L.i64([-1]), g.op('Mul', [crossGroup, g.op('Unsqueeze', [seqLen, L.i64([0])])]), L.i64([d])], { axis: 0 }); // [B/R, R·S, d]
-  const steps = g.op('Range', [L.i64([0], []), seqLen, L.i64([1], [])]); // [S]
-  const positions = g.op('Add', [g.op('Unsqueeze', [offset, L.i64([1])]), g.op('Unsqueeze', [steps, L.i64([0])])]); // [B, S]
-  const posTable = L.weightStored(`${p}.embed_positions.weight`, [dims.nTextCtx, d], read(`${p}.embed_positions.weight`, [dims.nTextCtx, d]), opts.floatStorage ?? 'fp32');
-  const tokenVectors = table ? L.gatherBlockRows(table, tokens) : g.op('Gather', [embedName, tokens], { axis: 0 });
-  const x = g.op('Add', [tokenVectors, g.op('Gather', [posTable, positions], { axis: 0 })]);
-
-  // Masks: cache slot c is visible to row b iff c < offset[b]; new token j is visible to new
-  // token i iff j <= i.
-  const cacheLen = g.op('Gather', [g.op('Shape', [selfK[0]!]), L.i64([2], [])], { axis: 0 });
-  const slots = g.op('Range', [L.i64([0], []), cacheLen, L.i64([1], [])]); // [C]
-  const visible = g.op('Less', [g.op('Unsqueeze', [slots, L.i64([0])]), g.op('Unsqueeze', [offset, L.i64([1])])]); // [B, C]
-  const cacheMask = g.op('Unsqueeze', [g.op('Where', [visible, L.f32([0], []), L.f32([NEG], [])]), L.i64([1, 2])]); // [B,1,1,C]
-  const future = g.op('Greater', [g.op('Unsqueeze', [steps, L.i64([0])]), g.op('Unsqueeze', [steps, L.i64([1])])]); // [S,S]: j > i
-  const causalMask = g.op('Where', [future, L.f32([NEG], []), L.f32([0], [])]); // [S, S], broadcasts
-  // [B, 1, S, C + S]: cache part per row, causal part shared.
-  const zerosS = g.op('Unsqueeze', [g.op('Mul', [g.op('Cast', [steps], { to: 1 }), L.f32([0], [])]), L.i64([0, 1, 3])]); // [1,1,S,1]
-  const cachePart = g.op('Add', [cacheMask, zerosS]); // [B,1,S,C]
-  const batchZeros = g.op('Unsqueeze', [g.op('Mul', [g.op('Cast', [offset], { to: 1 }), L.f32([0], [])]), L.i64([1, 2, 3])]); // [B,1,1,1]
-  const causalPart = g.op('Add', [g.op('Unsqueeze', [causalMask, L.i64([0, 1])]), batchZeros]); // [B,1,S,S]
-  const attnMask = g.op('Concat', [cachePart, causalPart], { axis: 3 });
-
-  const stream = new ResidualStream(L, x);
-  const ln = (name: string): string => stream.norm(name, read(`${name}.weight`, [d]), read(`${name}.bias`, [d]));
-
-  const scaled = (w: Float32Array, s: number) => w.map((v) => v * s);
+  const stream = new ResidualStream(L, P.embed(tokens, offset, steps));
+  const attnMask = P.selfMask(offset, selfK[0]!, steps);
 
   for (let l = 0; l < dims.decoderLayers; l++) {
-    const lp = `${p}.layers.${l}`;
-    // Self-attention with the cache.
-    const h = ln(`${lp}.self_attn_layer_norm`);
-    const a = `${lp}.self_attn`;
-    const wqkv = new Float32Array(3 * d * d);
-    wqkv.set(scaled(read(`${a}.q_proj.weight`, [d, d]), qScale), 0);
-    wqkv.set(read(`${a}.k_proj.weight`, [d, d]), d * d);
-    wqkv.set(read(`${a}.v_proj.weight`, [d, d]), 2 * d * d);
-    const bqkv = new Float32Array(3 * d);
-    bqkv.set(scaled(read(`${a}.q_proj.bias`, [d]), qScale), 0);
-    bqkv.set(read(`${a}.v_proj.bias`, [d]), 2 * d);
-    const qkv = L.linear(h, `${a}.qkv`, wqkv, 3 * d, d, bqkv, opts.linear);
-    const [q, k, v] = g.opN('Split', [qkv, L.i64([d, d, d])], 3, { axis: -1 });
-    const k4 = L.splitHeads(k!, H, dh);
-    const v4 = L.splitHeads(v!, H, dh);
-    g.output(k4, DECODER_IO.newK(l), 'float32', ['batch', H, 'seq', dh]);
-    g.output(v4, DECODER_IO.newV(l), 'float32', ['batch', H, 'seq', dh]);
-    // Keys/values of the cache followed by the new tokens; the mask hides unused cache slots and
-    // future tokens. The concatenation copies C·d floats per layer, far less than the per-node
-    // overhead of doing attention in loose ops.
-    const kAll = g.op('Concat', [selfK[l]!, k4], { axis: 2 });
-    const vAll = g.op('Concat', [selfV[l]!, v4], { axis: 2 });
-    const ctx = g.msOp('MultiHeadAttention', [q!, kAll, vAll, '', '', attnMask], { num_heads: H, scale: float(1) });
-    stream.add(L.linear(ctx, `${a}.out_proj`, read(`${a}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear), read(`${a}.out_proj.bias`, [d]));
-
+    P.selfAttention(stream, l, selfK[l]!, selfV[l]!, attnMask);
     // Cross-attention against the window's precomputed keys/values.
-    const hc = ln(`${lp}.encoder_attn_layer_norm`);
-    const c = `${lp}.encoder_attn`;
-    const qc = L.linear(hc, `${c}.q_proj`, scaled(read(`${c}.q_proj.weight`, [d, d]), qScale), d, d, scaled(read(`${c}.q_proj.bias`, [d]), qScale), opts.linear);
+    const qc = P.crossQuery(stream, l);
     const qg = g.op('Reshape', [qc, groupedShape]);
     const cg = g.msOp('MultiHeadAttention', [qg, crossK[l]!, crossV[l]!, '', crossLen], { num_heads: H, scale: float(1) });
-    const cctx = g.op('Reshape', [cg, g.op('Shape', [qc])]);
-    stream.add(L.linear(cctx, `${c}.out_proj`, read(`${c}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear), read(`${c}.out_proj.bias`, [d]));
-
-    const hm = ln(`${lp}.final_layer_norm`);
-    const f = dims.decoderFfn;
-    const up = L.gelu(L.linear(hm, `${lp}.fc1`, read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]), opts.linear));
-    stream.add(L.linear(up, `${lp}.fc2`, read(`${lp}.fc2.weight`, [d, f]), d, f, undefined, opts.linear), read(`${lp}.fc2.bias`, [d]));
+    P.crossOutAndMlp(stream, l, g.op('Reshape', [cg, g.op('Shape', [qc])]));
   }
-  const out = ln(`${p}.layer_norm`); // [B, S, d]
-  const picked = g.op('Gather', [out, gather], { axis: 1 }); // [B, P, d]
-  const flat = g.op('Reshape', [picked, L.i64([-1, d])]);
-  const logits2d = table ? L.blockMatMul(flat, table) : g.op('Gemm', [flat, embedName], { transB: 1, alpha: float(1), beta: float(0) });
-  const outShape = g.op('Concat', [g.op('Shape', [picked], { end: 2 }), L.i64([V])], { axis: 0 });
-  g.output(g.op('Reshape', [logits2d, outShape]), DECODER_IO.logits, 'float32', ['batch', 'npos', V]);
+  P.logits(stream, gather);
   return g;
+}
+
+/**
+ * The decoder cut at every cross-attention, for a runtime that does cross-attention itself (the
+ * native int8 attention, cross-int8.ts): segment 0 embeds the tokens and runs layer 0 up to its
+ * cross-attention query; segment l (1 ≤ l < layers) finishes layer l-1 from its cross-attention
+ * output `ctx` and runs layer l up to its query; the last segment finishes the last layer and
+ * gives the logits. Self-attention caches are inputs as in the whole graph.
+ */
+export function buildDecoderSegments(dims: ModelDims, read: WeightReader, opts: DecoderGraphOptions): Graph[] {
+  const NL = dims.decoderLayers;
+  const graphs: Graph[] = [];
+  for (let seg = 0; seg <= NL; seg++) {
+    const g = new Graph(`wx_whisper_decoder_${seg}`);
+    const P = new DecoderParts(g, dims, read, opts);
+    const { L, d } = P;
+    let stream: ResidualStream;
+    let mask = '';
+    if (seg === 0) {
+      const tokens = g.input(DECODER_IO.tokens, 'int64', ['batch', 'seq']);
+      const offset = g.input(DECODER_IO.offset, 'int64', ['batch']);
+      const selfK = P.selfCacheInput(DECODER_IO.selfK(0));
+      const selfV = P.selfCacheInput(DECODER_IO.selfV(0));
+      const { steps } = P.steps(tokens);
+      stream = new ResidualStream(L, P.embed(tokens, offset, steps));
+      mask = P.selfMask(offset, selfK, steps);
+      g.output(mask, SEGMENT_IO.mask, 'float32', ['batch', 1, 'seq', 'keys']);
+      P.selfAttention(stream, 0, selfK, selfV, mask);
+    } else {
+      const x = g.input(SEGMENT_IO.x, 'float32', ['batch', 'seq', d]);
+      const ctx = g.input(SEGMENT_IO.ctx, 'float32', ['batch', 'seq', d]);
+      stream = new ResidualStream(L, x);
+      P.crossOutAndMlp(stream, seg - 1, ctx);
+      if (seg === NL) {
+        P.logits(stream, g.input(DECODER_IO.gather, 'int64', ['npos']));
+        graphs.push(g);
+        continue;
+      }
+      mask = g.input(SEGMENT_IO.mask, 'float32', ['batch', 1, 'seq', 'keys']);
+      P.selfAttention(stream, seg, P.selfCacheInput(DECODER_IO.selfK(seg)), P.selfCacheInput(DECODER_IO.selfV(seg)), mask);
+    }
+    const q = P.crossQuery(stream, seg);
+    g.output(stream.value, SEGMENT_IO.xOut, 'float32', ['batch', 'seq', d]);
+    g.output(q, SEGMENT_IO.qOut, 'float32', ['batch', 'seq', d]);
+    graphs.push(g);
+  }
+  return graphs;
 }

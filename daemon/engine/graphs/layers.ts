@@ -154,6 +154,12 @@ export class ResidualStream {
     return h;
   }
 
+  /** The stream itself (no sublayer output may be pending: call after a norm). */
+  get value(): string {
+    if (this.pendingOut) throw new Error('residual stream has a pending sublayer output');
+    return this.x;
+  }
+
   /** A sublayer's output (without its bias) to add to the stream before the next norm. */
   add(out: string, bias: Float32Array): void {
     this.pendingOut = out;

@@ -1,0 +1,72 @@
+// Cross-attention keys/values of a decoder batch held as int8 (one scale per position and head),
+// attended by the native addon (native/src/cross_attention.cc). A slot holds one window; rows
+// that decode the same window (beam search) share its slot.
+import { native } from '../native.js';
+import { WxError } from '../errors.js';
+
+const addon = native();
+const WIDTH: number = addon.crossVectorWidth;
+
+export interface CrossShape {
+  layers: number;
+  heads: number;
+  headDim: number;
+  /** Encoder positions of a full window (n_audio_ctx). */
+  positions: number;
+}
+
+export class Int8CrossCache {
+  readonly stride: number;
+  private readonly keys: Int8Array[] = [];
+  private readonly values: Int8Array[] = [];
+  private readonly keyScales: Float32Array[] = [];
+  private readonly valueScales: Float32Array[] = [];
+  private readonly slotElems: number;
+  private readonly slotScales: number;
+
+  constructor(readonly shape: CrossShape, readonly slots: number) {
+    this.stride = Math.ceil(shape.positions / WIDTH) * WIDTH;
+    this.slotElems = shape.heads * this.stride * shape.headDim;
+    this.slotScales = shape.heads * this.stride;
+    for (let l = 0; l < shape.layers; l++) {
+      this.keys.push(new Int8Array(slots * this.slotElems));
+      this.values.push(new Int8Array(slots * this.slotElems));
+      this.keyScales.push(new Float32Array(slots * this.slotScales));
+      this.valueScales.push(new Float32Array(slots * this.slotScales));
+    }
+  }
+
+  /** Bytes held per slot (all layers). */
+  get bytesPerSlot(): number {
+    return this.shape.layers * 2 * (this.slotElems + 4 * this.slotScales);
+  }
+
+  /** Stores one window's keys and values of `layer` ([heads, positions, headDim] float32 each). */
+  store(slot: number, layer: number, k: Float32Array, v: Float32Array, positions: number): void {
+    const { heads, headDim } = this.shape;
+    if (slot < 0 || slot >= this.slots) throw new WxError('engine.bad_input', `cross-attention slot ${slot} out of range (0..${this.slots - 1})`);
+    const e = slot * this.slotElems;
+    const s = slot * this.slotScales;
+    addon.crossQuantize(k, heads, positions, headDim, this.stride, true, this.keys[layer]!.subarray(e, e + this.slotElems), this.keyScales[layer]!.subarray(s, s + this.slotScales));
+    addon.crossQuantize(v, heads, positions, headDim, this.stride, false, this.values[layer]!.subarray(e, e + this.slotElems), this.valueScales[layer]!.subarray(s, s + this.slotScales));
+  }
+
+  /** Copies slot `from` onto slot `to`. */
+  move(to: number, from: number): void {
+    for (let l = 0; l < this.shape.layers; l++) {
+      this.keys[l]!.copyWithin(to * this.slotElems, from * this.slotElems, (from + 1) * this.slotElems);
+      this.values[l]!.copyWithin(to * this.slotElems, from * this.slotElems, (from + 1) * this.slotElems);
+      this.keyScales[l]!.copyWithin(to * this.slotScales, from * this.slotScales, (from + 1) * this.slotScales);
+      this.valueScales[l]!.copyWithin(to * this.slotScales, from * this.slotScales, (from + 1) * this.slotScales);
+    }
+  }
+
+  /** Attention of `q` ([rows, steps, heads·headDim], pre-scaled) for `layer`: row r reads slot
+   *  `slotOf[r]`'s first `lengths[r]` positions. Returns [rows, steps, heads·headDim]. */
+  attend(layer: number, q: Float32Array, rows: number, steps: number, slotOf: Int32Array, lengths: Int32Array, threads: number): Float32Array {
+    const { heads, headDim } = this.shape;
+    const out = new Float32Array(rows * steps * heads * headDim);
+    addon.crossAttend(q, rows, steps, heads, headDim, this.stride, slotOf, lengths, this.keys[layer], this.keyScales[layer], this.values[layer], this.valueScales[layer], out, Math.max(1, threads));
+    return out;
+  }
+}

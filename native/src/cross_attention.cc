@@ -1,0 +1,352 @@
+// The decoder's cross-attention over 8-bit keys and values. Every decoder row reads its window's
+// keys and values at every step: 18 MB per row in float32 for tiny, which made the attention
+// ~40% of a batched decoder step and bound by memory bandwidth (ONNX Runtime's CPU attention
+// takes float32 only). Here a window's keys and values are stored once as int8 with one scale per
+// position and head (4.6 MB per row), and the attention converts them on the fly.
+//
+// Layouts, per decoder layer, `stride` = positions rounded up to the vector width:
+//   keys   [slots, heads, stride / W, headDim, W] int8 (transposed in tiles of W positions: a
+//          vector is W positions of one dim, and a tile's dims are contiguous, so the keys stream
+//          through memory in order)
+//   values [slots, heads, stride, headDim] int8
+//   scales [slots, heads, stride] float32 (for keys and for values)
+// Queries arrive already scaled by 1/sqrt(headDim) (folded into the query projection).
+#include <napi.h>
+
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 warns inside its own AVX-512 headers (an undefined vector passed to a widening intrinsic).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
+
+#include "modules.h"
+#include "simd.h"
+
+namespace wx {
+namespace cross {
+namespace {
+
+using namespace simd;
+
+// W int8 values widened to floats. Compilers scalarise a generic int8 → float vector conversion,
+// so each instruction set gets its own widening.
+inline vf LoadI8(const int8_t* p) {
+#if defined(__AVX512F__)
+  return (vf)_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#elif defined(__AVX2__)
+  int64_t bits;
+  std::memcpy(&bits, p, 8);
+  return (vf)_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bits)));
+#elif defined(__ARM_NEON)
+  const int16x8_t w = vmovl_s8(vld1_s8(p));
+  const float32x4_t lo = vcvtq_f32_s32(vmovl_s16(vget_low_s16(w)));
+  const float32x4_t hi = vcvtq_f32_s32(vmovl_s16(vget_high_s16(w)));
+  vf v;
+  std::memcpy(&v, &lo, 16);
+  std::memcpy(reinterpret_cast<char*>(&v) + 16, &hi, 16);
+  return v;
+#else
+  vf v;
+  for (int l = 0; l < W; l++) v[l] = float(p[l]);
+  return v;
+#endif
+}
+
+inline vf Load(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void Store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+
+inline float SumLanes(vf v) {
+  float s = 0;
+  for (int l = 0; l < W; l++) s += v[l];
+  return s;
+}
+
+// A few persistent helper threads (created on first use, one fewer than the threads asked for:
+// the calling thread works too). A call hands each helper a share of the work and waits.
+class Pool {
+ public:
+  void Run(int threads, const std::function<void(int, int)>& fn) {
+    threads = std::max(1, std::min(threads, 16));
+    if (threads == 1) {
+      fn(0, 1);
+      return;
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    while (int(workers_.size()) < threads - 1) {
+      const int id = int(workers_.size()) + 1;
+      workers_.emplace_back([this, id] { Loop(id); });
+    }
+    job_ = &fn;
+    parts_ = threads;
+    pending_ = threads - 1;
+    generation_++;
+    wake_.notify_all();
+    lock.unlock();
+    fn(0, threads);
+    lock.lock();
+    done_.wait(lock, [this] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+      wake_.notify_all();
+    }
+    for (auto& t : workers_) t.join();
+  }
+
+ private:
+  void Loop(int id) {
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      if (id >= parts_) continue;
+      const std::function<void(int, int)>* job = job_;
+      const int parts = parts_;
+      lock.unlock();
+      (*job)(id, parts);
+      lock.lock();
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(int, int)>* job_ = nullptr;
+  int parts_ = 0;
+  int pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
+Pool& SharedPool() {
+  static Pool* pool = new Pool();  // never destroyed: helpers may outlive module teardown order
+  return *pool;
+}
+
+struct Shape {
+  int heads, headDim, stride;
+};
+
+// One query vector of one head against one window's keys/values.
+void AttendHead(const Shape& s, const float* q, int length, const int8_t* keysT, const float* keyScales, const int8_t* values,
+                const float* valueScales, float* out, float* scores) {
+  const int dh = s.headDim;
+  const int chunks = (length + W - 1) / W;
+  vf vmax = Splat(-INFINITY);
+  for (int c = 0; c < chunks; c++) {
+    const int t = c * W;
+    const int8_t* tile = keysT + size_t(c) * dh * W;
+    vf a0 = Splat(0.0f), a1 = Splat(0.0f);
+    int d = 0;
+    for (; d + 1 < dh; d += 2) {
+      a0 += Splat(q[d]) * LoadI8(tile + d * W);
+      a1 += Splat(q[d + 1]) * LoadI8(tile + (d + 1) * W);
+    }
+    if (d < dh) a0 += Splat(q[d]) * LoadI8(tile + d * W);
+    vf sc = (a0 + a1) * Load(keyScales + t);
+    if (t + W > length) {
+      vi lane;
+      for (int l = 0; l < W; l++) lane[l] = t + l < length ? -1 : 0;
+      sc = Select(lane, sc, Splat(-INFINITY));
+    }
+    Store(scores + t, sc);
+    vmax = Max(vmax, sc);
+  }
+  float m = -INFINITY;
+  for (int l = 0; l < W; l++) m = vmax[l] > m ? vmax[l] : m;
+  // Probabilities times each position's value scale: the value rows then stay int8.
+  vf vsum = Splat(0.0f);
+  const vf vm = Splat(m);
+  for (int c = 0; c < chunks; c++) {
+    const int t = c * W;
+    const vf e = ExpNonPositive(Load(scores + t) - vm);
+    vsum += e;
+    Store(scores + t, e * Load(valueScales + t));
+  }
+  const float inv = 1.0f / SumLanes(vsum);
+  // headDim is a multiple of W for every Whisper size (64, W = 8 or 16); others take the tail.
+  const int full = dh - dh % W;
+  constexpr int kMaxVec = 128 / W;
+  vf acc[kMaxVec];
+  for (int j = 0; j < full / W && j < kMaxVec; j++) acc[j] = Splat(0.0f);
+  float tail[W] = {};
+  for (int t = 0; t < length; t++) {
+    const vf p = Splat(scores[t]);
+    const int8_t* row = values + size_t(t) * dh;
+    for (int j = 0; j < full / W && j < kMaxVec; j++) acc[j] += p * LoadI8(row + j * W);
+    for (int k = full; k < dh; k++) tail[k - full] += scores[t] * float(row[k]);
+  }
+  for (int j = 0; j < full / W && j < kMaxVec; j++) Store(out + j * W, acc[j] * Splat(inv));
+  for (int k = full; k < dh; k++) out[k] = tail[k - full] * inv;
+}
+
+bool IsArray(const Napi::Value& v, napi_typedarray_type type) {
+  return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == type;
+}
+
+int Int(const Napi::Value& v) { return v.As<Napi::Number>().Int32Value(); }
+
+// crossQuantize(src: Float32Array [heads, positions, headDim], heads, positions, headDim, stride,
+//               keys: boolean, dst: Int8Array, scales: Float32Array)
+// One window's keys (transposed into tiles, [heads, stride / W, headDim, W]) or values ([heads, stride, headDim])
+// of one layer, each position and head with its own scale (max |x| / 127). Positions past
+// `positions` are zeroed.
+Napi::Value JsQuantize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 8 || !IsArray(info[0], napi_float32_array) || !info[5].IsBoolean() || !IsArray(info[6], napi_int8_array) ||
+      !IsArray(info[7], napi_float32_array)) {
+    Napi::TypeError::New(env, "crossQuantize(src: Float32Array, heads, positions, headDim, stride, keys: boolean, dst: Int8Array, scales: Float32Array)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const int H = Int(info[1]), P = Int(info[2]), dh = Int(info[3]), stride = Int(info[4]);
+  const bool keys = info[5].As<Napi::Boolean>().Value();
+  Napi::Float32Array src = info[0].As<Napi::Float32Array>();
+  Napi::Int8Array dst = info[6].As<Napi::Int8Array>();
+  Napi::Float32Array scales = info[7].As<Napi::Float32Array>();
+  if (H < 1 || dh < 1 || P < 1 || P > stride || stride % W != 0 || src.ElementLength() < size_t(H) * P * dh ||
+      dst.ElementLength() < size_t(H) * stride * dh || scales.ElementLength() < size_t(H) * stride) {
+    Napi::RangeError::New(env, "crossQuantize: sizes do not match").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const float* x = src.Data();
+  int8_t* q = dst.Data();
+  float* sc = scales.Data();
+  std::memset(q, 0, size_t(H) * stride * dh);
+  std::vector<int8_t> row(dh);
+  for (int h = 0; h < H; h++) {
+    for (int t = 0; t < stride; t++) {
+      if (t >= P) {
+        sc[h * stride + t] = 0;
+        continue;
+      }
+      const float* v = x + (size_t(h) * P + t) * dh;
+      float m = 0;
+      for (int d = 0; d < dh; d++) m = std::max(m, std::fabs(v[d]));
+      sc[h * stride + t] = m / 127.0f;
+      if (m == 0) continue;
+      const float inv = 127.0f / m;
+      // Rounds half away from zero; |v·inv| ≤ 127 by construction.
+      for (int d = 0; d < dh; d++) {
+        const float y = v[d] * inv;
+        row[d] = int8_t(int(y + (y >= 0 ? 0.5f : -0.5f)));
+      }
+      if (keys) {
+        int8_t* tile = q + (size_t(h) * (stride / W) + t / W) * dh * W + t % W;
+        for (int d = 0; d < dh; d++) tile[d * W] = row[d];
+      } else {
+        std::memcpy(q + (size_t(h) * stride + t) * dh, row.data(), dh);
+      }
+    }
+  }
+  return env.Undefined();
+}
+
+// crossAttend(q: Float32Array [rows, steps, heads·headDim], rows, steps, heads, headDim, stride,
+//             slotOf: Int32Array [rows], lengths: Int32Array [rows], keys: Int8Array, keyScales:
+//             Float32Array, values: Int8Array, valueScales: Float32Array, out: Float32Array, threads)
+// Row r attends to slot slotOf[r]'s first lengths[r] positions; rows may share a slot (beam search).
+Napi::Value JsAttend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 14 || !IsArray(info[0], napi_float32_array) || !IsArray(info[6], napi_int32_array) || !IsArray(info[7], napi_int32_array) ||
+      !IsArray(info[8], napi_int8_array) || !IsArray(info[9], napi_float32_array) || !IsArray(info[10], napi_int8_array) ||
+      !IsArray(info[11], napi_float32_array) || !IsArray(info[12], napi_float32_array)) {
+    Napi::TypeError::New(env,
+                         "crossAttend(q, rows, steps, heads, headDim, stride, slotOf: Int32Array, lengths: Int32Array, keys: Int8Array, keyScales, values: "
+                         "Int8Array, valueScales, out: Float32Array, threads)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const int rows = Int(info[1]), steps = Int(info[2]);
+  const Shape s{Int(info[3]), Int(info[4]), Int(info[5])};
+  const int threads = Int(info[13]);
+  Napi::Float32Array q = info[0].As<Napi::Float32Array>(), out = info[12].As<Napi::Float32Array>();
+  Napi::Int32Array slotOf = info[6].As<Napi::Int32Array>(), lengths = info[7].As<Napi::Int32Array>();
+  Napi::Int8Array keys = info[8].As<Napi::Int8Array>(), values = info[10].As<Napi::Int8Array>();
+  Napi::Float32Array keyScales = info[9].As<Napi::Float32Array>(), valueScales = info[11].As<Napi::Float32Array>();
+  const size_t d = size_t(s.heads) * s.headDim;
+  const size_t slotElems = size_t(s.heads) * s.stride * s.headDim;
+  const size_t slotScales = size_t(s.heads) * s.stride;
+  const size_t slots = keys.ElementLength() / std::max<size_t>(1, slotElems);
+  if (rows < 1 || steps < 1 || s.heads < 1 || s.headDim < 1 || s.headDim > 128 || s.stride % W != 0 || q.ElementLength() < rows * steps * d ||
+      out.ElementLength() < rows * steps * d || slotOf.ElementLength() < size_t(rows) || lengths.ElementLength() < size_t(rows) ||
+      values.ElementLength() != keys.ElementLength() || keyScales.ElementLength() < slots * slotScales ||
+      valueScales.ElementLength() < slots * slotScales) {
+    Napi::RangeError::New(env, "crossAttend: sizes do not match").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  for (int r = 0; r < rows; r++) {
+    if (slotOf[r] < 0 || size_t(slotOf[r]) >= slots || lengths[r] < 1 || lengths[r] > s.stride) {
+      Napi::RangeError::New(env, "crossAttend: row " + std::to_string(r) + " has no valid slot or length").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+  const float* qd = q.Data();
+  float* od = out.Data();
+  const int32_t* slot = slotOf.Data();
+  const int32_t* len = lengths.Data();
+  const int8_t* kd = keys.Data();
+  const int8_t* vd = values.Data();
+  const float* ksd = keyScales.Data();
+  const float* vsd = valueScales.Data();
+  // Items head-major, rows within: rows sharing a slot read the same head's keys from cache.
+  const int items = s.heads * rows;
+  const std::function<void(int, int)> work = [&](int part, int parts) {
+    std::vector<float> scores(s.stride);
+    const int from = int(int64_t(items) * part / parts), to = int(int64_t(items) * (part + 1) / parts);
+    for (int i = from; i < to; i++) {
+      const int h = i / rows, r = i % rows;
+      const size_t sl = size_t(slot[r]);
+      const int8_t* kT = kd + sl * slotElems + size_t(h) * s.headDim * s.stride;
+      const int8_t* v = vd + sl * slotElems + size_t(h) * s.stride * s.headDim;
+      const float* ks = ksd + sl * slotScales + size_t(h) * s.stride;
+      const float* vs = vsd + sl * slotScales + size_t(h) * s.stride;
+      for (int st = 0; st < steps; st++) {
+        const size_t at = (size_t(r) * steps + st) * d + size_t(h) * s.headDim;
+        AttendHead(s, qd + at, len[r], kT, ks, v, vs, od + at, scores.data());
+      }
+    }
+  };
+  // Small calls are not worth a hand-off to a helper thread.
+  const int parts = int64_t(rows) * steps * s.heads * s.stride * s.headDim < (1 << 20) ? 1 : std::max(1, threads);
+  SharedPool().Run(parts, work);
+  return env.Undefined();
+}
+
+}  // namespace
+}  // namespace cross
+
+void RegisterCrossAttention(Napi::Env env, Napi::Object exports) {
+  exports.Set("crossQuantize", Napi::Function::New(env, cross::JsQuantize, "crossQuantize"));
+  exports.Set("crossAttend", Napi::Function::New(env, cross::JsAttend, "crossAttend"));
+  exports.Set("crossVectorWidth", Napi::Number::New(env, simd::W));
+}
+}  // namespace wx
