@@ -9,7 +9,8 @@
 //          vector is W positions of one dim, and a tile's dims are contiguous, so the keys stream
 //          through memory in order)
 //   values [slots, heads, stride, headDim] int8
-//   scales [slots, heads, stride] float32 (for keys and for values)
+//   scales [slots, heads, stride + headDim] float32 (for keys and for values): one per position,
+//          then one per channel (channels are normalised by their largest magnitude first)
 // Queries arrive already scaled by 1/sqrt(headDim) (folded into the query projection).
 #include <napi.h>
 
@@ -160,6 +161,12 @@ void AttendHead(const Shape& s, const float* q, int length, const int8_t* keysT,
                 const float* valueScales, float* out, float* scores) {
   const int dh = s.headDim;
   const int chunks = (length + W - 1) / W;
+  // The keys' channel scales go into the query, the values' into the output.
+  const float* keyChannel = keyScales + s.stride;
+  const float* valueChannel = valueScales + s.stride;
+  float qc[128];
+  for (int d = 0; d < dh; d++) qc[d] = q[d] * keyChannel[d];
+  q = qc;
   vf vmax = Splat(-INFINITY);
   for (int c = 0; c < chunks; c++) {
     const int t = c * W;
@@ -204,8 +211,8 @@ void AttendHead(const Shape& s, const float* q, int length, const int8_t* keysT,
     for (int j = 0; j < full / W && j < kMaxVec; j++) acc[j] += p * LoadI8(row + j * W);
     for (int k = full; k < dh; k++) tail[k - full] += scores[t] * float(row[k]);
   }
-  for (int j = 0; j < full / W && j < kMaxVec; j++) Store(out + j * W, acc[j] * Splat(inv));
-  for (int k = full; k < dh; k++) out[k] = tail[k - full] * inv;
+  for (int j = 0; j < full / W && j < kMaxVec; j++) Store(out + j * W, acc[j] * Splat(inv) * Load(valueChannel + j * W));
+  for (int k = full; k < dh; k++) out[k] = tail[k - full] * inv * valueChannel[k];
 }
 
 bool IsArray(const Napi::Value& v, napi_typedarray_type type) {
@@ -233,7 +240,7 @@ Napi::Value JsQuantize(const Napi::CallbackInfo& info) {
   Napi::Int8Array dst = info[6].As<Napi::Int8Array>();
   Napi::Float32Array scales = info[7].As<Napi::Float32Array>();
   if (H < 1 || dh < 1 || P < 1 || P > stride || stride % W != 0 || src.ElementLength() < size_t(H) * P * dh ||
-      dst.ElementLength() < size_t(H) * stride * dh || scales.ElementLength() < size_t(H) * stride) {
+      dst.ElementLength() < size_t(H) * stride * dh || scales.ElementLength() < size_t(H) * (stride + dh)) {
     Napi::RangeError::New(env, "crossQuantize: sizes do not match").ThrowAsJavaScriptException();
     return env.Undefined();
   }
@@ -241,22 +248,36 @@ Napi::Value JsQuantize(const Napi::CallbackInfo& info) {
   int8_t* q = dst.Data();
   float* sc = scales.Data();
   std::memset(q, 0, size_t(H) * stride * dh);
+  const int sr = stride + dh;  // a head's scales: one per position, then one per channel
   std::vector<int8_t> row(dh);
+  std::vector<float> inv(dh);
   for (int h = 0; h < H; h++) {
+    // Channels are divided by their largest magnitude over the window first: a few large
+    // channels would otherwise set every position's scale and round the small ones away.
+    float* channel = sc + size_t(h) * sr + stride;
+    for (int d = 0; d < dh; d++) channel[d] = 0;
+    for (int t = 0; t < P; t++) {
+      const float* v = x + (size_t(h) * P + t) * dh;
+      for (int d = 0; d < dh; d++) channel[d] = std::max(channel[d], std::fabs(v[d]));
+    }
+    for (int d = 0; d < dh; d++) {
+      if (channel[d] == 0) channel[d] = 1;
+      inv[d] = 1.0f / channel[d];
+    }
     for (int t = 0; t < stride; t++) {
       if (t >= P) {
-        sc[h * stride + t] = 0;
+        sc[size_t(h) * sr + t] = 0;
         continue;
       }
       const float* v = x + (size_t(h) * P + t) * dh;
       float m = 0;
-      for (int d = 0; d < dh; d++) m = std::max(m, std::fabs(v[d]));
-      sc[h * stride + t] = m / 127.0f;
+      for (int d = 0; d < dh; d++) m = std::max(m, std::fabs(v[d] * inv[d]));
+      sc[size_t(h) * sr + t] = m / 127.0f;
       if (m == 0) continue;
-      const float inv = 127.0f / m;
-      // Rounds half away from zero; |v·inv| ≤ 127 by construction.
+      const float k = 127.0f / m;
+      // Rounds half away from zero; |y| ≤ 127 by construction.
       for (int d = 0; d < dh; d++) {
-        const float y = v[d] * inv;
+        const float y = v[d] * inv[d] * k;
         row[d] = int8_t(int(y + (y >= 0 ? 0.5f : -0.5f)));
       }
       if (keys) {
@@ -294,7 +315,7 @@ Napi::Value JsAttend(const Napi::CallbackInfo& info) {
   Napi::Float32Array keyScales = info[9].As<Napi::Float32Array>(), valueScales = info[11].As<Napi::Float32Array>();
   const size_t d = size_t(s.heads) * s.headDim;
   const size_t slotElems = size_t(s.heads) * s.stride * s.headDim;
-  const size_t slotScales = size_t(s.heads) * s.stride;
+  const size_t slotScales = size_t(s.heads) * (s.stride + s.headDim);
   const size_t slots = keys.ElementLength() / std::max<size_t>(1, slotElems);
   if (rows < 1 || steps < 1 || s.heads < 1 || s.headDim < 1 || s.headDim > 128 || s.stride % W != 0 || q.ElementLength() < rows * steps * d ||
       out.ElementLength() < rows * steps * d || slotOf.ElementLength() < size_t(rows) || lengths.ElementLength() < size_t(rows) ||
@@ -327,8 +348,8 @@ Napi::Value JsAttend(const Napi::CallbackInfo& info) {
       const size_t sl = size_t(slot[r]);
       const int8_t* kT = kd + sl * slotElems + size_t(h) * s.headDim * s.stride;
       const int8_t* v = vd + sl * slotElems + size_t(h) * s.stride * s.headDim;
-      const float* ks = ksd + sl * slotScales + size_t(h) * s.stride;
-      const float* vs = vsd + sl * slotScales + size_t(h) * s.stride;
+      const float* ks = ksd + sl * slotScales + size_t(h) * (s.stride + s.headDim);
+      const float* vs = vsd + sl * slotScales + size_t(h) * (s.stride + s.headDim);
       for (int st = 0; st < steps; st++) {
         const size_t at = (size_t(r) * steps + st) * d + size_t(h) * s.headDim;
         AttendHead(s, qd + at, len[r], kT, ks, v, vs, od + at, scores.data());
