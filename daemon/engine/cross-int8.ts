@@ -27,7 +27,7 @@ export class Int8CrossCache {
   constructor(readonly shape: CrossShape, readonly slots: number) {
     this.stride = Math.ceil(shape.positions / WIDTH) * WIDTH;
     this.slotElems = shape.heads * this.stride * shape.headDim;
-    this.slotScales = shape.heads * (this.stride + shape.headDim); // per position, then per channel
+    this.slotScales = shape.heads * (2 * this.stride + shape.headDim); // per position and half-head, then per channel
     for (let l = 0; l < shape.layers; l++) {
       this.keys.push(new Int8Array(slots * this.slotElems));
       this.values.push(new Int8Array(slots * this.slotElems));

@@ -9,8 +9,9 @@
 //          vector is W positions of one dim, and a tile's dims are contiguous, so the keys stream
 //          through memory in order)
 //   values [slots, heads, stride, headDim] int8
-//   scales [slots, heads, stride + headDim] float32 (for keys and for values): one per position,
-//          then one per channel (channels are normalised by their largest magnitude first)
+//   scales [slots, heads, 2·stride + headDim] float32 (for keys and for values): one per position
+//          and half of the head's dims, then one per channel (channels are normalised by their
+//          largest magnitude over the window first)
 // Queries arrive already scaled by 1/sqrt(headDim) (folded into the query projection).
 #include <napi.h>
 
@@ -152,6 +153,9 @@ Pool& SharedPool() {
   return *pool;
 }
 
+// Scales per position and head: one per group of headDim / kGroups dims.
+constexpr int kGroups = 2;
+
 struct Shape {
   int heads, headDim, stride;
 };
@@ -162,23 +166,27 @@ void AttendHead(const Shape& s, const float* q, int length, const int8_t* keysT,
   const int dh = s.headDim;
   const int chunks = (length + W - 1) / W;
   // The keys' channel scales go into the query, the values' into the output.
-  const float* keyChannel = keyScales + s.stride;
-  const float* valueChannel = valueScales + s.stride;
+  const float* keyChannel = keyScales + kGroups * s.stride;
+  const float* valueChannel = valueScales + kGroups * s.stride;
+  const int gs = dh / kGroups;
   float qc[128];
   for (int d = 0; d < dh; d++) qc[d] = q[d] * keyChannel[d];
-  q = qc;
   vf vmax = Splat(-INFINITY);
   for (int c = 0; c < chunks; c++) {
     const int t = c * W;
     const int8_t* tile = keysT + size_t(c) * dh * W;
-    vf a0 = Splat(0.0f), a1 = Splat(0.0f);
-    int d = 0;
-    for (; d + 1 < dh; d += 2) {
-      a0 += Splat(q[d]) * LoadI8(tile + d * W);
-      a1 += Splat(q[d + 1]) * LoadI8(tile + (d + 1) * W);
+    vf sc = Splat(0.0f);
+    for (int g = 0; g < kGroups; g++) {
+      vf a0 = Splat(0.0f), a1 = Splat(0.0f);
+      int d = g * gs;
+      const int end = d + gs;
+      for (; d + 1 < end; d += 2) {
+        a0 += Splat(qc[d]) * LoadI8(tile + d * W);
+        a1 += Splat(qc[d + 1]) * LoadI8(tile + (d + 1) * W);
+      }
+      if (d < end) a0 += Splat(qc[d]) * LoadI8(tile + d * W);
+      sc += (a0 + a1) * Load(keyScales + g * s.stride + t);
     }
-    if (d < dh) a0 += Splat(q[d]) * LoadI8(tile + d * W);
-    vf sc = (a0 + a1) * Load(keyScales + t);
     if (t + W > length) {
       vi lane;
       for (int l = 0; l < W; l++) lane[l] = t + l < length ? -1 : 0;
@@ -189,30 +197,35 @@ void AttendHead(const Shape& s, const float* q, int length, const int8_t* keysT,
   }
   float m = -INFINITY;
   for (int l = 0; l < W; l++) m = vmax[l] > m ? vmax[l] : m;
-  // Probabilities times each position's value scale: the value rows then stay int8.
+  // Probabilities times each position's value scales (one per group of dims): the value rows
+  // then stay int8.
+  float* weighted = scores + s.stride;  // [kGroups][stride]
   vf vsum = Splat(0.0f);
   const vf vm = Splat(m);
   for (int c = 0; c < chunks; c++) {
     const int t = c * W;
     const vf e = ExpNonPositive(Load(scores + t) - vm);
     vsum += e;
-    Store(scores + t, e * Load(valueScales + t));
+    for (int g = 0; g < kGroups; g++) Store(weighted + g * s.stride + t, e * Load(valueScales + g * s.stride + t));
   }
   const float inv = 1.0f / SumLanes(vsum);
-  // headDim is a multiple of W for every Whisper size (64, W = 8 or 16); others take the tail.
-  const int full = dh - dh % W;
+  // Whole vectors when a group is a multiple of W (headDim 64: W = 8 or 16); otherwise scalar.
+  const int full = gs % W == 0 ? dh : 0;
   constexpr int kMaxVec = 128 / W;
   vf acc[kMaxVec];
-  for (int j = 0; j < full / W && j < kMaxVec; j++) acc[j] = Splat(0.0f);
-  float tail[W] = {};
+  for (int j = 0; j < full / W; j++) acc[j] = Splat(0.0f);
+  float tail[128] = {};
+  const int perGroup = full / W / kGroups;
   for (int t = 0; t < length; t++) {
-    const vf p = Splat(scores[t]);
     const int8_t* row = values + size_t(t) * dh;
-    for (int j = 0; j < full / W && j < kMaxVec; j++) acc[j] += p * LoadI8(row + j * W);
-    for (int k = full; k < dh; k++) tail[k - full] += scores[t] * float(row[k]);
+    for (int g = 0; g < kGroups && full; g++) {
+      const vf p = Splat(weighted[g * s.stride + t]);
+      for (int j = g * perGroup; j < (g + 1) * perGroup; j++) acc[j] += p * LoadI8(row + j * W);
+    }
+    for (int k = full; k < dh; k++) tail[k] += weighted[(k / gs) * s.stride + t] * float(row[k]);
   }
-  for (int j = 0; j < full / W && j < kMaxVec; j++) Store(out + j * W, acc[j] * Splat(inv) * Load(valueChannel + j * W));
-  for (int k = full; k < dh; k++) out[k] = tail[k - full] * inv * valueChannel[k];
+  for (int j = 0; j < full / W; j++) Store(out + j * W, acc[j] * Splat(inv) * Load(valueChannel + j * W));
+  for (int k = full; k < dh; k++) out[k] = tail[k] * inv * valueChannel[k];
 }
 
 bool IsArray(const Napi::Value& v, napi_typedarray_type type) {
@@ -240,7 +253,7 @@ Napi::Value JsQuantize(const Napi::CallbackInfo& info) {
   Napi::Int8Array dst = info[6].As<Napi::Int8Array>();
   Napi::Float32Array scales = info[7].As<Napi::Float32Array>();
   if (H < 1 || dh < 1 || P < 1 || P > stride || stride % W != 0 || src.ElementLength() < size_t(H) * P * dh ||
-      dst.ElementLength() < size_t(H) * stride * dh || scales.ElementLength() < size_t(H) * (stride + dh)) {
+      dst.ElementLength() < size_t(H) * stride * dh || scales.ElementLength() < size_t(H) * (kGroups * stride + dh)) {
     Napi::RangeError::New(env, "crossQuantize: sizes do not match").ThrowAsJavaScriptException();
     return env.Undefined();
   }
@@ -248,13 +261,14 @@ Napi::Value JsQuantize(const Napi::CallbackInfo& info) {
   int8_t* q = dst.Data();
   float* sc = scales.Data();
   std::memset(q, 0, size_t(H) * stride * dh);
-  const int sr = stride + dh;  // a head's scales: one per position, then one per channel
+  const int sr = kGroups * stride + dh;  // a head's scales: per group and position, then per channel
+  const int gs = dh / kGroups;
   std::vector<int8_t> row(dh);
   std::vector<float> inv(dh);
   for (int h = 0; h < H; h++) {
     // Channels are divided by their largest magnitude over the window first: a few large
     // channels would otherwise set every position's scale and round the small ones away.
-    float* channel = sc + size_t(h) * sr + stride;
+    float* channel = sc + size_t(h) * sr + kGroups * stride;
     for (int d = 0; d < dh; d++) channel[d] = 0;
     for (int t = 0; t < P; t++) {
       const float* v = x + (size_t(h) * P + t) * dh;
@@ -265,21 +279,24 @@ Napi::Value JsQuantize(const Napi::CallbackInfo& info) {
       inv[d] = 1.0f / channel[d];
     }
     for (int t = 0; t < stride; t++) {
-      if (t >= P) {
-        sc[size_t(h) * sr + t] = 0;
-        continue;
-      }
       const float* v = x + (size_t(h) * P + t) * dh;
-      float m = 0;
-      for (int d = 0; d < dh; d++) m = std::max(m, std::fabs(v[d] * inv[d]));
-      sc[size_t(h) * sr + t] = m / 127.0f;
-      if (m == 0) continue;
-      const float k = 127.0f / m;
-      // Rounds half away from zero; |y| ≤ 127 by construction.
-      for (int d = 0; d < dh; d++) {
-        const float y = v[d] * inv[d] * k;
-        row[d] = int8_t(int(y + (y >= 0 ? 0.5f : -0.5f)));
+      for (int g = 0; g < kGroups; g++) {
+        float& scale = sc[size_t(h) * sr + g * stride + t];
+        if (t >= P) {
+          scale = 0;
+          continue;
+        }
+        float m = 0;
+        for (int d = g * gs; d < (g + 1) * gs; d++) m = std::max(m, std::fabs(v[d] * inv[d]));
+        scale = m / 127.0f;
+        const float k = m > 0 ? 127.0f / m : 0.0f;
+        // Rounds half away from zero; |y| ≤ 127 by construction.
+        for (int d = g * gs; d < (g + 1) * gs; d++) {
+          const float y = v[d] * inv[d] * k;
+          row[d] = int8_t(int(y + (y >= 0 ? 0.5f : -0.5f)));
+        }
       }
+      if (t >= P) continue;
       if (keys) {
         int8_t* tile = q + (size_t(h) * (stride / W) + t / W) * dh * W + t % W;
         for (int d = 0; d < dh; d++) tile[d * W] = row[d];
@@ -315,7 +332,7 @@ Napi::Value JsAttend(const Napi::CallbackInfo& info) {
   Napi::Float32Array keyScales = info[9].As<Napi::Float32Array>(), valueScales = info[11].As<Napi::Float32Array>();
   const size_t d = size_t(s.heads) * s.headDim;
   const size_t slotElems = size_t(s.heads) * s.stride * s.headDim;
-  const size_t slotScales = size_t(s.heads) * (s.stride + s.headDim);
+  const size_t slotScales = size_t(s.heads) * (kGroups * s.stride + s.headDim);
   const size_t slots = keys.ElementLength() / std::max<size_t>(1, slotElems);
   if (rows < 1 || steps < 1 || s.heads < 1 || s.headDim < 1 || s.headDim > 128 || s.stride % W != 0 || q.ElementLength() < rows * steps * d ||
       out.ElementLength() < rows * steps * d || slotOf.ElementLength() < size_t(rows) || lengths.ElementLength() < size_t(rows) ||
@@ -341,15 +358,15 @@ Napi::Value JsAttend(const Napi::CallbackInfo& info) {
   // Items head-major, rows within: rows sharing a slot read the same head's keys from cache.
   const int items = s.heads * rows;
   const std::function<void(int, int)> work = [&](int part, int parts) {
-    std::vector<float> scores(s.stride);
+    std::vector<float> scores((1 + kGroups) * s.stride);
     const int from = int(int64_t(items) * part / parts), to = int(int64_t(items) * (part + 1) / parts);
     for (int i = from; i < to; i++) {
       const int h = i / rows, r = i % rows;
       const size_t sl = size_t(slot[r]);
       const int8_t* kT = kd + sl * slotElems + size_t(h) * s.headDim * s.stride;
       const int8_t* v = vd + sl * slotElems + size_t(h) * s.stride * s.headDim;
-      const float* ks = ksd + sl * slotScales + size_t(h) * (s.stride + s.headDim);
-      const float* vs = vsd + sl * slotScales + size_t(h) * (s.stride + s.headDim);
+      const float* ks = ksd + sl * slotScales + size_t(h) * (kGroups * s.stride + s.headDim);
+      const float* vs = vsd + sl * slotScales + size_t(h) * (kGroups * s.stride + s.headDim);
       for (int st = 0; st < steps; st++) {
         const size_t at = (size_t(r) * steps + st) * d + size_t(h) * s.headDim;
         AttendHead(s, qd + at, len[r], kT, ks, v, vs, od + at, scores.data());
