@@ -75,29 +75,42 @@ function writeGraph(graph: Graph, file: string): number {
     fs.writeFileSync(file, bytes);
     return bytes.length;
   }
-  const location = `${path.basename(file)}.data`;
-  const fd = fs.openSync(path.join(path.dirname(file), location), 'w');
+  return writeGraphsWithData([graph], [file], `${file}.data`, 1024);
+}
+
+/** Writes graphs whose tensors of at least `minBytes` go to one external data file, 4 KiB
+ *  aligned (ORT maps them directly); a tensor several graphs hold (same bytes) is stored once. */
+function writeGraphsWithData(graphs: Graph[], files: string[], dataFile: string, minBytes: number): number {
+  const fd = fs.openSync(dataFile, 'w');
+  const seen = new Map<string, number>();
   let offset = 0;
+  let total = 0;
   try {
     const sink = {
-      location,
+      location: path.basename(dataFile),
       append(bytes: Uint8Array): number {
-        // 4 KiB alignment lets ORT map the tensors directly.
+        const key = crypto.createHash('sha256').update(bytes).digest('hex') + ':' + bytes.length;
+        const known = seen.get(key);
+        if (known !== undefined) return known;
         const pad = (4096 - (offset % 4096)) % 4096;
         if (pad) fs.writeSync(fd, new Uint8Array(pad));
         offset += pad;
         fs.writeSync(fd, bytes);
         const at = offset;
         offset += bytes.length;
+        seen.set(key, at);
         return at;
       },
     };
-    const bytes = encodeModel(graph, { external: { sink, minBytes: 1024 } });
-    fs.writeFileSync(file, bytes);
-    return bytes.length + offset;
+    graphs.forEach((g, i) => {
+      const bytes = encodeModel(g, { external: { sink, minBytes } });
+      fs.writeFileSync(files[i]!, bytes);
+      total += bytes.length;
+    });
   } finally {
     fs.closeSync(fd);
   }
+  return total + offset;
 }
 
 /** Graph files per precision for `layers` decoder layers. INT8 decoders are cut at their
@@ -113,42 +126,6 @@ export function graphFiles(precision: Precision, layers: number): GraphFiles {
 
 /** Tensors of at least this size go to the segments' shared data file. */
 const SHARED_DATA_MIN_BYTES = 1 << 20;
-
-/** Writes graphs that share one external data file; a tensor several graphs hold (by content)
- *  is stored once. */
-function writeGraphsSharingData(graphs: Graph[], files: string[], dataFile: string): number {
-  const fd = fs.openSync(dataFile, 'w');
-  const seen = new Map<string, number>();
-  let offset = 0;
-  let total = 0;
-  try {
-    const sink = {
-      location: path.basename(dataFile),
-      append(bytes: Uint8Array): number {
-        const key = crypto.createHash('sha256').update(bytes).digest('hex') + ':' + bytes.length;
-        const known = seen.get(key);
-        if (known !== undefined) return known;
-        // 4 KiB alignment lets ORT map the tensors directly.
-        const pad = (4096 - (offset % 4096)) % 4096;
-        if (pad) fs.writeSync(fd, new Uint8Array(pad));
-        offset += pad;
-        fs.writeSync(fd, bytes);
-        const at = offset;
-        offset += bytes.length;
-        seen.set(key, at);
-        return at;
-      },
-    };
-    graphs.forEach((g, i) => {
-      const bytes = encodeModel(g, { external: { sink, minBytes: SHARED_DATA_MIN_BYTES } });
-      fs.writeFileSync(files[i]!, bytes);
-      total += bytes.length;
-    });
-  } finally {
-    fs.closeSync(fd);
-  }
-  return total + offset;
-}
 
 /** Builds and writes the graphs of one precision from an opened checkpoint. */
 export function writeModelGraphs(srcDir: string, outDir: string, precision: Precision, onStep?: (step: string) => void): number {
@@ -173,7 +150,7 @@ export function writeModelGraphs(srcDir: string, outDir: string, precision: Prec
   const decOpts = { linear: precision, logits: precision, floatStorage } as const;
   if (files.decoderSegments) {
     const segments = buildDecoderSegments(cfg.dims, read, decOpts);
-    bytes += writeGraphsSharingData(segments, files.decoderSegments.map((f) => path.join(outDir, f)), path.join(outDir, files.decoderData!));
+    bytes += writeGraphsWithData(segments, files.decoderSegments.map((f) => path.join(outDir, f)), path.join(outDir, files.decoderData!), SHARED_DATA_MIN_BYTES);
   } else {
     bytes += writeGraph(buildDecoderGraph(cfg.dims, read, decOpts), path.join(outDir, files.decoder!));
   }
