@@ -93,6 +93,9 @@ class Pool {
       fn(0, 1);
       return;
     }
+    // Models in different worker threads (a model switch lets the old one finish its jobs) share
+    // the pool: their calls take turns.
+    std::lock_guard<std::mutex> turn(callers_);
     std::unique_lock<std::mutex> lock(mu_);
     while (int(workers_.size()) < threads - 1) {
       const int id = int(workers_.size()) + 1;
@@ -137,6 +140,7 @@ class Pool {
     }
   }
 
+  std::mutex callers_;
   std::mutex mu_;
   std::condition_variable wake_, done_;
   std::vector<std::thread> workers_;
