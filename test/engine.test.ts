@@ -8,6 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importModel } from '../daemon/engine/import.js';
 import { WhisperModel } from '../daemon/engine/model.js';
 import { graphFileList, type Precision } from '../daemon/engine/manifest.js';
+import { SafetensorsCheckpoint } from '../daemon/engine/model/safetensors.js';
+import { buildDecoderGraph } from '../daemon/engine/graphs/decoder.js';
+import { encodeModel } from '../daemon/engine/onnx/graph.js';
 import { WhisperTokenizer } from '../daemon/engine/tokenizer.js';
 import { decodeWindows, decodingSetup } from '../daemon/engine/decoding/task.js';
 import { logSumExp } from '../daemon/engine/decoding/numerics.js';
@@ -219,6 +222,35 @@ describe('other layouts and bad checkpoints', () => {
         expect(r!.tokens.length).toBeLessThanOrEqual(5);
         await model.close();
       }
+    } finally {
+      fs.rmSync(src, { recursive: true, force: true });
+    }
+  });
+
+  it('an INT8 model imported with one decoder graph (before the decoder was cut into segments) still loads and decodes', async () => {
+    const src = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-synth-old-'));
+    try {
+      writeSyntheticCheckpoint(src, { decoderLayers: 2, encoderLayers: 1 });
+      const m = await importModel(src, { home, name: 'synth-old', precision: 'int8' });
+      const segmented = await WhisperModel.load(m.dir, { precision: 'int8', threads: 2 });
+      expect('segments' in segmented.decoder).toBe(true);
+      await segmented.close();
+      // Rewrite the install the way an older wx left it: decoder.int8.onnx, no segments.
+      const ckpt = SafetensorsCheckpoint.open(src);
+      const whole = buildDecoderGraph(m.manifest.dims, (n, shape) => ckpt.float32(n, shape), { linear: 'int8', logits: 'int8', floatStorage: 'fp16' });
+      fs.writeFileSync(path.join(m.dir, 'decoder.int8.onnx'), encodeModel(whole));
+      for (const f of m.manifest.files.int8!.decoderSegments!) fs.rmSync(path.join(m.dir, f));
+      fs.rmSync(path.join(m.dir, m.manifest.files.int8!.decoderData!));
+      const manifest = { ...m.manifest, files: { ...m.manifest.files, int8: { encoder: m.manifest.files.int8!.encoder, decoder: 'decoder.int8.onnx' } } };
+      fs.writeFileSync(path.join(m.dir, 'manifest.json'), JSON.stringify(manifest));
+      const model = await WhisperModel.load(m.dir, { precision: 'int8', threads: 2 });
+      expect('whole' in model.decoder).toBe(true);
+      const t = WhisperTokenizer.fromModelDir(m.dir);
+      const enc = await model.encode(new Float32Array(m.manifest.dims.nMels * 3000).map((_, i) => Math.sin(i * 0.01)), 1);
+      const [r] = await decodeWindows(model, t, [{ enc, index: 0, options: { sampleLen: 5, timestamps: false } }]);
+      expect(r!.tokens.length).toBeGreaterThan(0);
+      expect(r!.tokens.length).toBeLessThanOrEqual(5);
+      await model.close();
     } finally {
       fs.rmSync(src, { recursive: true, force: true });
     }
