@@ -211,8 +211,6 @@ export class DecoderBatch {
     if (this.rows.length + R > this.maxRows) throw new WxError('engine.batch_full', `decoder batch is full (${this.maxRows} rows)`);
     const rows = Array.from({ length: R }, () => new DecoderRow(this.rows.length, nextRowId++, enc.positions));
     rows.forEach((r, i) => (r.slot += i));
-    // Each head's positions go first in its part of the block; the decoder masks the rest (a
-    // window encoded with a shorter audio context).
     if (this.crossInt8) {
       const w = enc.perWindow;
       for (let l = 0; l < this.model.dims.decoderLayers; l++) {
@@ -221,6 +219,8 @@ export class DecoderBatch {
       this.rows.push(...rows);
       return rows;
     }
+    // Each head's positions go first in its part of the block; the decoder masks the rest (a
+    // window encoded with a shorter audio context).
     const n = this.crossSlot;
     const at = (rows[0]!.slot / R) * n;
     const d = this.model.dims;
@@ -341,70 +341,19 @@ export class DecoderBatch {
       for (let s = 0; s < S; s++) tok[b * S + s] = BigInt(t[s]!);
       off[b] = BigInt(rows[b]!.length);
     }
+    const io: StepIO = {
+      B,
+      S,
+      first,
+      tokens: { type: 'int64', data: tok, dims: [B, S] },
+      offset: { type: 'int64', data: off, dims: [B] },
+      gather: { type: 'int64', data: BigInt64Array.from(gather.map((g) => BigInt(g))), dims: [gather.length] },
+    };
+    const decoder = this.model.decoder;
+    const { logits, newKV } = 'segments' in decoder ? await this.runSegments(decoder.segments, rows, io) : await this.runWhole(decoder.whole, rows, io);
+    // Append the new keys and values ([H, C, dh] per row) to each row's cache.
     const H = d.decoderHeads;
     const dh = d.dModel / H;
-    const view = (buf: Float32Array, n: number) => buf.subarray(first * n, (first + B) * n);
-    const selfFeeds = (l: number): Record<string, FeedTensor> => ({
-      [DECODER_IO.selfK(l)]: { type: 'float32', data: view(this.selfK[l]!, this.selfSlot), dims: [B, H, this.capacity, dh] },
-      [DECODER_IO.selfV(l)]: { type: 'float32', data: view(this.selfV[l]!, this.selfSlot), dims: [B, H, this.capacity, dh] },
-    });
-    const tokFeed: FeedTensor = { type: 'int64', data: tok, dims: [B, S] };
-    const offFeed: FeedTensor = { type: 'int64', data: off, dims: [B] };
-    const gatherFeed: FeedTensor = { type: 'int64', data: BigInt64Array.from(gather.map((g) => BigInt(g))), dims: [gather.length] };
-    const decoder = this.model.decoder;
-    const newKV: { k: Float32Array; v: Float32Array }[] = [];
-    let logits: Float32Array;
-    if ('segments' in decoder) {
-      // Segment l+1 continues from layer l's cross-attention, done here over int8 keys/values.
-      const segs = decoder.segments;
-      const slotOf = Int32Array.from(rows, (r) => Math.floor(r.slot / this.groupRows));
-      const lengths = Int32Array.from(rows, (r) => r.crossLength);
-      let out = await segs[0]!.run({ [DECODER_IO.tokens]: tokFeed, [DECODER_IO.offset]: offFeed, ...selfFeeds(0) }, [SEGMENT_IO.xOut, SEGMENT_IO.qOut, SEGMENT_IO.mask, DECODER_IO.newK(0), DECODER_IO.newV(0)]);
-      const mask = out[SEGMENT_IO.mask]!;
-      newKV.push({ k: out[DECODER_IO.newK(0)]!.data, v: out[DECODER_IO.newV(0)]!.data });
-      for (let l = 0; l < d.decoderLayers; l++) {
-        const ctx = this.crossInt8!.attend(l, out[SEGMENT_IO.qOut]!.data, B, S, slotOf, lengths, this.model.threads);
-        const feeds: Record<string, FeedTensor> = {
-          [SEGMENT_IO.x]: { type: 'float32', data: out[SEGMENT_IO.xOut]!.data, dims: [B, S, d.dModel] },
-          [SEGMENT_IO.ctx]: { type: 'float32', data: ctx, dims: [B, S, d.dModel] },
-        };
-        if (l + 1 === d.decoderLayers) {
-          feeds[DECODER_IO.gather] = gatherFeed;
-          out = await segs[l + 1]!.run(feeds, [DECODER_IO.logits]);
-        } else {
-          Object.assign(feeds, selfFeeds(l + 1), { [SEGMENT_IO.mask]: { type: 'float32', data: mask.data, dims: mask.dims } });
-          out = await segs[l + 1]!.run(feeds, [SEGMENT_IO.xOut, SEGMENT_IO.qOut, DECODER_IO.newK(l + 1), DECODER_IO.newV(l + 1)]);
-          newKV.push({ k: out[DECODER_IO.newK(l + 1)]!.data, v: out[DECODER_IO.newV(l + 1)]!.data });
-        }
-      }
-      logits = out[DECODER_IO.logits]!.data;
-    } else {
-      // Grouped: a whole-batch step reads each block's keys/values once for its R rows; a single
-      // row (a prompt) reads its block's as a group of one.
-      const R = B > 1 ? this.groupRows : 1;
-      if (B % R !== 0) throw new WxError('engine.bad_input', `a grouped decoder step needs whole blocks of ${R} rows`);
-      const windows = rows.filter((_, b) => b % R === 0);
-      const firstBlock = Math.floor(first / this.groupRows);
-      const feeds: Record<string, FeedTensor> = {
-        [DECODER_IO.tokens]: tokFeed,
-        [DECODER_IO.offset]: offFeed,
-        [DECODER_IO.gather]: gatherFeed,
-        [DECODER_IO.crossLen]: { type: 'int32', data: Int32Array.from(windows, (r) => r.crossLength), dims: [windows.length] },
-      };
-      if (this.model.groupedCross) feeds[DECODER_IO.crossGroup] = { type: 'int64', data: BigInt64Array.from([BigInt(R)]), dims: [1] };
-      const crossView = (buf: Float32Array) => buf.subarray(firstBlock * this.crossSlot, (firstBlock + windows.length) * this.crossSlot);
-      const fetch: string[] = [DECODER_IO.logits];
-      for (let l = 0; l < d.decoderLayers; l++) {
-        Object.assign(feeds, selfFeeds(l));
-        feeds[DECODER_IO.crossK(l)] = { type: 'float32', data: crossView(this.crossK[l]!), dims: [windows.length, H, d.nAudioCtx, dh] };
-        feeds[DECODER_IO.crossV(l)] = { type: 'float32', data: crossView(this.crossV[l]!), dims: [windows.length, H, d.nAudioCtx, dh] };
-        fetch.push(DECODER_IO.newK(l), DECODER_IO.newV(l));
-      }
-      const out = await decoder.whole.run(feeds, fetch);
-      for (let l = 0; l < d.decoderLayers; l++) newKV.push({ k: out[DECODER_IO.newK(l)]!.data, v: out[DECODER_IO.newV(l)]!.data });
-      logits = out[DECODER_IO.logits]!.data;
-    }
-    // Append the new keys and values ([H, C, dh] per row) to each row's cache.
     const C = this.capacity;
     for (let l = 0; l < d.decoderLayers; l++) {
       const nk = newKV[l]!.k;
@@ -427,4 +376,95 @@ export class DecoderBatch {
     for (const r of rows) r.length += S;
     return logits;
   }
+
+  /** Feeds of layer l's self-attention cache for the step's rows. */
+  private selfFeeds(l: number, io: StepIO): Record<string, FeedTensor> {
+    const d = this.model.dims;
+    const H = d.decoderHeads;
+    const n = this.selfSlot;
+    const dims = [io.B, H, this.capacity, d.dModel / H];
+    return {
+      [DECODER_IO.selfK(l)]: { type: 'float32', data: this.selfK[l]!.subarray(io.first * n, (io.first + io.B) * n), dims },
+      [DECODER_IO.selfV(l)]: { type: 'float32', data: this.selfV[l]!.subarray(io.first * n, (io.first + io.B) * n), dims },
+    };
+  }
+
+  /** One step through the decoder segments, with the cross-attention of each layer done natively
+   *  over int8 keys/values between them. */
+  private async runSegments(segs: InferenceGraph[], rows: readonly DecoderRow[], io: StepIO): Promise<StepOutput> {
+    const d = this.model.dims;
+    const { B, S } = io;
+    const slotOf = Int32Array.from(rows, (r) => Math.floor(r.slot / this.groupRows));
+    const lengths = Int32Array.from(rows, (r) => r.crossLength);
+    const newKV: StepOutput['newKV'] = [];
+    let out = await segs[0]!.run(
+      { [DECODER_IO.tokens]: io.tokens, [DECODER_IO.offset]: io.offset, ...this.selfFeeds(0, io) },
+      [SEGMENT_IO.xOut, SEGMENT_IO.qOut, SEGMENT_IO.mask, DECODER_IO.newK(0), DECODER_IO.newV(0)],
+    );
+    const mask = out[SEGMENT_IO.mask]!;
+    newKV.push({ k: out[DECODER_IO.newK(0)]!.data, v: out[DECODER_IO.newV(0)]!.data });
+    for (let l = 0; l < d.decoderLayers; l++) {
+      const ctx = this.crossInt8!.attend(l, out[SEGMENT_IO.qOut]!.data, B, S, slotOf, lengths, this.model.threads);
+      const feeds: Record<string, FeedTensor> = {
+        [SEGMENT_IO.x]: { type: 'float32', data: out[SEGMENT_IO.xOut]!.data, dims: [B, S, d.dModel] },
+        [SEGMENT_IO.ctx]: { type: 'float32', data: ctx, dims: [B, S, d.dModel] },
+      };
+      if (l + 1 === d.decoderLayers) {
+        out = await segs[l + 1]!.run({ ...feeds, [DECODER_IO.gather]: io.gather }, [DECODER_IO.logits]);
+      } else {
+        Object.assign(feeds, this.selfFeeds(l + 1, io), { [SEGMENT_IO.mask]: { type: 'float32', data: mask.data, dims: mask.dims } });
+        out = await segs[l + 1]!.run(feeds, [SEGMENT_IO.xOut, SEGMENT_IO.qOut, DECODER_IO.newK(l + 1), DECODER_IO.newV(l + 1)]);
+        newKV.push({ k: out[DECODER_IO.newK(l + 1)]!.data, v: out[DECODER_IO.newV(l + 1)]!.data });
+      }
+    }
+    return { logits: out[DECODER_IO.logits]!.data, newKV };
+  }
+
+  /** One step through a whole decoder graph (float32 cross keys/values as inputs). */
+  private async runWhole(graph: InferenceGraph, rows: readonly DecoderRow[], io: StepIO): Promise<StepOutput> {
+    const d = this.model.dims;
+    const H = d.decoderHeads;
+    const dh = d.dModel / H;
+    // Grouped: a whole-batch step reads each block's keys/values once for its R rows; a single
+    // row (a prompt) reads its block's as a group of one.
+    const R = io.B > 1 ? this.groupRows : 1;
+    if (io.B % R !== 0) throw new WxError('engine.bad_input', `a grouped decoder step needs whole blocks of ${R} rows`);
+    const windows = rows.filter((_, b) => b % R === 0);
+    const firstBlock = Math.floor(io.first / this.groupRows);
+    const feeds: Record<string, FeedTensor> = {
+      [DECODER_IO.tokens]: io.tokens,
+      [DECODER_IO.offset]: io.offset,
+      [DECODER_IO.gather]: io.gather,
+      [DECODER_IO.crossLen]: { type: 'int32', data: Int32Array.from(windows, (r) => r.crossLength), dims: [windows.length] },
+    };
+    if (this.model.groupedCross) feeds[DECODER_IO.crossGroup] = { type: 'int64', data: BigInt64Array.from([BigInt(R)]), dims: [1] };
+    const crossView = (buf: Float32Array) => buf.subarray(firstBlock * this.crossSlot, (firstBlock + windows.length) * this.crossSlot);
+    const fetch: string[] = [DECODER_IO.logits];
+    for (let l = 0; l < d.decoderLayers; l++) {
+      Object.assign(feeds, this.selfFeeds(l, io));
+      feeds[DECODER_IO.crossK(l)] = { type: 'float32', data: crossView(this.crossK[l]!), dims: [windows.length, H, d.nAudioCtx, dh] };
+      feeds[DECODER_IO.crossV(l)] = { type: 'float32', data: crossView(this.crossV[l]!), dims: [windows.length, H, d.nAudioCtx, dh] };
+      fetch.push(DECODER_IO.newK(l), DECODER_IO.newV(l));
+    }
+    const out = await graph.run(feeds, fetch);
+    const newKV = Array.from({ length: d.decoderLayers }, (_, l) => ({ k: out[DECODER_IO.newK(l)]!.data, v: out[DECODER_IO.newV(l)]!.data }));
+    return { logits: out[DECODER_IO.logits]!.data, newKV };
+  }
+}
+
+/** What one decoder step feeds every graph it runs. */
+interface StepIO {
+  B: number;
+  S: number;
+  /** Slot of the first row. */
+  first: number;
+  tokens: FeedTensor;
+  offset: FeedTensor;
+  gather: FeedTensor;
+}
+
+interface StepOutput {
+  logits: Float32Array;
+  /** Per layer, the new self-attention keys/values ([B, H, S, dh]). */
+  newKV: { k: Float32Array; v: Float32Array }[];
 }
