@@ -33,12 +33,18 @@ const win = (s: Float32Array) => Math.min(s.length, engine.windowSamples);
 describe('batch limits from the model size', () => {
   const whisper = (dModel: number, heads: number, decoderLayers: number): ModelDims => ({ nMels: 128, nAudioCtx: 1500, dModel, encoderLayers: 32, encoderHeads: heads, decoderLayers, decoderHeads: heads, nVocab: 51866, nTextCtx: 448, encoderFfn: 4 * dModel, decoderFfn: 4 * dModel });
   it('keeps tiny at its measured defaults and scales large checkpoints down', () => {
-    expect(batchLimits(engine.model.dims)).toEqual({ maxRows: 8, beamRows: 16, maxEncoderBatch: 4, windowsInFlight: 12 });
+    expect(engine.model.crossFormat).toBe('int8');
+    expect(batchLimits(engine.model.dims, engine.model.crossFormat)).toEqual({ maxRows: 8, beamRows: 16, maxEncoderBatch: 4, windowsInFlight: 12 });
     const turbo = whisper(1280, 20, 4);
     expect(Math.round(crossBytesPerWindow(turbo) / 2 ** 20)).toBe(59);
     expect(batchLimits(turbo)).toEqual({ maxRows: 8, beamRows: 16, maxEncoderBatch: 1, windowsInFlight: 4 });
     // large-v3: 32 decoder layers, ~490 MB of cross keys/values per window.
     expect(batchLimits(whisper(1280, 20, 32))).toEqual({ maxRows: 1, beamRows: 2, maxEncoderBatch: 1, windowsInFlight: 1 });
+    // Held as int8 by the native cross-attention (~139 MB per window), large-v3 gets 3 rows: a
+    // beam of 5 fits. Windows waiting for the decoder are still the encoder's float32.
+    expect(Math.round(crossBytesPerWindow(whisper(1280, 20, 32), 'int8') / 2 ** 20)).toBe(133);
+    expect(batchLimits(whisper(1280, 20, 32), 'int8')).toEqual({ maxRows: 3, beamRows: 6, maxEncoderBatch: 1, windowsInFlight: 1 });
+    expect(batchLimits(turbo, 'int8')).toEqual(batchLimits(turbo));
   });
 });
 

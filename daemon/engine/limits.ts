@@ -26,15 +26,23 @@ const ENCODER_BUDGET = 384 * MB;
 /** Encoded windows a transcription holds ahead of its decoding. */
 const IN_FLIGHT_BUDGET = 256 * MB;
 
-/** Bytes of one window's cross-attention keys and values (float32). */
-export function crossBytesPerWindow(d: ModelDims): number {
-  return 2 * d.decoderLayers * d.dModel * d.nAudioCtx * 4;
+/** How a decoder batch holds cross-attention keys/values: float32 (a whole decoder graph), or
+ *  int8 with scales (the native cross-attention between decoder segments, cross-int8.ts). */
+export type CrossFormat = 'float32' | 'int8';
+
+/** Bytes of one window's cross-attention keys and values (as the encoder returns them: float32,
+ *  or as an int8 decoder batch holds them: a byte per value plus scales per position and half
+ *  head and per channel, positions rounded up to 16). */
+export function crossBytesPerWindow(d: ModelDims, format: CrossFormat = 'float32'): number {
+  if (format === 'float32') return 2 * d.decoderLayers * d.dModel * d.nAudioCtx * 4;
+  const stride = Math.ceil(d.nAudioCtx / 16) * 16;
+  return 2 * d.decoderLayers * (d.dModel * stride + 4 * d.decoderHeads * (2 * stride + d.dModel / d.decoderHeads));
 }
 
-export function batchLimits(d: ModelDims): BatchLimits {
+export function batchLimits(d: ModelDims, format: CrossFormat = 'float32'): BatchLimits {
   const cross = crossBytesPerWindow(d);
   const clamp = (v: number, lo: number, hi: number) => Math.max(lo, Math.min(hi, Math.floor(v)));
-  const maxRows = clamp(ROWS_BUDGET / cross, 1, 8);
+  const maxRows = clamp(ROWS_BUDGET / crossBytesPerWindow(d, format), 1, 8);
   // An attention layer's probabilities (heads × positions²) are the encoder's largest scratch.
   const encoderWindow = cross + d.encoderHeads * d.nAudioCtx * d.nAudioCtx * 4;
   const maxEncoderBatch = clamp(ENCODER_BUDGET / encoderWindow, 1, 4);

@@ -8,6 +8,7 @@ import { ortCpuBackend } from './ort-backend.js';
 import { ENCODER_IO } from './graphs/encoder.js';
 import { DECODER_IO, SEGMENT_IO } from './graphs/decoder.js';
 import { Int8CrossCache } from './cross-int8.js';
+import type { CrossFormat } from './limits.js';
 import { readWhisperConfig, type WhisperConfig } from './model/config.js';
 import { readManifest, type ModelDims, type ModelManifest, type Precision } from './manifest.js';
 
@@ -82,6 +83,11 @@ export class WhisperModel {
 
   get dims(): ModelDims {
     return this.manifest.dims;
+  }
+
+  /** How decoder batches hold cross-attention keys/values (int8 when the decoder is in segments). */
+  get crossFormat(): CrossFormat {
+    return 'segments' in this.decoder ? 'int8' : 'float32';
   }
 
   static async load(dir: string, opts: LoadOptions): Promise<WhisperModel> {

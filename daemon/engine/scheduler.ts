@@ -89,7 +89,7 @@ export class EngineScheduler {
 
   constructor(readonly engine: WhisperEngine, opts: SchedulerOptions = {}) {
     // Defaults scale with the model (limits.ts): tiny gets 8 rows, 16 with beams, 4 windows per run.
-    const limits = batchLimits(engine.model.dims);
+    const limits = batchLimits(engine.model.dims, engine.model.crossFormat);
     const maxRows = Math.max(1, opts.maxRows ?? limits.maxRows);
     this.maxRows = maxRows;
     this.runner = new BatchRunner(engine.model, engine.tokenizer, Math.max(maxRows, opts.beamRows ?? limits.beamRows));

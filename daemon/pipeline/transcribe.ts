@@ -349,7 +349,7 @@ async function transcribeWithVad(m: ModelAccess, vad: SileroVad, samples: Float3
   });
   const language = await resolveLanguage(m, samples, opts, windows[0]!.offset);
   const prompt = promptTokens(engine, opts.initialPrompt);
-  const limits = batchLimits(engine.model.dims);
+  const limits = batchLimits(engine.model.dims, engine.model.crossFormat);
   const encBatch = Math.max(1, opts.encoderBatch ?? limits.maxEncoderBatch);
   const inFlight = new WindowGate(Math.max(encBatch, opts.windowsInFlight ?? limits.windowsInFlight));
   const segments: Segment[] = [];
