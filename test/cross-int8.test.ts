@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { Int8CrossCache } from '../daemon/engine/cross-int8.js';
 import { seededRandom } from '../daemon/engine/decoding/numerics.js';
+import { crossBytesPerWindow } from '../daemon/engine/limits.js';
 
 const H = 3;
 const DH = 64;
@@ -91,6 +92,14 @@ describe('int8 cross-attention', () => {
     // The short window's slot holds zeros past its 30 positions: reading them (length T) changes
     // the result, so the length really bounds what is read.
     expect(one(1, T)).not.toEqual(shortOut);
+  });
+
+  it('holds what the batch limits budget for a window (a quarter of float32, plus scales)', () => {
+    const dims = { nMels: 128, nAudioCtx: 1500, dModel: 1280, encoderLayers: 32, encoderHeads: 20, decoderLayers: 32, decoderHeads: 20, nVocab: 51866, nTextCtx: 448, encoderFfn: 5120, decoderFfn: 5120 };
+    const cache = new Int8CrossCache({ layers: dims.decoderLayers, heads: dims.decoderHeads, headDim: 64, positions: dims.nAudioCtx }, 1);
+    expect(cache.bytesPerSlot).toBeLessThanOrEqual(crossBytesPerWindow(dims, 'int8'));
+    expect(cache.bytesPerSlot).toBeGreaterThan(0.95 * crossBytesPerWindow(dims, 'int8'));
+    expect(cache.bytesPerSlot).toBeLessThan(0.3 * crossBytesPerWindow(dims, 'float32'));
   });
 
   it('rejects rows without a valid slot or length', () => {
