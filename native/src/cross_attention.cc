@@ -239,9 +239,10 @@ int Int(const Napi::Value& v) { return v.As<Napi::Number>().Int32Value(); }
 
 // crossQuantize(src: Float32Array [heads, positions, headDim], heads, positions, headDim, stride,
 //               keys: boolean, dst: Int8Array, scales: Float32Array)
-// One window's keys (transposed into tiles, [heads, stride / W, headDim, W]) or values ([heads, stride, headDim])
-// of one layer, each position and head with its own scale (max |x| / 127). Positions past
-// `positions` are zeroed.
+// One window's keys (transposed into tiles, [heads, stride / W, headDim, W]) or values
+// ([heads, stride, headDim]) of one layer into int8: each channel divided by its largest
+// magnitude over the window, then each position's half head by its own (max / 127). `scales`
+// gets [heads, 2·stride + headDim]. Positions past `positions` are zeroed.
 Napi::Value JsQuantize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 8 || !IsArray(info[0], napi_float32_array) || !info[5].IsBoolean() || !IsArray(info[6], napi_int8_array) ||
@@ -281,14 +282,12 @@ Napi::Value JsQuantize(const Napi::CallbackInfo& info) {
       if (channel[d] == 0) channel[d] = 1;
       inv[d] = 1.0f / channel[d];
     }
-    for (int t = 0; t < stride; t++) {
+    for (int t = P; t < stride; t++)
+      for (int g = 0; g < kGroups; g++) sc[size_t(h) * sr + g * stride + t] = 0;
+    for (int t = 0; t < P; t++) {
       const float* v = x + (size_t(h) * P + t) * dh;
       for (int g = 0; g < kGroups; g++) {
         float& scale = sc[size_t(h) * sr + g * stride + t];
-        if (t >= P) {
-          scale = 0;
-          continue;
-        }
         float m = 0;
         for (int d = g * gs; d < (g + 1) * gs; d++) m = std::max(m, std::fabs(v[d] * inv[d]));
         scale = m / 127.0f;
@@ -299,7 +298,6 @@ Napi::Value JsQuantize(const Napi::CallbackInfo& info) {
           row[d] = int8_t(int(y + (y >= 0 ? 0.5f : -0.5f)));
         }
       }
-      if (t >= P) continue;
       if (keys) {
         int8_t* tile = q + (size_t(h) * (stride / W) + t / W) * dh * W + t % W;
         for (int d = 0; d < dh; d++) tile[d * W] = row[d];
