@@ -1,6 +1,7 @@
-// Cross-attention keys/values of a decoder batch held as int8 (one scale per position and head),
-// attended by the native addon (native/src/cross_attention.cc). A slot holds one window; rows
-// that decode the same window (beam search) share its slot.
+// Cross-attention keys/values of a decoder batch held as int8 (channels normalised over the
+// window, then a scale per position and half head), attended by the native addon
+// (native/src/cross_attention.cc). A slot holds one window; rows that decode the same window
+// (beam search) share its slot.
 import { native } from '../native.js';
 import { WxError } from '../errors.js';
 
