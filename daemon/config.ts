@@ -9,6 +9,11 @@ import { OUTPUT_FORMATS, type OutputFormat } from './pipeline/types.js';
 /** Widest beam search: its hypotheses are rows of the engine scheduler's decoder batch (8). */
 export const MAX_BEAM = 8;
 
+/** A beam width wx takes: an integer from 1 (greedy) to MAX_BEAM. */
+export function isBeamSize(n: unknown): n is number {
+  return Number.isInteger(n) && (n as number) >= 1 && (n as number) <= MAX_BEAM;
+}
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export interface WxConfig {

@@ -3,7 +3,7 @@
 // model and the job loop. Readiness = answering `initialize`.
 import fs from 'node:fs';
 import path from 'node:path';
-import { MAX_BEAM, loadConfig, pipelineDefaults, type WxConfig } from './config.js';
+import { MAX_BEAM, isBeamSize, loadConfig, pipelineDefaults, type WxConfig } from './config.js';
 import { WxError, describeError } from './errors.js';
 import { InstanceLock } from './instance.js';
 import { RpcServer } from './ipc/server.js';
@@ -430,7 +430,7 @@ export class Daemon {
   private async transcribe(p: ParamsOf<'transcribe'>, ctx: RequestContext): Promise<ResultOf<'transcribe'>> {
     if (!p || !Array.isArray(p.files) || p.files.length === 0) throw RpcMethodError.of('invalidParams', 'transcribe.bad_params', 'transcribe needs {files: [absolute paths]}');
     const beam = p.options?.beamSize;
-    if (beam !== undefined && !(Number.isInteger(beam) && beam >= 1 && beam <= MAX_BEAM)) throw RpcMethodError.of('badParams', 'transcribe.bad_beam', `beamSize must be an integer from 1 to ${MAX_BEAM} (got ${JSON.stringify(beam)})`);
+    if (beam !== undefined && !isBeamSize(beam)) throw RpcMethodError.of('badParams', 'transcribe.bad_beam', `beamSize must be an integer from 1 to ${MAX_BEAM} (got ${JSON.stringify(beam)})`);
     for (const f of p.files) {
       if (typeof f !== 'string' || !path.isAbsolute(f)) throw RpcMethodError.of('badParams', 'transcribe.relative_path', `files must be absolute paths (got ${JSON.stringify(f)})`, { file: String(f) });
       const st = fs.statSync(f, { throwIfNoEntry: false });

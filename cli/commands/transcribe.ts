@@ -9,7 +9,7 @@ import type { Transcript } from '../../daemon/pipeline/index.js';
 import { parseFormats, render, writeOutputs } from '../../daemon/pipeline/writers.js';
 import type { OutputFormat } from '../../daemon/pipeline/types.js';
 import { wxHome, wxPaths } from '../../daemon/paths.js';
-import { MAX_BEAM, loadConfig, pipelineDefaults } from '../../daemon/config.js';
+import { MAX_BEAM, isBeamSize, loadConfig, pipelineDefaults } from '../../daemon/config.js';
 import type { PipelineOptions } from '../../daemon/pipeline/index.js';
 import { WxError, describeError } from '../../daemon/errors.js';
 import { getDefaultModel } from '../../daemon/models/registry.js';
@@ -61,7 +61,7 @@ export function validateTranscribeOptions(o: TranscribeCliOptions, home: string)
   const threads = o.threads ? Number.parseInt(o.threads, 10) : config.threads;
   if (!Number.isInteger(threads) || threads < 0) throw new WxError('cli.bad_option', `--threads must be a non-negative integer, not ${o.threads}`);
   const beamSize = o.beamSize !== undefined ? Number(o.beamSize) : config.beamSize;
-  if (!Number.isInteger(beamSize) || beamSize < 1 || beamSize > MAX_BEAM) throw new WxError('cli.bad_option', `--beam-size must be an integer from 1 to ${MAX_BEAM}, not ${o.beamSize}`);
+  if (!isBeamSize(beamSize)) throw new WxError('cli.bad_option', `--beam-size must be an integer from 1 to ${MAX_BEAM}, not ${o.beamSize}`);
   const { vad, maxSilenceS } = pipelineDefaults(config);
   const language = o.language ?? config.language ?? undefined;
   return { model, precision, formats, outputDir: o.outputDir ? path.resolve(o.outputDir) : undefined, language, task, strategy, initialPrompt: o.initialPrompt, threads, beamSize, pipeline: { vad, maxSilenceS } };

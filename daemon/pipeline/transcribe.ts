@@ -342,8 +342,9 @@ async function transcribeWithVad(m: ModelAccess, vad: SileroVad, samples: Float3
     const offset = Math.max(0, Math.floor((c.start - before) * SAMPLE_RATE));
     const end = Math.min(samples.length, Math.ceil((c.end + after) * SAMPLE_RATE));
     const pieces = c.cutS > 0 ? chunkPieces(c, offset, end, maxSilenceS) : undefined;
-    const length = Math.min(engine.windowSamples, pieces ? pieces.reduce((n, p) => n + p.length, 0) : end - offset);
-    if (pieces) pieces[pieces.length - 1]!.length -= pieces.reduce((n, p) => n + p.length, 0) - length;
+    const audioLength = pieces ? pieces.reduce((n, p) => n + p.length, 0) : end - offset;
+    const length = Math.min(engine.windowSamples, audioLength);
+    if (pieces) pieces[pieces.length - 1]!.length -= audioLength - length;
     const last = pieces ? pieces[pieces.length - 1]! : { from: offset, length };
     return { offset, length, clipStart: offset / SAMPLE_RATE, clipEnd: (last.from + last.length) / SAMPLE_RATE, ...region, ...(pieces ? { pieces } : {}) };
   });
