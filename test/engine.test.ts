@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importModel } from '../daemon/engine/import.js';
 import { WhisperModel } from '../daemon/engine/model.js';
+import { nativeEncoderFast } from '../daemon/engine/encoder-int8.js';
 import { graphFileList, type Precision } from '../daemon/engine/manifest.js';
 import { SafetensorsCheckpoint } from '../daemon/engine/model/safetensors.js';
 import { buildDecoderGraph } from '../daemon/engine/graphs/decoder.js';
@@ -198,6 +199,68 @@ describe('FP32 parity with the reference', () => {
     const enc = await fp32.encode(readF32(path.join(refDir(), 'fx-silence.mel.f32')), 1);
     const [r] = await decodeWindows(fp32, tok, [{ enc, index: 0, options: { timestamps: true } }]);
     expect(r!.noSpeechProb).toBeGreaterThan(0.6);
+  });
+});
+
+describe('INT8 encoder on the native int8 linears', () => {
+  const relRms = (a: Float32Array, b: Float32Array) => {
+    let se = 0, sr = 0;
+    for (let i = 0; i < b.length; i++) {
+      se += (a[i]! - b[i]!) ** 2;
+      sr += b[i]! ** 2;
+    }
+    return Math.sqrt(se / sr);
+  };
+
+  it('runs where the CPU has int8 dot products, as close to FP32 as the whole ONNX Runtime graph, same tokens on fx-short', async () => {
+    // The fast kernel is built exactly when the CPU has AVX-512 VNNI (x86) — this machine's case.
+    const flags = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
+    expect(nativeEncoderFast).toBe(/\bavx512_vnni\b/.test(flags) && /\bavx512bw\b/.test(flags));
+    const dir = path.join(home, 'models', 'tiny');
+    const native = await WhisperModel.load(dir, { precision: 'int8', threads: 2 });
+    const whole = await WhisperModel.load(dir, { precision: 'int8', threads: 2, encoder: 'whole' });
+    try {
+      expect('native' in native.encoder).toBe(nativeEncoderFast);
+      expect('whole' in whole.encoder).toBe(true);
+      const mel = readF32(path.join(refDir(), 'fx-short.mel.f32'));
+      const expected = readF32(path.join(refDir(), 'fx-short.encoder.f32'));
+      const a = await native.encode(mel, 1, { hidden: true });
+      const b = await whole.encode(mel, 1, { hidden: true });
+      const errNative = relRms(a.hidden!, expected);
+      const errWhole = relRms(b.hidden!, expected);
+      expect(errNative).toBeLessThan(1e-2);
+      expect(errNative).toBeLessThan(errWhole * 1.1);
+      for (let l = 0; l < native.dims.decoderLayers; l++) {
+        expect(relRms(a.crossK[l]!, b.crossK[l]!)).toBeLessThan(2e-2);
+        expect(relRms(a.crossV[l]!, b.crossV[l]!)).toBeLessThan(2e-2);
+      }
+      // Tokens: the same on fx-short. (On fx-multi INT8 drifts from FP32 after a few words either
+      // way, at a different step per variant: rounding noise the decoder amplifies, see RESULTS.)
+      for (const timestamps of [true, false]) {
+        const [ra] = await decodeWindows(native, tok, [{ enc: a, index: 0, options: { timestamps } }]);
+        const [rb] = await decodeWindows(whole, tok, [{ enc: b, index: 0, options: { timestamps } }]);
+        expect(ra!.tokens.length).toBeGreaterThan(5);
+        expect(ra!.tokens).toEqual(rb!.tokens);
+      }
+    } finally {
+      await Promise.all([native.close(), whole.close()]);
+    }
+  });
+
+  it('a damaged encoder data file fails the load naming the file and tensor', async () => {
+    const src = path.join(home, 'models', 'tiny');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-encdata-'));
+    try {
+      for (const f of fs.readdirSync(src)) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+      const data = path.join(dir, 'encoder.int8.data');
+      fs.truncateSync(data, Math.floor(fs.statSync(data).size / 2));
+      const err = await WhisperModel.load(dir, { precision: 'int8', threads: 2, encoder: nativeEncoderFast ? 'native' : 'whole' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WxError);
+      expect((err as WxError).message).toMatch(/encoder\.int8\.data/);
+      if (nativeEncoderFast) expect((err as WxError).message).toMatch(/layers\.\d+\.|cross\.\d+\./);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

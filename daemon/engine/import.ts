@@ -7,10 +7,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { WxError } from '../errors.js';
 import { wxPaths } from '../paths.js';
-import { encodeModel, type Graph } from './onnx/graph.js';
+import { encodeModel, type Graph, type TensorData } from './onnx/graph.js';
 import { SafetensorsCheckpoint } from './model/safetensors.js';
 import { readWhisperConfig } from './model/config.js';
-import { buildEncoderGraph, type WeightReader } from './graphs/encoder.js';
+import { buildEncoderAttention, buildEncoderGraph, buildEncoderStem, encoderNativeTensors, type WeightReader } from './graphs/encoder.js';
 import { buildDecoderGraph, buildDecoderSegments } from './graphs/decoder.js';
 import { WhisperTokenizer } from './tokenizer.js';
 import { MANIFEST_FILE, MANIFEST_FORMAT_VERSION, type GraphFiles, type ModelManifest, type Precision } from './manifest.js';
@@ -75,14 +75,17 @@ function writeGraph(graph: Graph, file: string): number {
     fs.writeFileSync(file, bytes);
     return bytes.length;
   }
-  return writeGraphsWithData([graph], [file], `${file}.data`, 1024);
+  return writeGraphsWithData([graph], [file], `${file}.data`, 1024).bytes;
 }
 
-/** Writes graphs whose tensors of at least `minBytes` go to one external data file, 4 KiB
- *  aligned (ORT maps them directly); a tensor several graphs hold (same bytes) is stored once. */
-function writeGraphsWithData(graphs: Graph[], files: string[], dataFile: string, minBytes: number): number {
+/** Writes graphs whose tensors of at least `minBytes` go to one external data file (large ones
+ *  4 KiB aligned: ORT maps them directly); a tensor several graphs hold (same bytes) is stored
+ *  once. `extra` tensors are added to the data file too (deduplicated the same way) and their
+ *  places returned, for readers other than ORT. */
+function writeGraphsWithData(graphs: Graph[], files: string[], dataFile: string, minBytes: number, extra?: Map<string, TensorData>): { bytes: number; tensors: Record<string, [number, number]> } {
   const fd = fs.openSync(dataFile, 'w');
   const seen = new Map<string, number>();
+  const tensors: Record<string, [number, number]> = {};
   let offset = 0;
   let total = 0;
   try {
@@ -92,7 +95,8 @@ function writeGraphsWithData(graphs: Graph[], files: string[], dataFile: string,
         const key = crypto.createHash('sha256').update(bytes).digest('hex') + ':' + bytes.length;
         const known = seen.get(key);
         if (known !== undefined) return known;
-        const pad = (4096 - (offset % 4096)) % 4096;
+        const align = bytes.length >= 1 << 16 ? 4096 : 64;
+        const pad = (align - (offset % align)) % align;
         if (pad) fs.writeSync(fd, new Uint8Array(pad));
         offset += pad;
         fs.writeSync(fd, bytes);
@@ -107,10 +111,11 @@ function writeGraphsWithData(graphs: Graph[], files: string[], dataFile: string,
       fs.writeFileSync(files[i]!, bytes);
       total += bytes.length;
     });
+    for (const [name, t] of extra ?? []) tensors[name] = [sink.append(t.data), t.data.length];
   } finally {
     fs.closeSync(fd);
   }
-  return total + offset;
+  return { bytes: total + offset, tensors };
 }
 
 /** Graph files per precision for `layers` decoder layers. INT8 decoders are cut at their
@@ -119,6 +124,7 @@ export function graphFiles(precision: Precision, layers: number): GraphFiles {
   if (precision === 'fp32') return { encoder: 'encoder.fp32.onnx', decoder: 'decoder.fp32.onnx' };
   return {
     encoder: 'encoder.int8.onnx',
+    encoderNative: { stem: 'encoder.int8.stem.onnx', attention: 'encoder.int8.attention.onnx', data: 'encoder.int8.data', tensors: {} },
     decoderSegments: Array.from({ length: layers + 1 }, (_, i) => `decoder.int8.${i}.onnx`),
     decoderData: 'decoder.int8.data',
   };
@@ -127,8 +133,13 @@ export function graphFiles(precision: Precision, layers: number): GraphFiles {
 /** Tensors of at least this size go to the segments' shared data file. */
 const SHARED_DATA_MIN_BYTES = 1 << 20;
 
-/** Builds and writes the graphs of one precision from an opened checkpoint. */
-export function writeModelGraphs(srcDir: string, outDir: string, precision: Precision, onStep?: (step: string) => void): number {
+/** Encoder tensors of at least this size go to the encoder's data file: every tensor the native
+ *  encoder reads (norms of 1.5 KB and up) is then shared with the whole graph. */
+const ENCODER_DATA_MIN_BYTES = 1024;
+
+/** Builds and writes the graphs of one precision from an opened checkpoint; returns their bytes
+ *  and the manifest's description of them. */
+export function writeModelGraphs(srcDir: string, outDir: string, precision: Precision, onStep?: (step: string) => void): { bytes: number; files: GraphFiles } {
   const cfg = readWhisperConfig(srcDir);
   const ckpt = SafetensorsCheckpoint.open(srcDir);
   const cache = new Map<string, Float32Array>();
@@ -145,16 +156,28 @@ export function writeModelGraphs(srcDir: string, outDir: string, precision: Prec
   // INT8 files keep their few unquantised tensors as float16 (lossless for float16 checkpoints).
   const floatStorage = precision === 'int8' ? 'fp16' : 'fp32';
   const enc = buildEncoderGraph(cfg.dims, read, { linear: precision, crossKv: precision, floatStorage });
-  let bytes = writeGraph(enc, path.join(outDir, files.encoder));
+  let bytes: number;
+  if (files.encoderNative) {
+    const n = files.encoderNative;
+    const written = writeGraphsWithData(
+      [enc, buildEncoderStem(cfg.dims, read, { floatStorage }), buildEncoderAttention(cfg.dims)],
+      [files.encoder, n.stem, n.attention].map((f) => path.join(outDir, f)),
+      path.join(outDir, n.data), ENCODER_DATA_MIN_BYTES, encoderNativeTensors(cfg.dims, read),
+    );
+    bytes = written.bytes;
+    n.tensors = written.tensors;
+  } else {
+    bytes = writeGraph(enc, path.join(outDir, files.encoder));
+  }
   onStep?.(`decoder ${precision}`);
   const decOpts = { linear: precision, logits: precision, floatStorage } as const;
   if (files.decoderSegments) {
     const segments = buildDecoderSegments(cfg.dims, read, decOpts);
-    bytes += writeGraphsWithData(segments, files.decoderSegments.map((f) => path.join(outDir, f)), path.join(outDir, files.decoderData!), SHARED_DATA_MIN_BYTES);
+    bytes += writeGraphsWithData(segments, files.decoderSegments.map((f) => path.join(outDir, f)), path.join(outDir, files.decoderData!), SHARED_DATA_MIN_BYTES).bytes;
   } else {
     bytes += writeGraph(buildDecoderGraph(cfg.dims, read, decOpts), path.join(outDir, files.decoder!));
   }
-  return bytes;
+  return { bytes, files };
 }
 
 export async function importModel(srcDir: string, opts: ImportOptions): Promise<InstalledModel> {
@@ -193,10 +216,12 @@ export async function importModel(srcDir: string, opts: ImportOptions): Promise<
     const tokenizer = WhisperTokenizer.fromModelDir(tmp);
     WhisperTokenizer.writeCache(tmp);
     const sizeBytes: Partial<Record<Precision, number>> = {};
+    const files: Record<Precision, GraphFiles | undefined> = { fp32: undefined, int8: undefined };
     const sideBytes = MODEL_SIDE_FILES.reduce((s, f) => s + (fs.existsSync(path.join(tmp, f)) ? fs.statSync(path.join(tmp, f)).size : 0), 0);
     for (const precision of precisions) {
-      const bytes = writeModelGraphs(src, tmp, precision, (step) => progress({ step, fraction: ++done / steps }));
-      sizeBytes[precision] = bytes + sideBytes;
+      const written = writeModelGraphs(src, tmp, precision, (step) => progress({ step, fraction: ++done / steps }));
+      sizeBytes[precision] = written.bytes + sideBytes;
+      files[precision] = written.files;
     }
     const manifest: ModelManifest = {
       formatVersion: MANIFEST_FORMAT_VERSION,
@@ -207,10 +232,7 @@ export async function importModel(srcDir: string, opts: ImportOptions): Promise<
       dims: cfg.dims,
       multilingual: tokenizer.multilingual,
       precisions,
-      files: {
-        fp32: precisions.includes('fp32') ? graphFiles('fp32', cfg.dims.decoderLayers) : undefined,
-        int8: precisions.includes('int8') ? graphFiles('int8', cfg.dims.decoderLayers) : undefined,
-      },
+      files,
       inputs,
       sizeBytes,
     };

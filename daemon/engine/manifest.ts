@@ -47,11 +47,25 @@ export interface GraphFiles {
   decoder?: string;
   decoderSegments?: string[];
   decoderData?: string;
+  /** INT8: the encoder's pieces around our native int8 linears, used where the CPU has int8 dot
+   *  products (elsewhere `encoder` runs whole): the conv stem, one weightless self-attention
+   *  every layer runs, and where each native tensor lies in `data` (the external data file the
+   *  whole encoder's tensors live in too, so each is stored once). */
+  encoderNative?: EncoderNativeFiles;
+}
+
+export interface EncoderNativeFiles {
+  stem: string;
+  attention: string;
+  data: string;
+  /** Tensor name (graphs/encoder.ts NATIVE_ENCODER) → [byte offset, byte length] in `data`. */
+  tensors: Record<string, [number, number]>;
 }
 
 /** Every file of `f`, for sizes and checks. */
 export function graphFileList(f: GraphFiles): string[] {
-  return [f.encoder, ...(f.decoder ? [f.decoder] : []), ...(f.decoderSegments ?? []), ...(f.decoderData ? [f.decoderData] : [])];
+  const native = f.encoderNative ? [f.encoderNative.stem, f.encoderNative.attention, f.encoderNative.data] : [];
+  return [f.encoder, ...native, ...(f.decoder ? [f.decoder] : []), ...(f.decoderSegments ?? []), ...(f.decoderData ? [f.decoderData] : [])];
 }
 
 export const MANIFEST_FILE = 'manifest.json';

@@ -8,6 +8,7 @@ import { ortCpuBackend } from './ort-backend.js';
 import { ENCODER_IO } from './graphs/encoder.js';
 import { DECODER_IO, SEGMENT_IO } from './graphs/decoder.js';
 import { Int8CrossCache } from './cross-int8.js';
+import { NativeEncoder, nativeEncoderFast } from './encoder-int8.js';
 import type { CrossFormat } from './limits.js';
 import { readWhisperConfig, type WhisperConfig } from './model/config.js';
 import { readManifest, type ModelDims, type ModelManifest, type Precision } from './manifest.js';
@@ -16,6 +17,10 @@ export interface LoadOptions {
   precision: Precision;
   threads?: number;
   backend?: Backend;
+  /** How an INT8 encoder runs: `auto` (native int8 linears where the CPU has int8 dot products
+   *  and the model has the pieces for it, else the whole graph), `whole` (ONNX Runtime only),
+   *  `native` (an error if impossible). Benchmarks and tests compare the two. */
+  encoder?: 'auto' | 'whole' | 'native';
 }
 
 /** Cross-attention keys/values of B encoded windows, per decoder layer. */
@@ -67,7 +72,9 @@ export class WhisperModel {
     readonly manifest: ModelManifest,
     readonly config: WhisperConfig,
     readonly precision: Precision,
-    readonly encoder: InferenceGraph,
+    /** The encoder: one graph, or the native int8 linears around ONNX Runtime's stem and
+     *  attention (encoder-int8.ts). */
+    readonly encoder: { whole: InferenceGraph } | { native: NativeEncoder },
     /** The decoder: one graph (float32 cross-attention inside), or its segments cut at every
      *  cross-attention, which then runs natively over int8 keys/values (see graphs/decoder.ts). */
     readonly decoder: { whole: InferenceGraph } | { segments: InferenceGraph[] },
@@ -100,15 +107,26 @@ export class WhisperModel {
     const threads = opts.threads ?? 0;
     const decoderFiles = files.decoderSegments ?? (files.decoder ? [files.decoder] : []);
     if (decoderFiles.length === 0) throw new WxError('model.corrupt', `model ${manifest.name} lists no ${opts.precision} decoder`, { model: manifest.name });
-    const [encoder, ...decoders] = await Promise.all([files.encoder, ...decoderFiles].map((f) => backend.load(path.join(dir, f), { threads })));
-    const decoder = files.decoderSegments ? { segments: decoders } : { whole: decoders[0]! };
     const nativeThreads = threads > 0 ? threads : Math.max(1, os.availableParallelism());
-    return new WhisperModel(dir, manifest, readWhisperConfig(dir), opts.precision, encoder!, decoder, nativeThreads);
+    const d = manifest.dims;
+    // The kernel writes cross K/V head by head in panels of 32 outputs (every Whisper has 64-dim heads).
+    const nativePossible = !!files.encoderNative && nativeEncoderFast && (d.dModel / d.decoderHeads) % 32 === 0;
+    const mode = opts.encoder ?? 'auto';
+    if (mode === 'native' && !nativePossible) {
+      throw new WxError('engine.bad_options', `model ${manifest.name}: the native int8 encoder needs an INT8 import by this wx, a CPU with int8 dot products and 32-multiple head sizes`, { model: manifest.name });
+    }
+    const encoder = nativePossible && mode !== 'whole'
+      ? NativeEncoder.load(dir, files.encoderNative!, d, backend, nativeThreads).then((native) => ({ native }))
+      : backend.load(path.join(dir, files.encoder), { threads }).then((whole) => ({ whole }));
+    const [enc, decoders] = await Promise.all([encoder, Promise.all(decoderFiles.map((f) => backend.load(path.join(dir, f), { threads })))]);
+    const decoder = files.decoderSegments ? { segments: decoders } : { whole: decoders[0]! };
+    return new WhisperModel(dir, manifest, readWhisperConfig(dir), opts.precision, enc, decoder, nativeThreads);
   }
 
   async close(): Promise<void> {
     const graphs = 'segments' in this.decoder ? this.decoder.segments : [this.decoder.whole];
-    await Promise.all([this.encoder.close(), ...graphs.map((g) => g.close())]);
+    const encoder = 'whole' in this.encoder ? this.encoder.whole : this.encoder.native;
+    await Promise.all([encoder.close(), ...graphs.map((g) => g.close())]);
   }
 
   /** Runs the encoder on B windows of log-mel features ([B, n_mels, 2·positions]; positions
@@ -123,10 +141,16 @@ export class WhisperModel {
     if (mel.length !== batch * d.nMels * frames) {
       throw new WxError('engine.bad_input', `encoder input has ${mel.length} values, expected ${batch}×${d.nMels}×${frames}`);
     }
+    if ('native' in this.encoder) {
+      const out = await this.encoder.native.run(mel, batch, frames);
+      const enc = new EncodedWindows(batch, out.crossK, out.crossV, d.dModel * positions, positions) as EncodedWindows & { hidden?: Float32Array };
+      if (opts.hidden) enc.hidden = out.hidden;
+      return enc;
+    }
     const fetch: string[] = [];
     for (let l = 0; l < d.decoderLayers; l++) fetch.push(ENCODER_IO.crossK(l), ENCODER_IO.crossV(l));
     if (opts.hidden) fetch.push(ENCODER_IO.hidden);
-    const out = await this.encoder.run({ [ENCODER_IO.mel]: { type: 'float32', data: mel, dims: [batch, d.nMels, frames] } }, fetch);
+    const out = await this.encoder.whole.run({ [ENCODER_IO.mel]: { type: 'float32', data: mel, dims: [batch, d.nMels, frames] } }, fetch);
     const ks: Float32Array[] = [];
     const vs: Float32Array[] = [];
     for (let l = 0; l < d.decoderLayers; l++) {

@@ -8,5 +8,6 @@ void RegisterAll(Napi::Env env, Napi::Object exports) {
   RegisterAudioStream(env, exports);
   RegisterLogits(env, exports);
   RegisterCrossAttention(env, exports);
+  RegisterInt8Linear(env, exports);
 }
 }  // namespace wx

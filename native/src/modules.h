@@ -11,4 +11,5 @@ void RegisterAudioMel(Napi::Env env, Napi::Object exports);
 void RegisterAudioStream(Napi::Env env, Napi::Object exports);
 void RegisterLogits(Napi::Env env, Napi::Object exports);
 void RegisterCrossAttention(Napi::Env env, Napi::Object exports);
+void RegisterInt8Linear(Napi::Env env, Napi::Object exports);
 }  // namespace wx

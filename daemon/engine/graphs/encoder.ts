@@ -1,9 +1,10 @@
 // The encoder graph: log-mel windows [B, n_mels, 3000] → (hidden states, and the cross-attention
 // keys/values of every decoder layer). Computing cross K/V here, once per window, keeps the
 // decoder's per-token work to its own layers.
-import { Graph, float } from '../onnx/graph.js';
+import { Graph, f32Tensor, float, type TensorData } from '../onnx/graph.js';
+import { quantizeRowBlocks } from '../quant.js';
 import type { ModelDims } from '../manifest.js';
-import { LayerBuilder, ResidualStream, type LinearPrecision } from './layers.js';
+import { INT8_BLOCK, LayerBuilder, LN_EPS, ResidualStream, type LinearPrecision } from './layers.js';
 
 export type WeightReader = (name: string, shape: readonly number[]) => Float32Array;
 
@@ -37,15 +38,11 @@ function fuseQkv(q: Float32Array, k: Float32Array, v: Float32Array, bq: Float32A
   return { w, b };
 }
 
-export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: EncoderGraphOptions): Graph {
-  const g = new Graph('wx_whisper_encoder');
-  const L = new LayerBuilder(g);
+/** The conv stem and positions: mel [B, n_mels, frames] → [B, frames / 2, d]. */
+function addStem(g: Graph, L: LayerBuilder, dims: ModelDims, read: WeightReader, storage: 'fp32' | 'fp16'): string {
   const d = dims.dModel;
   const T = dims.nAudioCtx;
-  const H = dims.encoderHeads;
   const p = 'model.encoder';
-  const storage = opts.floatStorage ?? 'fp32';
-
   // Frames may be fewer than 2·T (a shorter audio context, for short dictation utterances): the
   // positions are sliced to the length the conv stem produced.
   const mel = g.input(ENCODER_IO.mel, 'float32', ['batch', dims.nMels, 'frames']);
@@ -59,8 +56,32 @@ export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: Enc
   const tokens = g.op('Transpose', [c2], { perm: [0, 2, 1] });
   const positions = L.weightStored(`${p}.embed_positions.weight`, [T, d], read(`${p}.embed_positions.weight`, [T, d]), storage);
   const steps = g.op('Slice', [g.op('Shape', [tokens]), L.i64([1]), L.i64([2])]); // [T']
-  const x = g.op('Add', [tokens, g.op('Slice', [positions, L.i64([0]), steps, L.i64([0])])]);
+  return g.op('Add', [tokens, g.op('Slice', [positions, L.i64([0]), steps, L.i64([0])])]);
+}
 
+/** The fused q/k/v projection of encoder layer `i` ([3d, d] weights, [3d] bias). */
+function encoderQkv(read: WeightReader, i: number, d: number): { w: Float32Array; b: Float32Array } {
+  const a = `model.encoder.layers.${i}.self_attn`;
+  return fuseQkv(
+    read(`${a}.q_proj.weight`, [d, d]), read(`${a}.k_proj.weight`, [d, d]), read(`${a}.v_proj.weight`, [d, d]),
+    read(`${a}.q_proj.bias`, [d]), read(`${a}.v_proj.bias`, [d]), d,
+  );
+}
+
+function selfAttention(g: Graph, L: LayerBuilder, qkv: string, d: number, heads: number): string {
+  const [q, k, v] = g.opN('Split', [qkv, L.i64([d, d, d])], 3, { axis: -1 });
+  return g.msOp('MultiHeadAttention', [q!, k!, v!], { num_heads: heads, scale: float(1 / Math.sqrt(d / heads)) });
+}
+
+export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: EncoderGraphOptions): Graph {
+  const g = new Graph('wx_whisper_encoder');
+  const L = new LayerBuilder(g);
+  const d = dims.dModel;
+  const H = dims.encoderHeads;
+  const p = 'model.encoder';
+  const storage = opts.floatStorage ?? 'fp32';
+
+  const x = addStem(g, L, dims, read, storage);
   const stream = new ResidualStream(L, x);
   const ln = (name: string): string => stream.norm(name, read(`${name}.weight`, [d]), read(`${name}.bias`, [d]));
 
@@ -68,13 +89,8 @@ export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: Enc
     const lp = `${p}.layers.${i}`;
     const h = ln(`${lp}.self_attn_layer_norm`);
     const a = `${lp}.self_attn`;
-    const { w, b } = fuseQkv(
-      read(`${a}.q_proj.weight`, [d, d]), read(`${a}.k_proj.weight`, [d, d]), read(`${a}.v_proj.weight`, [d, d]),
-      read(`${a}.q_proj.bias`, [d]), read(`${a}.v_proj.bias`, [d]), d,
-    );
-    const qkv = L.linear(h, `${a}.qkv`, w, 3 * d, d, b, opts.linear);
-    const [q, k, v] = g.opN('Split', [qkv, L.i64([d, d, d])], 3, { axis: -1 });
-    const att = g.msOp('MultiHeadAttention', [q!, k!, v!], { num_heads: H, scale: float(1 / Math.sqrt(d / H)) });
+    const { w, b } = encoderQkv(read, i, d);
+    const att = selfAttention(g, L, L.linear(h, `${a}.qkv`, w, 3 * d, d, b, opts.linear), d, H);
     stream.add(L.linear(att, `${a}.out_proj`, read(`${a}.out_proj.weight`, [d, d]), d, d, undefined, opts.linear), read(`${a}.out_proj.bias`, [d]));
 
     const h2 = ln(`${lp}.final_layer_norm`);
@@ -96,4 +112,78 @@ export function buildEncoderGraph(dims: ModelDims, read: WeightReader, opts: Enc
     g.output(L.splitHeads(v, Hd, dh), ENCODER_IO.crossV(l), 'float32', ['batch', Hd, 'ctx', dh]);
   }
   return g;
+}
+
+/** Inputs and outputs of the encoder's pieces run around the native int8 linears. */
+export const ENCODER_PIECES_IO = { mel: ENCODER_IO.mel, x: 'x', qkv: 'qkv', attention: 'attention' };
+
+/** The encoder's conv stem and positions alone: mel → x [B, T', d]. */
+export function buildEncoderStem(dims: ModelDims, read: WeightReader, opts: Pick<EncoderGraphOptions, 'floatStorage'>): Graph {
+  const g = new Graph('wx_whisper_encoder_stem');
+  const L = new LayerBuilder(g);
+  g.output(addStem(g, L, dims, read, opts.floatStorage ?? 'fp32'), ENCODER_PIECES_IO.x, 'float32', ['batch', 'ctx', dims.dModel]);
+  return g;
+}
+
+/** One encoder self-attention without weights: fused q/k/v [B, T, 3d] → [B, T, d] (every layer
+ *  runs the same graph; the projections around it are native). */
+export function buildEncoderAttention(dims: ModelDims): Graph {
+  const g = new Graph('wx_whisper_encoder_attention');
+  const d = dims.dModel;
+  const qkv = g.input(ENCODER_PIECES_IO.qkv, 'float32', ['batch', 'ctx', 3 * d]);
+  g.output(selfAttention(g, new LayerBuilder(g), qkv, d, dims.encoderHeads), ENCODER_PIECES_IO.attention, 'float32', ['batch', 'ctx', d]);
+  return g;
+}
+
+/** Names of the native encoder's tensors: a linear is `<name>.values` ([out, blocks, 32] uint8),
+ *  `<name>.scales` ([out·blocks] float32) and `<name>.bias`; a norm `<name>.gamma` / `.beta`. */
+export const NATIVE_ENCODER = {
+  attnNorm: (i: number) => `layers.${i}.attn_norm`,
+  qkv: (i: number) => `layers.${i}.qkv`,
+  out: (i: number) => `layers.${i}.out`,
+  ffnNorm: (i: number) => `layers.${i}.ffn_norm`,
+  fc1: (i: number) => `layers.${i}.fc1`,
+  fc2: (i: number) => `layers.${i}.fc2`,
+  norm: 'norm',
+  crossK: (l: number) => `cross.${l}.k`,
+  crossV: (l: number) => `cross.${l}.v`,
+  eps: LN_EPS,
+};
+
+/**
+ * The tensors the native int8 encoder reads, in the bytes the whole int8 encoder graph stores
+ * (the same block quantisation), so a shared data file holds them once.
+ */
+export function encoderNativeTensors(dims: ModelDims, read: WeightReader): Map<string, TensorData> {
+  const d = dims.dModel;
+  const f = dims.encoderFfn;
+  const out = new Map<string, TensorData>();
+  const floats = (name: string, v: Float32Array) => out.set(name, f32Tensor([v.length], v));
+  const linear = (name: string, w: Float32Array, rows: number, cols: number, bias?: Float32Array) => {
+    const q = quantizeRowBlocks(w, rows, cols, INT8_BLOCK);
+    out.set(`${name}.values`, { dtype: 'uint8', dims: [rows, q.blocks, INT8_BLOCK], data: q.values });
+    floats(`${name}.scales`, q.scales);
+    floats(`${name}.bias`, bias ?? new Float32Array(rows));
+  };
+  const norm = (name: string, src: string) => {
+    floats(`${name}.gamma`, read(`${src}.weight`, [d]));
+    floats(`${name}.beta`, read(`${src}.bias`, [d]));
+  };
+  for (let i = 0; i < dims.encoderLayers; i++) {
+    const lp = `model.encoder.layers.${i}`;
+    norm(NATIVE_ENCODER.attnNorm(i), `${lp}.self_attn_layer_norm`);
+    const { w, b } = encoderQkv(read, i, d);
+    linear(NATIVE_ENCODER.qkv(i), w, 3 * d, d, b);
+    linear(NATIVE_ENCODER.out(i), read(`${lp}.self_attn.out_proj.weight`, [d, d]), d, d, read(`${lp}.self_attn.out_proj.bias`, [d]));
+    norm(NATIVE_ENCODER.ffnNorm(i), `${lp}.final_layer_norm`);
+    linear(NATIVE_ENCODER.fc1(i), read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]));
+    linear(NATIVE_ENCODER.fc2(i), read(`${lp}.fc2.weight`, [d, f]), d, f, read(`${lp}.fc2.bias`, [d]));
+  }
+  norm(NATIVE_ENCODER.norm, 'model.encoder.layer_norm');
+  for (let l = 0; l < dims.decoderLayers; l++) {
+    const a = `model.decoder.layers.${l}.encoder_attn`;
+    linear(NATIVE_ENCODER.crossK(l), read(`${a}.k_proj.weight`, [d, d]), d, d);
+    linear(NATIVE_ENCODER.crossV(l), read(`${a}.v_proj.weight`, [d, d]), d, d, read(`${a}.v_proj.bias`, [d]));
+  }
+  return out;
 }

@@ -1,0 +1,137 @@
+// The INT8 encoder with its linear layers in our own int8 kernel (native/src/int8_linear.cc): on
+// CPUs with int8 dot products it runs them ~3–4× faster than ONNX Runtime's MatMulNBits with the
+// same numerics (weights in 8-bit blocks of 32, activations quantised per row and block), and
+// the linears were over half the encoder. ONNX Runtime keeps what it does well: the conv stem and
+// the self-attention (one weightless graph every layer runs). The LayerNorms ride inside the
+// linears' input quantisation, GELU and the residual adds in their outputs.
+import fs from 'node:fs';
+import path from 'node:path';
+import { WxError } from '../errors.js';
+import { native } from '../native.js';
+import type { Backend, InferenceGraph } from './backend.js';
+import { ENCODER_PIECES_IO, NATIVE_ENCODER } from './graphs/encoder.js';
+import type { EncoderNativeFiles, ModelDims } from './manifest.js';
+
+const addon = native();
+
+/** Whether this build's int8 kernel uses int8 dot-product instructions (elsewhere ONNX
+ *  Runtime's kernels are faster and the whole encoder graph runs). */
+export const nativeEncoderFast: boolean = addon.linear8Fast === true;
+
+interface Norm {
+  gamma: Float32Array;
+  beta: Float32Array;
+  eps: number;
+}
+
+/** Opaque packed weights of one linear (owned by the addon). */
+type Packed = object;
+
+interface EncoderLayer {
+  attnNorm: Norm;
+  qkv: Packed;
+  out: Packed;
+  ffnNorm: Norm;
+  fc1: Packed;
+  fc2: Packed;
+}
+
+const enum Epilogue {
+  Set = 0,
+  Gelu = 1,
+  Add = 2,
+}
+
+export interface NativeEncoderOutput {
+  hidden: Float32Array;
+  /** Per decoder layer, [B, heads, positions, headDim]. */
+  crossK: Float32Array[];
+  crossV: Float32Array[];
+}
+
+export class NativeEncoder {
+  private constructor(
+    private readonly dims: ModelDims,
+    private readonly stem: InferenceGraph,
+    private readonly attention: InferenceGraph,
+    private readonly layers: EncoderLayer[],
+    private readonly norm: Norm,
+    private readonly cross: { k: Packed; v: Packed }[],
+    private readonly threads: number,
+  ) {}
+
+  static async load(dir: string, files: EncoderNativeFiles, dims: ModelDims, backend: Backend, threads: number): Promise<NativeEncoder> {
+    const dataFile = path.join(dir, files.data);
+    const fd = fs.openSync(dataFile, 'r');
+    const read = (name: string, bytes: number): Uint8Array => {
+      const at = files.tensors[name];
+      if (!at || at[1] !== bytes) {
+        throw new WxError('model.corrupt', `${dataFile}: native encoder tensor ${name} is ${at ? `${at[1]} bytes, expected ${bytes}` : 'missing'}: import the model again`, { file: dataFile, tensor: name });
+      }
+      const out = new Uint8Array(bytes);
+      if (fs.readSync(fd, out, 0, bytes, at[0]) !== bytes) {
+        throw new WxError('model.corrupt', `${dataFile}: native encoder tensor ${name} is cut short (file truncated?)`, { file: dataFile, tensor: name });
+      }
+      return out;
+    };
+    const floats = (name: string, n: number) => new Float32Array(read(name, 4 * n).buffer);
+    const d = dims.dModel;
+    const norm = (name: string): Norm => ({ gamma: floats(`${name}.gamma`, d), beta: floats(`${name}.beta`, d), eps: NATIVE_ENCODER.eps });
+    const linear = (name: string, n: number, k: number): Packed => {
+      const blocks = Math.ceil(k / 32);
+      return addon.linear8Pack(read(`${name}.values`, n * blocks * 32), floats(`${name}.scales`, n * blocks), floats(`${name}.bias`, n), n, k) as Packed;
+    };
+    let layers: EncoderLayer[];
+    let finalNorm: Norm;
+    let cross: { k: Packed; v: Packed }[];
+    try {
+      const f = dims.encoderFfn;
+      layers = Array.from({ length: dims.encoderLayers }, (_, i) => ({
+        attnNorm: norm(NATIVE_ENCODER.attnNorm(i)),
+        qkv: linear(NATIVE_ENCODER.qkv(i), 3 * d, d),
+        out: linear(NATIVE_ENCODER.out(i), d, d),
+        ffnNorm: norm(NATIVE_ENCODER.ffnNorm(i)),
+        fc1: linear(NATIVE_ENCODER.fc1(i), f, d),
+        fc2: linear(NATIVE_ENCODER.fc2(i), d, f),
+      }));
+      finalNorm = norm(NATIVE_ENCODER.norm);
+      cross = Array.from({ length: dims.decoderLayers }, (_, l) => ({ k: linear(NATIVE_ENCODER.crossK(l), d, d), v: linear(NATIVE_ENCODER.crossV(l), d, d) }));
+    } finally {
+      fs.closeSync(fd);
+    }
+    const [stem, attention] = await Promise.all([files.stem, files.attention].map((f) => backend.load(path.join(dir, f), { threads })));
+    return new NativeEncoder(dims, stem!, attention!, layers, finalNorm, cross, Math.max(1, threads));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.stem.close(), this.attention.close()]);
+  }
+
+  /** B windows of log-mel features ([B, n_mels, frames]) → hidden states and cross K/V. */
+  async run(mel: Float32Array, batch: number, frames: number): Promise<NativeEncoderOutput> {
+    const d = this.dims.dModel;
+    const stem = await this.stem.run({ [ENCODER_PIECES_IO.mel]: { type: 'float32', data: mel, dims: [batch, this.dims.nMels, frames] } }, [ENCODER_PIECES_IO.x]);
+    const x = stem[ENCODER_PIECES_IO.x]!.data; // the residual stream, updated in place
+    const positions = x.length / (batch * d);
+    const rows = batch * positions;
+    const qkv = new Float32Array(rows * 3 * d);
+    const up = new Float32Array(rows * this.dims.encoderFfn);
+    const t = this.threads;
+    for (const layer of this.layers) {
+      addon.linear8Run(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm);
+      const att = await this.attention.run({ [ENCODER_PIECES_IO.qkv]: { type: 'float32', data: qkv, dims: [batch, positions, 3 * d] } }, [ENCODER_PIECES_IO.attention]);
+      addon.linear8Run(layer.out, att[ENCODER_PIECES_IO.attention]!.data, rows, x, Epilogue.Add, t, null);
+      addon.linear8Run(layer.fc1, x, rows, up, Epilogue.Gelu, t, layer.ffnNorm);
+      addon.linear8Run(layer.fc2, up, rows, x, Epilogue.Add, t, null);
+    }
+    const hidden = new Float32Array(rows * d);
+    addon.layerNorm(x, rows, d, this.norm.gamma, this.norm.beta, this.norm.eps, hidden);
+    const heads = { heads: this.dims.decoderHeads, positions };
+    const project = (w: Packed) => {
+      const out = new Float32Array(rows * d);
+      addon.linear8Run(w, hidden, rows, out, Epilogue.Set, t, null, heads);
+      return out;
+    };
+    return { hidden, crossK: this.cross.map((c) => project(c.k)), crossV: this.cross.map((c) => project(c.v)) };
+  }
+}
