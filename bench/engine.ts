@@ -132,7 +132,7 @@ async function linearKernels(runs: number): Promise<void> {
       const g = new Graph('linear');
       const L = new LayerBuilder(g);
       g.output(L.linear(g.input('x', 'float32', [M, K]), 'l', w, N, K, bias, 'int8'), 'y', 'float32', [M, N]);
-      const file = path.join(dir, `${what.replace('/', '')}.onnx`);
+      const file = path.join(dir, `${what.replace(/\//g, '')}.onnx`);
       fs.writeFileSync(file, encodeModel(g));
       const ort = await ortCpuBackend.load(file, { threads: 2 });
       const q = quantizeRowBlocks(w, N, K, 32);

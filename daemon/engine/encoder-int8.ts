@@ -50,6 +50,9 @@ export interface NativeEncoderOutput {
 }
 
 export class NativeEncoder {
+  /** Scratch buffers of finished runs (runs may overlap across awaits: each takes its own). */
+  private readonly spare: { qkv: Float32Array; up: Float32Array }[] = [];
+
   private constructor(
     private readonly dims: ModelDims,
     private readonly stem: InferenceGraph,
@@ -114,15 +117,16 @@ export class NativeEncoder {
     const x = stem[ENCODER_PIECES_IO.x]!.data; // the residual stream, updated in place
     const positions = x.length / (batch * d);
     const rows = batch * positions;
-    const qkv = new Float32Array(rows * 3 * d);
-    const up = new Float32Array(rows * this.dims.encoderFfn);
+    const scratch = this.spare.pop() ?? { qkv: new Float32Array(0), up: new Float32Array(0) };
+    if (scratch.qkv.length < rows * 3 * d) scratch.qkv = new Float32Array(rows * 3 * d);
+    if (scratch.up.length < rows * this.dims.encoderFfn) scratch.up = new Float32Array(rows * this.dims.encoderFfn);
+    const qkv = scratch.qkv.subarray(0, rows * 3 * d);
+    const up = scratch.up.subarray(0, rows * this.dims.encoderFfn);
     const t = this.threads;
-    for (const layer of this.layers) {
-      addon.linear8Run(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm);
-      const att = await this.attention.run({ [ENCODER_PIECES_IO.qkv]: { type: 'float32', data: qkv, dims: [batch, positions, 3 * d] } }, [ENCODER_PIECES_IO.attention]);
-      addon.linear8Run(layer.out, att[ENCODER_PIECES_IO.attention]!.data, rows, x, Epilogue.Add, t, null);
-      addon.linear8Run(layer.fc1, x, rows, up, Epilogue.Gelu, t, layer.ffnNorm);
-      addon.linear8Run(layer.fc2, up, rows, x, Epilogue.Add, t, null);
+    try {
+      await this.runLayers(x, qkv, up, batch, positions, t);
+    } finally {
+      this.spare.push(scratch);
     }
     const hidden = new Float32Array(rows * d);
     addon.layerNorm(x, rows, d, this.norm.gamma, this.norm.beta, this.norm.eps, hidden);
@@ -133,5 +137,18 @@ export class NativeEncoder {
       return out;
     };
     return { hidden, crossK: this.cross.map((c) => project(c.k)), crossV: this.cross.map((c) => project(c.v)) };
+  }
+
+  /** The transformer layers over the residual stream `x` ([batch·positions, d]), in place. */
+  private async runLayers(x: Float32Array, qkv: Float32Array, up: Float32Array, batch: number, positions: number, t: number): Promise<void> {
+    const d = this.dims.dModel;
+    const rows = batch * positions;
+    for (const layer of this.layers) {
+      addon.linear8Run(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm);
+      const att = await this.attention.run({ [ENCODER_PIECES_IO.qkv]: { type: 'float32', data: qkv, dims: [batch, positions, 3 * d] } }, [ENCODER_PIECES_IO.attention]);
+      addon.linear8Run(layer.out, att[ENCODER_PIECES_IO.attention]!.data, rows, x, Epilogue.Add, t, null);
+      addon.linear8Run(layer.fc1, x, rows, up, Epilogue.Gelu, t, layer.ffnNorm);
+      addon.linear8Run(layer.fc2, up, rows, x, Epilogue.Add, t, null);
+    }
   }
 }
