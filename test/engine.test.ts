@@ -264,6 +264,52 @@ describe('INT8 encoder on the native int8 linears', () => {
   });
 });
 
+describe('INT8 decoder step in native kernels', () => {
+  it('is the default where the CPU has int8 dot products, and decodes as the ORT segments do', async () => {
+    const dir = path.join(home, 'models', 'tiny');
+    const native = await WhisperModel.load(dir, { precision: 'int8', threads: 2 });
+    const graphs = await WhisperModel.load(dir, { precision: 'int8', threads: 2, decoder: 'graphs' });
+    try {
+      expect('native' in native.decoder).toBe(nativeEncoderFast);
+      expect('segments' in graphs.decoder).toBe(true);
+      const enc = await graphs.encode(readF32(path.join(refDir(), 'fx-short.mel.f32')), 1);
+      // The prompt step's logits: the same arithmetic (rows quantised alike, float attention).
+      const prompt = tok.sotSequence({ timestamps: true });
+      const logits = await Promise.all([native, graphs].map((m) => {
+        const b = m.newBatch(1);
+        return b.step([b.add(enc, 0)], [prompt], [prompt.length - 1]);
+      }));
+      let max = 0;
+      for (let i = 0; i < logits[0]!.length; i++) max = Math.max(max, Math.abs(logits[0]![i]! - logits[1]![i]!));
+      expect(max).toBeLessThan(1e-3);
+      for (const timestamps of [true, false]) {
+        const [a] = await decodeWindows(native, tok, [{ enc, index: 0, options: { timestamps } }]);
+        const [b] = await decodeWindows(graphs, tok, [{ enc, index: 0, options: { timestamps } }]);
+        expect(a!.tokens.length).toBeGreaterThan(5);
+        expect(a!.tokens).toEqual(b!.tokens);
+      }
+    } finally {
+      await Promise.all([native.close(), graphs.close()]);
+    }
+  });
+
+  it('a damaged decoder data file fails the load naming the file and tensor', async () => {
+    const src = path.join(home, 'models', 'tiny');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-decdata-'));
+    try {
+      for (const f of fs.readdirSync(src)) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+      const data = path.join(dir, 'decoder.int8.data');
+      fs.truncateSync(data, Math.floor(fs.statSync(data).size / 2));
+      const err = await WhisperModel.load(dir, { precision: 'int8', threads: 2 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/decoder\.int8\.data/);
+      if (nativeEncoderFast) expect((err as Error).message).toMatch(/native decoder tensor (layers\.\d+\.|tokens|positions|norm)/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('other layouts and bad checkpoints', () => {
   it('imports and runs a multilingual, 128-mel, 2-decoder-layer checkpoint with ids from its files', async () => {
     const src = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-synth-'));
@@ -295,7 +341,7 @@ describe('other layouts and bad checkpoints', () => {
     try {
       writeSyntheticCheckpoint(src, { decoderLayers: 2, encoderLayers: 1 });
       const m = await importModel(src, { home, name: 'synth-old', precision: 'int8' });
-      const segmented = await WhisperModel.load(m.dir, { precision: 'int8', threads: 2 });
+      const segmented = await WhisperModel.load(m.dir, { precision: 'int8', threads: 2, decoder: 'graphs' });
       expect('segments' in segmented.decoder).toBe(true);
       await segmented.close();
       // Rewrite the install the way an older wx left it: decoder.int8.onnx, no segments.

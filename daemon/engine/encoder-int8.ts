@@ -4,28 +4,18 @@
 // the linears were over half the encoder. ONNX Runtime keeps what it does well: the conv stem and
 // the self-attention (one weightless graph every layer runs). The LayerNorms ride inside the
 // linears' input quantisation, GELU and the residual adds in their outputs.
-import fs from 'node:fs';
 import path from 'node:path';
-import { WxError } from '../errors.js';
 import { native } from '../native.js';
 import type { Backend, InferenceGraph } from './backend.js';
 import { ENCODER_PIECES_IO, NATIVE_ENCODER } from './graphs/encoder.js';
 import type { EncoderNativeFiles, ModelDims } from './manifest.js';
+import { Epilogue, linear8, NativeWeights, type NormWeights as Norm, type PackedLinear as Packed } from './native-weights.js';
 
 const addon = native();
 
 /** Whether this build's int8 kernel uses int8 dot-product instructions (elsewhere ONNX
  *  Runtime's kernels are faster and the whole encoder graph runs). */
 export const nativeEncoderFast: boolean = addon.linear8Fast === true;
-
-interface Norm {
-  gamma: Float32Array;
-  beta: Float32Array;
-  eps: number;
-}
-
-/** Opaque packed weights of one linear (owned by the addon). */
-type Packed = object;
 
 interface EncoderLayer {
   attnNorm: Norm;
@@ -34,12 +24,6 @@ interface EncoderLayer {
   ffnNorm: Norm;
   fc1: Packed;
   fc2: Packed;
-}
-
-const enum Epilogue {
-  Set = 0,
-  Gelu = 1,
-  Add = 2,
 }
 
 export interface NativeEncoderOutput {
@@ -64,44 +48,21 @@ export class NativeEncoder {
   ) {}
 
   static async load(dir: string, files: EncoderNativeFiles, dims: ModelDims, backend: Backend, threads: number): Promise<NativeEncoder> {
-    const dataFile = path.join(dir, files.data);
-    const fd = fs.openSync(dataFile, 'r');
-    const read = (name: string, bytes: number): Uint8Array => {
-      const at = files.tensors[name];
-      if (!at || at[1] !== bytes) {
-        throw new WxError('model.corrupt', `${dataFile}: native encoder tensor ${name} is ${at ? `${at[1]} bytes, expected ${bytes}` : 'missing'}: import the model again`, { file: dataFile, tensor: name });
-      }
-      const out = new Uint8Array(bytes);
-      if (fs.readSync(fd, out, 0, bytes, at[0]) !== bytes) {
-        throw new WxError('model.corrupt', `${dataFile}: native encoder tensor ${name} is cut short (file truncated?)`, { file: dataFile, tensor: name });
-      }
-      return out;
-    };
-    const floats = (name: string, n: number) => new Float32Array(read(name, 4 * n).buffer);
     const d = dims.dModel;
-    const norm = (name: string): Norm => ({ gamma: floats(`${name}.gamma`, d), beta: floats(`${name}.beta`, d), eps: NATIVE_ENCODER.eps });
-    const linear = (name: string, n: number, k: number): Packed => {
-      const blocks = Math.ceil(k / 32);
-      return addon.linear8Pack(read(`${name}.values`, n * blocks * 32), floats(`${name}.scales`, n * blocks), floats(`${name}.bias`, n), n, k) as Packed;
-    };
-    let layers: EncoderLayer[];
-    let finalNorm: Norm;
-    let cross: { k: Packed; v: Packed }[];
-    try {
-      const f = dims.encoderFfn;
-      layers = Array.from({ length: dims.encoderLayers }, (_, i) => ({
-        attnNorm: norm(NATIVE_ENCODER.attnNorm(i)),
-        qkv: linear(NATIVE_ENCODER.qkv(i), 3 * d, d),
-        out: linear(NATIVE_ENCODER.out(i), d, d),
-        ffnNorm: norm(NATIVE_ENCODER.ffnNorm(i)),
-        fc1: linear(NATIVE_ENCODER.fc1(i), f, d),
-        fc2: linear(NATIVE_ENCODER.fc2(i), d, f),
-      }));
-      finalNorm = norm(NATIVE_ENCODER.norm);
-      cross = Array.from({ length: dims.decoderLayers }, (_, l) => ({ k: linear(NATIVE_ENCODER.crossK(l), d, d), v: linear(NATIVE_ENCODER.crossV(l), d, d) }));
-    } finally {
-      fs.closeSync(fd);
-    }
+    const f = dims.encoderFfn;
+    const eps = NATIVE_ENCODER.eps;
+    const { layers, finalNorm, cross } = NativeWeights.read(path.join(dir, files.data), files.tensors, 'native encoder', (w) => ({
+      layers: Array.from({ length: dims.encoderLayers }, (_, i): EncoderLayer => ({
+        attnNorm: w.norm(NATIVE_ENCODER.attnNorm(i), d, eps),
+        qkv: w.linear(NATIVE_ENCODER.qkv(i), 3 * d, d),
+        out: w.linear(NATIVE_ENCODER.out(i), d, d),
+        ffnNorm: w.norm(NATIVE_ENCODER.ffnNorm(i), d, eps),
+        fc1: w.linear(NATIVE_ENCODER.fc1(i), f, d),
+        fc2: w.linear(NATIVE_ENCODER.fc2(i), d, f),
+      })),
+      finalNorm: w.norm(NATIVE_ENCODER.norm, d, eps),
+      cross: Array.from({ length: dims.decoderLayers }, (_, l) => ({ k: w.linear(NATIVE_ENCODER.crossK(l), d, d), v: w.linear(NATIVE_ENCODER.crossV(l), d, d) })),
+    }));
     const [stem, attention] = await Promise.all([files.stem, files.attention].map((f) => backend.load(path.join(dir, f), { threads })));
     return new NativeEncoder(dims, stem!, attention!, layers, finalNorm, cross, Math.max(1, threads));
   }
@@ -133,7 +94,7 @@ export class NativeEncoder {
     const heads = { heads: this.dims.decoderHeads, positions };
     const project = (w: Packed) => {
       const out = new Float32Array(rows * d);
-      addon.linear8Run(w, hidden, rows, out, Epilogue.Set, t, null, heads);
+      linear8(w, hidden, rows, out, Epilogue.Set, t, null, heads);
       return out;
     };
     return { hidden, crossK: this.cross.map((c) => project(c.k)), crossV: this.cross.map((c) => project(c.v)) };
@@ -144,11 +105,11 @@ export class NativeEncoder {
     const d = this.dims.dModel;
     const rows = batch * positions;
     for (const layer of this.layers) {
-      addon.linear8Run(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm);
+      linear8(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm);
       const att = await this.attention.run({ [ENCODER_PIECES_IO.qkv]: { type: 'float32', data: qkv, dims: [batch, positions, 3 * d] } }, [ENCODER_PIECES_IO.attention]);
-      addon.linear8Run(layer.out, att[ENCODER_PIECES_IO.attention]!.data, rows, x, Epilogue.Add, t, null);
-      addon.linear8Run(layer.fc1, x, rows, up, Epilogue.Gelu, t, layer.ffnNorm);
-      addon.linear8Run(layer.fc2, up, rows, x, Epilogue.Add, t, null);
+      linear8(layer.out, att[ENCODER_PIECES_IO.attention]!.data, rows, x, Epilogue.Add, t);
+      linear8(layer.fc1, x, rows, up, Epilogue.Gelu, t, layer.ffnNorm);
+      linear8(layer.fc2, up, rows, x, Epilogue.Add, t);
     }
   }
 }

@@ -11,7 +11,7 @@ import { encodeModel, type Graph, type TensorData } from './onnx/graph.js';
 import { SafetensorsCheckpoint } from './model/safetensors.js';
 import { readWhisperConfig } from './model/config.js';
 import { buildEncoderAttention, buildEncoderGraph, buildEncoderStem, encoderNativeTensors, type WeightReader } from './graphs/encoder.js';
-import { buildDecoderGraph, buildDecoderSegments } from './graphs/decoder.js';
+import { buildDecoderGraph, buildDecoderSegments, decoderNativeTensors } from './graphs/decoder.js';
 import { WhisperTokenizer } from './tokenizer.js';
 import { MANIFEST_FILE, MANIFEST_FORMAT_VERSION, type GraphFiles, type ModelManifest, type Precision } from './manifest.js';
 
@@ -127,15 +127,14 @@ export function graphFiles(precision: Precision, layers: number): GraphFiles {
     encoderNative: { stem: 'encoder.int8.stem.onnx', attention: 'encoder.int8.attention.onnx', data: 'encoder.int8.data', tensors: {} },
     decoderSegments: Array.from({ length: layers + 1 }, (_, i) => `decoder.int8.${i}.onnx`),
     decoderData: 'decoder.int8.data',
+    decoderNative: { tensors: {} },
   };
 }
 
-/** Tensors of at least this size go to the segments' shared data file. */
-const SHARED_DATA_MIN_BYTES = 1 << 20;
-
-/** Encoder tensors of at least this size go to the encoder's data file: every tensor the native
- *  encoder reads (norms of 1.5 KB and up) is then shared with the whole graph. */
-const ENCODER_DATA_MIN_BYTES = 1024;
+/** INT8 tensors of at least this size go to the shared data files (`encoder.int8.data`,
+ *  `decoder.int8.data`): every tensor the native encoder and decoder read (norms of 1.5 KB and
+ *  up) is then stored once, for ORT's graphs and our kernels alike. */
+const SHARED_DATA_MIN_BYTES = 1024;
 
 /** Builds and writes the graphs of one precision from an opened checkpoint; returns their bytes
  *  and the manifest's description of them. */
@@ -162,7 +161,7 @@ export function writeModelGraphs(srcDir: string, outDir: string, precision: Prec
     const written = writeGraphsWithData(
       [enc, buildEncoderStem(cfg.dims, read, { floatStorage }), buildEncoderAttention(cfg.dims)],
       [files.encoder, n.stem, n.attention].map((f) => path.join(outDir, f)),
-      path.join(outDir, n.data), ENCODER_DATA_MIN_BYTES, encoderNativeTensors(cfg.dims, read),
+      path.join(outDir, n.data), SHARED_DATA_MIN_BYTES, encoderNativeTensors(cfg.dims, read),
     );
     bytes = written.bytes;
     n.tensors = written.tensors;
@@ -173,7 +172,9 @@ export function writeModelGraphs(srcDir: string, outDir: string, precision: Prec
   const decOpts = { linear: precision, logits: precision, floatStorage } as const;
   if (files.decoderSegments) {
     const segments = buildDecoderSegments(cfg.dims, read, decOpts);
-    bytes += writeGraphsWithData(segments, files.decoderSegments.map((f) => path.join(outDir, f)), path.join(outDir, files.decoderData!), SHARED_DATA_MIN_BYTES).bytes;
+    const written = writeGraphsWithData(segments, files.decoderSegments.map((f) => path.join(outDir, f)), path.join(outDir, files.decoderData!), SHARED_DATA_MIN_BYTES, decoderNativeTensors(cfg.dims, read));
+    bytes += written.bytes;
+    files.decoderNative = { tensors: written.tensors };
   } else {
     bytes += writeGraph(buildDecoderGraph(cfg.dims, read, decOpts), path.join(outDir, files.decoder!));
   }

@@ -52,6 +52,9 @@ export interface GraphFiles {
    *  every layer runs, and where each native tensor lies in `data` (the external data file the
    *  whole encoder's tensors live in too, so each is stored once). */
   encoderNative?: EncoderNativeFiles;
+  /** INT8: where each tensor of the native decoder step (graphs/decoder.ts NATIVE_DECODER) lies
+   *  in `decoderData`, which the segments' tensors share. */
+  decoderNative?: { tensors: Record<string, [number, number]> };
 }
 
 export interface EncoderNativeFiles {

@@ -9,6 +9,7 @@ import { ENCODER_IO } from './graphs/encoder.js';
 import { DECODER_IO, SEGMENT_IO } from './graphs/decoder.js';
 import { Int8CrossCache } from './cross-int8.js';
 import { NativeEncoder, nativeEncoderFast } from './encoder-int8.js';
+import { NativeDecoder } from './decoder-int8.js';
 import type { CrossFormat } from './limits.js';
 import { readWhisperConfig, type WhisperConfig } from './model/config.js';
 import { readManifest, type ModelDims, type ModelManifest, type Precision } from './manifest.js';
@@ -21,6 +22,9 @@ export interface LoadOptions {
    *  and the model has the pieces for it, else the whole graph), `whole` (ONNX Runtime only),
    *  `native` (an error if impossible). Benchmarks and tests compare the two. */
   encoder?: 'auto' | 'whole' | 'native';
+  /** How an INT8 decoder runs: `auto` (the native step where the CPU has int8 dot products and
+   *  the model lists its tensors, else the ORT segments), `graphs`, or `native`. */
+  decoder?: 'auto' | 'graphs' | 'native';
 }
 
 /** Cross-attention keys/values of B encoded windows, per decoder layer. */
@@ -75,13 +79,14 @@ export class WhisperModel {
     /** The encoder: one graph, or the native int8 linears around ONNX Runtime's stem and
      *  attention (encoder-int8.ts). */
     readonly encoder: { whole: InferenceGraph } | { native: NativeEncoder },
-    /** The decoder: one graph (float32 cross-attention inside), or its segments cut at every
+    /** The decoder: one graph (float32 cross-attention inside), its segments cut at every
+     *  cross-attention, or the native INT8 step (decoder-int8.ts, no ORT call); or
      *  cross-attention, which then runs natively over int8 keys/values (see graphs/decoder.ts). */
-    readonly decoder: { whole: InferenceGraph } | { segments: InferenceGraph[] },
+    readonly decoder: { whole: InferenceGraph } | { segments: InferenceGraph[] } | { native: NativeDecoder },
     /** Threads of the native cross-attention. */
     readonly threads: number,
   ) {
-    this.groupedCross = 'segments' in decoder || decoder.whole.inputNames.includes(DECODER_IO.crossGroup);
+    this.groupedCross = !('whole' in decoder) || decoder.whole.inputNames.includes(DECODER_IO.crossGroup);
   }
 
   /** Whether the decoder lets consecutive rows share a window's cross keys/values (whole graphs
@@ -94,7 +99,7 @@ export class WhisperModel {
 
   /** How decoder batches hold cross-attention keys/values (int8 when the decoder is in segments). */
   get crossFormat(): CrossFormat {
-    return 'segments' in this.decoder ? 'int8' : 'float32';
+    return 'whole' in this.decoder ? 'float32' : 'int8';
   }
 
   static async load(dir: string, opts: LoadOptions): Promise<WhisperModel> {
@@ -118,15 +123,36 @@ export class WhisperModel {
     const encoder = nativePossible && mode !== 'whole'
       ? NativeEncoder.load(dir, files.encoderNative!, d, backend, nativeThreads).then((native) => ({ native }))
       : backend.load(path.join(dir, files.encoder), { threads }).then((whole) => ({ whole }));
-    const [enc, decoders] = await Promise.all([encoder, Promise.all(decoderFiles.map((f) => backend.load(path.join(dir, f), { threads })))]);
-    const decoder = files.decoderSegments ? { segments: decoders } : { whole: decoders[0]! };
+    const decoderMode = opts.decoder ?? 'auto';
+    const nativeDecoder = !!files.decoderNative && !!files.decoderData && nativeEncoderFast;
+    if (decoderMode === 'native' && !nativeDecoder) {
+      throw new WxError('engine.bad_options', `model ${manifest.name}: the native int8 decoder needs an INT8 import by this wx and a CPU with int8 dot products`, { model: manifest.name });
+    }
+    const decoderLoad = (async (): Promise<WhisperModel['decoder']> => {
+      if (nativeDecoder && decoderMode !== 'graphs') return { native: NativeDecoder.load(dir, files.decoderData!, files.decoderNative!.tensors, d, nativeThreads) };
+      const graphs = await Promise.all(decoderFiles.map((f) => backend.load(path.join(dir, f), { threads })));
+      return files.decoderSegments ? { segments: graphs } : { whole: graphs[0]! };
+    })();
+    // Both halves finish before a failure is reported, and whatever did load is closed.
+    const [encLoaded, decLoaded] = await Promise.allSettled([encoder, decoderLoad]);
+    if (encLoaded.status === 'rejected' || decLoaded.status === 'rejected') {
+      if (encLoaded.status === 'fulfilled') await ('whole' in encLoaded.value ? encLoaded.value.whole : encLoaded.value.native).close();
+      if (decLoaded.status === 'fulfilled') await WhisperModel.closeDecoder(decLoaded.value);
+      throw encLoaded.status === 'rejected' ? encLoaded.reason : (decLoaded as PromiseRejectedResult).reason;
+    }
+    const enc = encLoaded.value;
+    const decoder = decLoaded.value;
     return new WhisperModel(dir, manifest, readWhisperConfig(dir), opts.precision, enc, decoder, nativeThreads);
   }
 
   async close(): Promise<void> {
-    const graphs = 'segments' in this.decoder ? this.decoder.segments : [this.decoder.whole];
     const encoder = 'whole' in this.encoder ? this.encoder.whole : this.encoder.native;
-    await Promise.all([encoder.close(), ...graphs.map((g) => g.close())]);
+    await Promise.all([encoder.close(), WhisperModel.closeDecoder(this.decoder)]);
+  }
+
+  private static async closeDecoder(decoder: WhisperModel['decoder']): Promise<void> {
+    const graphs = 'segments' in decoder ? decoder.segments : 'whole' in decoder ? [decoder.whole] : [];
+    await Promise.all(graphs.map((g) => g.close()));
   }
 
   /** Runs the encoder on B windows of log-mel features ([B, n_mels, 2·positions]; positions
@@ -215,7 +241,7 @@ export class DecoderBatch {
     this.selfSlot = d.dModel * capacity;
     this.crossSlot = d.dModel * d.nAudioCtx;
     const blocks = Math.floor(maxRows / groupRows);
-    const segmented = 'segments' in model.decoder;
+    const segmented = !('whole' in model.decoder);
     if (segmented) this.crossInt8 = new Int8CrossCache({ layers: d.decoderLayers, heads: d.decoderHeads, headDim: d.dModel / d.decoderHeads, positions: d.nAudioCtx }, blocks);
     for (let l = 0; l < d.decoderLayers; l++) {
       this.selfK.push(new Float32Array(maxRows * this.selfSlot));
@@ -380,6 +406,17 @@ export class DecoderBatch {
       gather: { type: 'int64', data: BigInt64Array.from(gather.map((g) => BigInt(g))), dims: [gather.length] },
     };
     const decoder = this.model.decoder;
+    if ('native' in decoder) {
+      const R = this.groupRows;
+      const logits = decoder.native.step(tokens, {
+        slots: Int32Array.from(rows, (r) => r.slot),
+        lengths: Int32Array.from(rows, (r) => r.length),
+        crossSlots: Int32Array.from(rows, (r) => Math.floor(r.slot / R)),
+        crossLengths: Int32Array.from(rows, (r) => r.crossLength),
+      }, gather, this.selfK, this.selfV, this.capacity, this.crossInt8!);
+      for (const r of rows) r.length += S;
+      return logits;
+    }
     const { logits, newKV } = 'segments' in decoder ? await this.runSegments(decoder.segments, rows, io) : await this.runWhole(decoder.whole, rows, io);
     // Append the new keys and values ([H, C, dh] per row) to each row's cache.
     const H = d.decoderHeads;

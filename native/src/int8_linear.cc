@@ -179,9 +179,11 @@ void Tile(const uint8_t* q, const float* qs, int kp, const Packed& p, int panel,
     __m512i ia[R][2];
     for (int r = 0; r < R; r++) ia[r][0] = ia[r][1] = _mm512_setzero_si512();
     const int8_t* wb = w + size_t(b) * kPanelBlockBytes;
+#pragma GCC unroll 8
     for (int s = 0; s < kBlock / 4; s++) {
       const __m512i w0 = _mm512_loadu_si512(wb + s * 128);
       const __m512i w1 = _mm512_loadu_si512(wb + s * 128 + 64);
+#pragma GCC unroll 6
       for (int r = 0; r < R; r++) {
         int32_t four;
         std::memcpy(&four, q + size_t(r) * kp + b * kBlock + s * 4, 4);
@@ -192,6 +194,7 @@ void Tile(const uint8_t* q, const float* qs, int kp, const Packed& p, int panel,
     }
     const __m512 s0 = _mm512_loadu_ps(ws + b * kPanel), s1 = _mm512_loadu_ps(ws + b * kPanel + 16);
     const __m512i c0 = _mm512_loadu_si512(wc + b * kPanel), c1 = _mm512_loadu_si512(wc + b * kPanel + 16);
+#pragma GCC unroll 6
     for (int r = 0; r < R; r++) {
       const __m512 sr = _mm512_set1_ps(qs[size_t(r) * blocks + b]);
       fa[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ia[r][0], c0)), _mm512_mul_ps(s0, sr), fa[r][0]);
@@ -247,13 +250,22 @@ struct Norm {
 
 void Compute(const Packed& p, const float* x, int rows, const Norm& norm, Epilogue e, const Layout& layout, float* out, int threads) {
   const int kp = p.blocks * kBlock;
-  // Whole tiles per thread; small calls stay on the calling thread.
-  const int parts = int64_t(rows) * p.n * p.k < (1 << 22) ? 1 : std::max(1, std::min(threads, (rows + kTileRows - 1) / kTileRows));
-  auto work = [&](int part, int nparts) {
-    const int tiles = (rows + kTileRows - 1) / kTileRows;
-    const int first = int(int64_t(tiles) * part / nparts) * kTileRows;
-    const int last = std::min(rows, int(int64_t(tiles) * (part + 1) / nparts) * kTileRows);
-    if (first >= last) return;
+  const int tiles = (rows + kTileRows - 1) / kTileRows;
+  // Many rows (an encoder window): threads take ranges of rows. Few rows (a decoder step): they
+  // take ranges of output panels instead, each quantising the few rows itself.
+  const bool byPanel = tiles < 4 * threads;
+  const int64_t work = int64_t(rows) * p.n * p.k;
+  const int parts = work < (1 << 18) ? 1 : std::max(1, std::min(threads, byPanel ? p.panels : tiles));
+  auto run = [&](int part, int nparts) {
+    int first = 0, last = rows, panel0 = 0, panel1 = p.panels;
+    if (byPanel) {
+      panel0 = int(int64_t(p.panels) * part / nparts);
+      panel1 = int(int64_t(p.panels) * (part + 1) / nparts);
+    } else {
+      first = int(int64_t(tiles) * part / nparts) * kTileRows;
+      last = std::min(rows, int(int64_t(tiles) * (part + 1) / nparts) * kTileRows);
+    }
+    if (first >= last || panel0 >= panel1) return;
     thread_local Quantised buf;
     thread_local std::vector<float> normed;
     const int n = last - first;
@@ -269,7 +281,7 @@ void Compute(const Packed& p, const float* x, int rows, const Norm& norm, Epilog
       QuantiseRow(row, p.k, p.blocks, buf.q.data() + size_t(r) * kp, buf.scale.data() + size_t(r) * p.blocks);
     }
     float acc[kTileRows * kPanel];
-    for (int panel = 0; panel < p.panels; panel++) {
+    for (int panel = panel0; panel < panel1; panel++) {
       for (int r = 0; r < n; r += kTileRows) {
         const int tr = std::min(kTileRows, n - r);
         RunTile(tr, buf.q.data() + size_t(r) * kp, buf.scale.data() + size_t(r) * p.blocks, kp, p, panel, acc);
@@ -277,7 +289,76 @@ void Compute(const Packed& p, const float* x, int rows, const Norm& norm, Epilog
       }
     }
   };
-  SharedPool().Run(parts, work);
+  SharedPool().Run(parts, run);
+}
+
+// Rows of the weight matrix, dequantised (the token embedding shares the output projection's table).
+void WeightRows(const Packed& p, const int32_t* ids, int count, float* out) {
+  for (int r = 0; r < count; r++) {
+    const int o = ids[r], panel = o / kPanel, c = o % kPanel, half = c / 16, lane = c % 16;
+    float* dst = out + size_t(r) * p.k;
+    for (int b = 0; b < p.blocks; b++) {
+      const int8_t* wb = p.w.data() + (size_t(panel) * p.blocks + b) * kPanelBlockBytes;
+      const float scale = p.scale[(size_t(panel) * p.blocks + b) * kPanel + c];
+      for (int i = 0; i < kBlock && b * kBlock + i < p.k; i++) dst[b * kBlock + i] = float(wb[(i / 4) * 128 + half * 64 + lane * 4 + i % 4]) * scale;
+    }
+  }
+}
+
+// The decoder's self-attention over its cache, per row: the step's new keys/values (from the
+// fused q/k/v rows, queries pre-scaled) are first written into the row's cache at its next
+// positions, then each new token attends to everything up to itself. Cache layout per layer:
+// [slots, heads, capacity, headDim].
+struct SelfAttention {
+  const float* qkv;  // [rows·steps, 3·heads·headDim]
+  float* keys;
+  float* values;
+  const int32_t* slots;
+  const int32_t* lengths;  // cached positions per row before this step
+  int rows, steps, heads, headDim, capacity;
+  float* out;  // [rows·steps, heads·headDim]
+};
+
+void AttendSelf(const SelfAttention& a, int row, int head, std::vector<float>& scores) {
+  const int d = a.heads * a.headDim, dh = a.headDim;
+  const size_t base = (size_t(a.slots[row]) * a.heads + head) * a.capacity * dh;
+  float* K = a.keys + base;
+  float* V = a.values + base;
+  const int len = a.lengths[row];
+  for (int s = 0; s < a.steps; s++) {
+    const float* src = a.qkv + size_t(row * a.steps + s) * 3 * d + head * dh;
+    std::memcpy(K + size_t(len + s) * dh, src + d, dh * sizeof(float));
+    std::memcpy(V + size_t(len + s) * dh, src + 2 * d, dh * sizeof(float));
+  }
+  scores.resize(len + a.steps);
+  for (int s = 0; s < a.steps; s++) {
+    const float* q = a.qkv + size_t(row * a.steps + s) * 3 * d + head * dh;
+    const int visible = len + s + 1;
+    float m = -INFINITY;
+    for (int t = 0; t < visible; t++) {
+      const float* k = K + size_t(t) * dh;
+      vf acc = Splat(0.0f);
+      int i = 0;
+      for (; i + W <= dh; i += W) acc += Load(q + i) * Load(k + i);
+      float sc = 0;
+      for (int l = 0; l < W; l++) sc += acc[l];
+      for (; i < dh; i++) sc += q[i] * k[i];
+      scores[t] = sc;
+      m = std::max(m, sc);
+    }
+    float sum = 0;
+    for (int t = 0; t < visible; t++) sum += scores[t] = std::exp(scores[t] - m);
+    const float inv = 1.0f / sum;
+    float* o = a.out + size_t(row * a.steps + s) * d + head * dh;
+    for (int i = 0; i < dh; i++) o[i] = 0;
+    for (int t = 0; t < visible; t++) {
+      const float pt = scores[t] * inv;
+      const float* v = V + size_t(t) * dh;
+      int i = 0;
+      for (; i + W <= dh; i += W) Store(o + i, Load(o + i) + Splat(pt) * Load(v + i));
+      for (; i < dh; i++) o[i] += pt * v[i];
+    }
+  }
 }
 
 bool IsArray(const Napi::Value& v, napi_typedarray_type type) {
@@ -410,6 +491,81 @@ Napi::Value JsLayerNorm(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// linear8Rows(packed, ids: Int32Array, out: Float32Array [ids.length, k]): rows of the weights.
+Napi::Value JsRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsExternal() || !IsArray(info[1], napi_int32_array) || !IsArray(info[2], napi_float32_array)) {
+    Napi::TypeError::New(env, "linear8Rows(packed, ids: Int32Array, out: Float32Array)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const Packed& p = *info[0].As<Napi::External<Packed>>().Data();
+  Napi::Int32Array ids = info[1].As<Napi::Int32Array>();
+  Napi::Float32Array out = info[2].As<Napi::Float32Array>();
+  if (out.ElementLength() < ids.ElementLength() * size_t(p.k)) {
+    Napi::RangeError::New(env, "linear8Rows: sizes do not match").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  for (size_t i = 0; i < ids.ElementLength(); i++) {
+    if (ids[i] < 0 || ids[i] >= p.n) {
+      Napi::RangeError::New(env, "linear8Rows: row " + std::to_string(ids[i]) + " outside 0.." + std::to_string(p.n - 1)).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+  WeightRows(p, ids.Data(), int(ids.ElementLength()), out.Data());
+  return env.Undefined();
+}
+
+// selfAttend(qkv: Float32Array [rows·steps, 3d], rows, steps, heads, headDim, keys, values
+//            (Float32Array [slots, heads, capacity, headDim]), capacity, slots: Int32Array,
+//            lengths: Int32Array, out: Float32Array [rows·steps, d], threads)
+Napi::Value JsSelfAttend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 12 || !IsArray(info[0], napi_float32_array) || !IsArray(info[5], napi_float32_array) || !IsArray(info[6], napi_float32_array) ||
+      !IsArray(info[8], napi_int32_array) || !IsArray(info[9], napi_int32_array) || !IsArray(info[10], napi_float32_array)) {
+    Napi::TypeError::New(env, "selfAttend(qkv, rows, steps, heads, headDim, keys, values, capacity, slots, lengths, out, threads)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  SelfAttention a;
+  Napi::Float32Array qkv = info[0].As<Napi::Float32Array>(), keys = info[5].As<Napi::Float32Array>(), values = info[6].As<Napi::Float32Array>();
+  Napi::Int32Array slots = info[8].As<Napi::Int32Array>(), lengths = info[9].As<Napi::Int32Array>();
+  Napi::Float32Array out = info[10].As<Napi::Float32Array>();
+  a.rows = Int(info[1]);
+  a.steps = Int(info[2]);
+  a.heads = Int(info[3]);
+  a.headDim = Int(info[4]);
+  a.capacity = Int(info[7]);
+  const int threads = Int(info[11]);
+  const size_t d = size_t(a.heads) * a.headDim;
+  const size_t slotElems = d * a.capacity;
+  if (a.rows < 1 || a.steps < 1 || a.heads < 1 || a.headDim < 1 || qkv.ElementLength() < size_t(a.rows) * a.steps * 3 * d ||
+      out.ElementLength() < size_t(a.rows) * a.steps * d || slots.ElementLength() < size_t(a.rows) || lengths.ElementLength() < size_t(a.rows) ||
+      keys.ElementLength() != values.ElementLength() || keys.ElementLength() % slotElems != 0) {
+    Napi::RangeError::New(env, "selfAttend: sizes do not match").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  for (int r = 0; r < a.rows; r++) {
+    if (slots[r] < 0 || size_t(slots[r]) >= keys.ElementLength() / slotElems || lengths[r] < 0 || lengths[r] + a.steps > a.capacity) {
+      Napi::RangeError::New(env, "selfAttend: row " + std::to_string(r) + " has no valid slot, or its cache is full").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+  a.qkv = qkv.Data();
+  a.keys = keys.Data();
+  a.values = values.Data();
+  a.slots = slots.Data();
+  a.lengths = lengths.Data();
+  a.out = out.Data();
+  const int pairs = a.rows * a.heads;
+  int64_t work = 0;
+  for (int r = 0; r < a.rows; r++) work += int64_t(lengths[r] + a.steps) * a.steps * a.heads * a.headDim;
+  const int parts = work < (1 << 18) ? 1 : std::max(1, std::min(threads, pairs));
+  SharedPool().Run(parts, [&](int part, int nparts) {
+    thread_local std::vector<float> scores;
+    for (int i = int(int64_t(pairs) * part / nparts); i < int(int64_t(pairs) * (part + 1) / nparts); i++) AttendSelf(a, i / a.heads, i % a.heads, scores);
+  });
+  return env.Undefined();
+}
+
 }  // namespace
 }  // namespace linear8
 
@@ -417,6 +573,8 @@ void RegisterInt8Linear(Napi::Env env, Napi::Object exports) {
   exports.Set("linear8Pack", Napi::Function::New(env, linear8::JsPack, "linear8Pack"));
   exports.Set("linear8Run", Napi::Function::New(env, linear8::JsRun, "linear8Run"));
   exports.Set("layerNorm", Napi::Function::New(env, linear8::JsLayerNorm, "layerNorm"));
+  exports.Set("linear8Rows", Napi::Function::New(env, linear8::JsRows, "linear8Rows"));
+  exports.Set("selfAttend", Napi::Function::New(env, linear8::JsSelfAttend, "selfAttend"));
   // Whether the kernel uses int8 dot-product instructions; elsewhere ONNX Runtime's kernels win.
   exports.Set("linear8Fast", Napi::Boolean::New(env, WX_VNNI != 0));
 }

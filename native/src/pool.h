@@ -2,6 +2,8 @@
 // linears): one pool, so kernels called one after another reuse the same warm threads.
 #pragma once
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -13,6 +15,11 @@ namespace wx {
 
 // A few persistent helper threads (created on first use, one fewer than the threads asked for:
 // the calling thread works too). A call hands each helper a share of the work and waits.
+//
+// A decoder step makes ~30 kernel calls tens of microseconds apart; waking a sleeping thread
+// costs about as much as such a call. So helpers spin briefly after each job before they sleep,
+// and the caller spins briefly for their results: calls in quick succession hand off in well under
+// a microsecond, and an idle daemon still sleeps.
 class Pool {
  public:
   void Run(int threads, const std::function<void(int, int)>& fn) {
@@ -24,21 +31,23 @@ class Pool {
     // Models in different worker threads (a model switch lets the old one finish its jobs) share
     // the pool: their calls take turns.
     std::lock_guard<std::mutex> turn(callers_);
-    std::unique_lock<std::mutex> lock(mu_);
-    while (int(workers_.size()) < threads - 1) {
-      const int id = int(workers_.size()) + 1;
-      workers_.emplace_back([this, id] { Loop(id); });
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      while (int(workers_.size()) < threads - 1) {
+        const int id = int(workers_.size()) + 1;
+        workers_.emplace_back([this, id] { Loop(id); });
+      }
+      job_ = &fn;
+      parts_ = threads;
+      pending_.store(threads - 1, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
+      wake_.notify_all();
     }
-    job_ = &fn;
-    parts_ = threads;
-    pending_ = threads - 1;
-    generation_++;
-    wake_.notify_all();
-    lock.unlock();
     fn(0, threads);
-    lock.lock();
-    done_.wait(lock, [this] { return pending_ == 0; });
-    job_ = nullptr;
+    if (!SpinUntil([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock<std::mutex> lock(mu_);
+      done_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+    }
   }
 
   ~Pool() {
@@ -51,20 +60,44 @@ class Pool {
   }
 
  private:
+  // Polls `ready` for up to ~100 µs.
+  template <typename F>
+  static bool SpinUntil(F ready) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+    for (int i = 0;; i++) {
+      if (ready()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#elif defined(__aarch64__)
+      asm volatile("yield");
+#endif
+      if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) return false;
+    }
+  }
+
   void Loop(int id) {
     uint64_t seen = 0;
-    std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      if (id >= parts_) continue;
-      const std::function<void(int, int)>* job = job_;
-      const int parts = parts_;
-      lock.unlock();
+      if (!SpinUntil([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
+        if (stop_) return;
+      }
+      const std::function<void(int, int)>* job;
+      int parts;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stop_) return;
+        seen = generation_.load(std::memory_order_acquire);
+        job = job_;
+        parts = parts_;
+      }
+      if (id >= parts) continue;
       (*job)(id, parts);
-      lock.lock();
-      if (--pending_ == 0) done_.notify_one();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lock(mu_);
+        done_.notify_one();
+      }
     }
   }
 
@@ -74,8 +107,8 @@ class Pool {
   std::vector<std::thread> workers_;
   const std::function<void(int, int)>* job_ = nullptr;
   int parts_ = 0;
-  int pending_ = 0;
-  uint64_t generation_ = 0;
+  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> generation_{0};
   bool stop_ = false;
 };
 

@@ -3,9 +3,11 @@
 // returns into them), so nothing proportional to the cache crosses the binding as an output.
 // Rows carry their own positions (`offset`), so rows at different steps share a batch.
 //
-import { Graph, float } from '../onnx/graph.js';
+import { Graph, f32Tensor, float, type TensorData } from '../onnx/graph.js';
+import { quantizeRowBlocks } from '../quant.js';
+import { f32ToF16 } from '../model/safetensors.js';
 import type { ModelDims } from '../manifest.js';
-import { LayerBuilder, ResidualStream, type BlockTable, type LinearPrecision } from './layers.js';
+import { INT8_BLOCK, LayerBuilder, ResidualStream, type BlockTable, type LinearPrecision } from './layers.js';
 import type { WeightReader } from './encoder.js';
 
 export interface DecoderGraphOptions {
@@ -45,6 +47,31 @@ export const SEGMENT_IO = {
   qOut: 'q_out', // [B, S, d]: this layer's cross-attention query, scaled by 1/sqrt(dh)
 };
 
+const scaled = (w: Float32Array, s: number): Float32Array => w.map((v) => v * s);
+
+/** Layer l's fused self-attention q/k/v ([3d, d], bias [3d]), the query scaled by 1/sqrt(dh). */
+function selfQkvWeights(read: WeightReader, dims: ModelDims, l: number): { w: Float32Array; b: Float32Array } {
+  const d = dims.dModel;
+  const qScale = 1 / Math.sqrt(d / dims.decoderHeads);
+  const a = `model.decoder.layers.${l}.self_attn`;
+  const w = new Float32Array(3 * d * d);
+  w.set(scaled(read(`${a}.q_proj.weight`, [d, d]), qScale), 0);
+  w.set(read(`${a}.k_proj.weight`, [d, d]), d * d);
+  w.set(read(`${a}.v_proj.weight`, [d, d]), 2 * d * d);
+  const b = new Float32Array(3 * d);
+  b.set(scaled(read(`${a}.q_proj.bias`, [d]), qScale), 0);
+  b.set(read(`${a}.v_proj.bias`, [d]), 2 * d);
+  return { w, b };
+}
+
+/** Layer l's cross-attention query projection, scaled by 1/sqrt(dh). */
+function crossQueryWeights(read: WeightReader, dims: ModelDims, l: number): { w: Float32Array; b: Float32Array } {
+  const d = dims.dModel;
+  const qScale = 1 / Math.sqrt(d / dims.decoderHeads);
+  const c = `model.decoder.layers.${l}.encoder_attn`;
+  return { w: scaled(read(`${c}.q_proj.weight`, [d, d]), qScale), b: scaled(read(`${c}.q_proj.bias`, [d]), qScale) };
+}
+
 /** The layer-by-layer pieces both decoder layouts are made of. */
 class DecoderParts {
   readonly L: LayerBuilder;
@@ -52,7 +79,6 @@ class DecoderParts {
   readonly H: number;
   readonly dh: number;
   readonly V: number;
-  readonly qScale: number;
   private readonly p = 'model.decoder';
   private tableCache: BlockTable | undefined;
 
@@ -62,11 +88,6 @@ class DecoderParts {
     this.H = dims.decoderHeads;
     this.dh = this.d / this.H;
     this.V = dims.nVocab;
-    this.qScale = 1 / Math.sqrt(this.dh);
-  }
-
-  private scaled(w: Float32Array, s: number): Float32Array {
-    return w.map((v) => v * s);
   }
 
   /** The tied token embedding as an 8-bit table (when the logits are 8-bit), built once per graph. */
@@ -117,17 +138,11 @@ class DecoderParts {
 
   /** Layer l's self-attention with the cache (new keys/values become graph outputs). */
   selfAttention(stream: ResidualStream, l: number, selfK: string, selfV: string, mask: string): void {
-    const { g, L, d, H, dh, read, qScale } = this;
+    const { g, L, d, H, dh, read } = this;
     const lp = `${this.p}.layers.${l}`;
     const h = this.norm(stream, `${lp}.self_attn_layer_norm`);
     const a = `${lp}.self_attn`;
-    const wqkv = new Float32Array(3 * d * d);
-    wqkv.set(this.scaled(read(`${a}.q_proj.weight`, [d, d]), qScale), 0);
-    wqkv.set(read(`${a}.k_proj.weight`, [d, d]), d * d);
-    wqkv.set(read(`${a}.v_proj.weight`, [d, d]), 2 * d * d);
-    const bqkv = new Float32Array(3 * d);
-    bqkv.set(this.scaled(read(`${a}.q_proj.bias`, [d]), qScale), 0);
-    bqkv.set(read(`${a}.v_proj.bias`, [d]), 2 * d);
+    const { w: wqkv, b: bqkv } = selfQkvWeights(read, this.dims, l);
     const qkv = L.linear(h, `${a}.qkv`, wqkv, 3 * d, d, bqkv, this.opts.linear);
     const [q, k, v] = g.opN('Split', [qkv, L.i64([d, d, d])], 3, { axis: -1 });
     const k4 = L.splitHeads(k!, H, dh);
@@ -145,11 +160,10 @@ class DecoderParts {
 
   /** Layer l's cross-attention query, scaled by 1/sqrt(dh): [B, S, d]. */
   crossQuery(stream: ResidualStream, l: number): string {
-    const { d, read, qScale } = this;
     const lp = `${this.p}.layers.${l}`;
     const hc = this.norm(stream, `${lp}.encoder_attn_layer_norm`);
-    const c = `${lp}.encoder_attn`;
-    return this.L.linear(hc, `${c}.q_proj`, this.scaled(read(`${c}.q_proj.weight`, [d, d]), qScale), d, d, this.scaled(read(`${c}.q_proj.bias`, [d]), qScale), this.opts.linear);
+    const { w, b } = crossQueryWeights(this.read, this.dims, l);
+    return this.L.linear(hc, `${lp}.encoder_attn.q_proj`, w, this.d, this.d, b, this.opts.linear);
   }
 
   /** Layer l's cross-attention output projection (of `ctx`, [B, S, d]) and its MLP. */
@@ -274,4 +288,62 @@ export function buildDecoderSegments(dims: ModelDims, read: WeightReader, opts: 
     graphs.push(g);
   }
   return graphs;
+}
+
+/** Names of the native decoder's tensors (as NATIVE_ENCODER: `<linear>.values/.scales/.bias`,
+ *  `<norm>.gamma/.beta`); `positions` is float16 [nTextCtx, d]. */
+export const NATIVE_DECODER = {
+  selfNorm: (l: number) => `layers.${l}.self_norm`,
+  qkv: (l: number) => `layers.${l}.qkv`,
+  selfOut: (l: number) => `layers.${l}.self_out`,
+  crossNorm: (l: number) => `layers.${l}.cross_norm`,
+  crossQuery: (l: number) => `layers.${l}.cross_q`,
+  crossOut: (l: number) => `layers.${l}.cross_out`,
+  ffnNorm: (l: number) => `layers.${l}.ffn_norm`,
+  fc1: (l: number) => `layers.${l}.fc1`,
+  fc2: (l: number) => `layers.${l}.fc2`,
+  norm: 'norm',
+  tokens: 'tokens',
+  positions: 'positions',
+};
+
+/**
+ * The tensors a native INT8 decoder step reads, in the bytes the INT8 decoder segments store
+ * (same fused, scaled and quantised weights), so the segments' shared data file holds them once.
+ */
+export function decoderNativeTensors(dims: ModelDims, read: WeightReader): Map<string, TensorData> {
+  const d = dims.dModel;
+  const f = dims.decoderFfn;
+  const p = 'model.decoder';
+  const out = new Map<string, TensorData>();
+  const floats = (name: string, v: Float32Array) => out.set(name, f32Tensor([v.length], v));
+  const linear = (name: string, w: Float32Array, rows: number, cols: number, bias?: Float32Array) => {
+    const q = quantizeRowBlocks(w, rows, cols, INT8_BLOCK);
+    out.set(`${name}.values`, { dtype: 'uint8', dims: [rows, q.blocks, INT8_BLOCK], data: q.values });
+    floats(`${name}.scales`, q.scales);
+    if (bias) floats(`${name}.bias`, bias);
+  };
+  const norm = (name: string, src: string) => {
+    floats(`${name}.gamma`, read(`${src}.weight`, [d]));
+    floats(`${name}.beta`, read(`${src}.bias`, [d]));
+  };
+  for (let l = 0; l < dims.decoderLayers; l++) {
+    const lp = `${p}.layers.${l}`;
+    norm(NATIVE_DECODER.selfNorm(l), `${lp}.self_attn_layer_norm`);
+    const qkv = selfQkvWeights(read, dims, l);
+    linear(NATIVE_DECODER.qkv(l), qkv.w, 3 * d, d, qkv.b);
+    linear(NATIVE_DECODER.selfOut(l), read(`${lp}.self_attn.out_proj.weight`, [d, d]), d, d, read(`${lp}.self_attn.out_proj.bias`, [d]));
+    norm(NATIVE_DECODER.crossNorm(l), `${lp}.encoder_attn_layer_norm`);
+    const cq = crossQueryWeights(read, dims, l);
+    linear(NATIVE_DECODER.crossQuery(l), cq.w, d, d, cq.b);
+    linear(NATIVE_DECODER.crossOut(l), read(`${lp}.encoder_attn.out_proj.weight`, [d, d]), d, d, read(`${lp}.encoder_attn.out_proj.bias`, [d]));
+    norm(NATIVE_DECODER.ffnNorm(l), `${lp}.final_layer_norm`);
+    linear(NATIVE_DECODER.fc1(l), read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]));
+    linear(NATIVE_DECODER.fc2(l), read(`${lp}.fc2.weight`, [d, f]), d, f, read(`${lp}.fc2.bias`, [d]));
+  }
+  norm(NATIVE_DECODER.norm, `${p}.layer_norm`);
+  linear(NATIVE_DECODER.tokens, read(`${p}.embed_tokens.weight`, [dims.nVocab, d]), dims.nVocab, d);
+  const half = f32ToF16(read(`${p}.embed_positions.weight`, [dims.nTextCtx, d]));
+  out.set(NATIVE_DECODER.positions, { dtype: 'float16', dims: [dims.nTextCtx, d], data: new Uint8Array(half.buffer, half.byteOffset, half.byteLength) });
+  return out;
 }
