@@ -47,21 +47,23 @@ constexpr int kTileRows = 6;
 constexpr int kPanelBlockBytes = kPanel * kBlock;  // int8 weights of one panel and one block
 
 // Weights of one linear, packed for the kernel:
-//   w     [panels][blocks][8 steps of 4 inputs][2 halves][16 outputs][4 inputs] int8
-//   scale [panels][blocks][32] float; corr [panels][blocks][32] int32 = 128·Σ w over the block
-//         (activations enter the dot product as unsigned q + 128)
+//   w     [panels][blocks][8 steps of 4 inputs][2 halves][16 outputs][4 inputs] unsigned bytes
+//         w + 128 (as stored, zero point 128: the dot product's unsigned operand)
+//   scale [panels][blocks][32] float
+// The activations are the signed operand, so Σ (w + 128)·q = Σ w·q + 128·Σ q is corrected per
+// row and block, from the activations' own sums: no per-weight correction table to stream.
 struct Packed {
   int n = 0, k = 0, blocks = 0, panels = 0;
-  std::vector<int8_t> w;
+  std::vector<uint8_t> w;
   std::vector<float> scale;
-  std::vector<int32_t> corr;
   std::vector<float> bias;  // [panels·32], zero-padded
 };
 
-// A thread's rows quantised: unsigned bytes (q + 128), [rows][blocks·32], and [rows][blocks] scales.
+// A thread's rows quantised: int8 [rows][blocks·32], and per row and block the scale and 128·Σ q.
 struct Quantised {
-  std::vector<uint8_t> q;
+  std::vector<int8_t> q;
   std::vector<float> scale;
+  std::vector<int32_t> sum;
 };
 
 inline vf Load(const float* p) {
@@ -72,7 +74,7 @@ inline vf Load(const float* p) {
 inline void Store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
 
 // One row (length k) into blocks of 32: scale = max|x| / 127, q = round(x / scale).
-void QuantiseRow(const float* x, int k, int blocks, uint8_t* q, float* scales) {
+void QuantiseRow(const float* x, int k, int blocks, int8_t* q, float* scales, int32_t* sums) {
   for (int b = 0; b < blocks; b++) {
     const int from = b * kBlock, to = std::min(k, from + kBlock);
     float m = 0;
@@ -80,13 +82,16 @@ void QuantiseRow(const float* x, int k, int blocks, uint8_t* q, float* scales) {
     const float scale = m / 127.0f;
     const float inv = m > 0 ? 127.0f / m : 0.0f;
     scales[b] = scale;
-    uint8_t* out = q + from;
+    int8_t* out = q + from;
+    int32_t sum = 0;
     int i = from;
     for (; i < to; i++) {
-      const float v = std::nearbyint(x[i] * inv);
-      out[i - from] = uint8_t(int(std::max(-127.0f, std::min(127.0f, v))) + 128);
+      const int v = int(std::max(-127.0f, std::min(127.0f, std::nearbyint(x[i] * inv))));
+      out[i - from] = int8_t(v);
+      sum += v;
     }
-    for (; i < from + kBlock; i++) out[i - from] = 128;
+    for (; i < from + kBlock; i++) out[i - from] = 0;
+    sums[b] = 128 * sum;
   }
 }
 
@@ -168,17 +173,16 @@ void Finish(const float* acc, int first, int rows, const Packed& p, int panel, E
 
 #if WX_VNNI
 template <int R>
-void Tile(const uint8_t* q, const float* qs, int kp, const Packed& p, int panel, float* acc) {
+void Tile(const int8_t* q, const float* qs, const int32_t* qsum, int kp, const Packed& p, int panel, float* acc) {
   const int blocks = p.blocks;
   __m512 fa[R][2];
   for (int r = 0; r < R; r++) fa[r][0] = fa[r][1] = _mm512_setzero_ps();
-  const int8_t* w = p.w.data() + size_t(panel) * blocks * kPanelBlockBytes;
+  const uint8_t* w = p.w.data() + size_t(panel) * blocks * kPanelBlockBytes;
   const float* ws = p.scale.data() + size_t(panel) * blocks * kPanel;
-  const int32_t* wc = p.corr.data() + size_t(panel) * blocks * kPanel;
   for (int b = 0; b < blocks; b++) {
     __m512i ia[R][2];
     for (int r = 0; r < R; r++) ia[r][0] = ia[r][1] = _mm512_setzero_si512();
-    const int8_t* wb = w + size_t(b) * kPanelBlockBytes;
+    const uint8_t* wb = w + size_t(b) * kPanelBlockBytes;
 #pragma GCC unroll 8
     for (int s = 0; s < kBlock / 4; s++) {
       const __m512i w0 = _mm512_loadu_si512(wb + s * 128);
@@ -188,17 +192,17 @@ void Tile(const uint8_t* q, const float* qs, int kp, const Packed& p, int panel,
         int32_t four;
         std::memcpy(&four, q + size_t(r) * kp + b * kBlock + s * 4, 4);
         const __m512i av = _mm512_set1_epi32(four);
-        ia[r][0] = _mm512_dpbusd_epi32(ia[r][0], av, w0);
-        ia[r][1] = _mm512_dpbusd_epi32(ia[r][1], av, w1);
+        ia[r][0] = _mm512_dpbusd_epi32(ia[r][0], w0, av);
+        ia[r][1] = _mm512_dpbusd_epi32(ia[r][1], w1, av);
       }
     }
     const __m512 s0 = _mm512_loadu_ps(ws + b * kPanel), s1 = _mm512_loadu_ps(ws + b * kPanel + 16);
-    const __m512i c0 = _mm512_loadu_si512(wc + b * kPanel), c1 = _mm512_loadu_si512(wc + b * kPanel + 16);
 #pragma GCC unroll 6
     for (int r = 0; r < R; r++) {
       const __m512 sr = _mm512_set1_ps(qs[size_t(r) * blocks + b]);
-      fa[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ia[r][0], c0)), _mm512_mul_ps(s0, sr), fa[r][0]);
-      fa[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ia[r][1], c1)), _mm512_mul_ps(s1, sr), fa[r][1]);
+      const __m512i cr = _mm512_set1_epi32(qsum[size_t(r) * blocks + b]);
+      fa[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ia[r][0], cr)), _mm512_mul_ps(s0, sr), fa[r][0]);
+      fa[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ia[r][1], cr)), _mm512_mul_ps(s1, sr), fa[r][1]);
     }
   }
   for (int r = 0; r < R; r++) {
@@ -209,36 +213,35 @@ void Tile(const uint8_t* q, const float* qs, int kp, const Packed& p, int panel,
 #else
 // Portable path over the same layout (correct, not fast: callers check `linear8Fast`).
 template <int R>
-void Tile(const uint8_t* q, const float* qs, int kp, const Packed& p, int panel, float* acc) {
+void Tile(const int8_t* q, const float* qs, const int32_t* qsum, int kp, const Packed& p, int panel, float* acc) {
   const int blocks = p.blocks;
   for (int i = 0; i < R * kPanel; i++) acc[i] = 0;
-  const int8_t* w = p.w.data() + size_t(panel) * blocks * kPanelBlockBytes;
+  const uint8_t* w = p.w.data() + size_t(panel) * blocks * kPanelBlockBytes;
   const float* ws = p.scale.data() + size_t(panel) * blocks * kPanel;
-  const int32_t* wc = p.corr.data() + size_t(panel) * blocks * kPanel;
   for (int b = 0; b < blocks; b++) {
-    const int8_t* wb = w + size_t(b) * kPanelBlockBytes;
+    const uint8_t* wb = w + size_t(b) * kPanelBlockBytes;
     for (int r = 0; r < R; r++) {
-      const uint8_t* a = q + size_t(r) * kp + b * kBlock;
+      const int8_t* a = q + size_t(r) * kp + b * kBlock;
       for (int c = 0; c < kPanel; c++) {
         const int half = c / 16, lane = c % 16;
         int32_t dot = 0;
         for (int s = 0; s < kBlock / 4; s++)
           for (int j = 0; j < 4; j++) dot += int32_t(a[s * 4 + j]) * wb[s * 128 + half * 64 + lane * 4 + j];
-        acc[r * kPanel + c] += float(dot - wc[b * kPanel + c]) * (ws[b * kPanel + c] * qs[size_t(r) * blocks + b]);
+        acc[r * kPanel + c] += float(dot - qsum[size_t(r) * blocks + b]) * (ws[b * kPanel + c] * qs[size_t(r) * blocks + b]);
       }
     }
   }
 }
 #endif
 
-void RunTile(int rows, const uint8_t* q, const float* qs, int kp, const Packed& p, int panel, float* acc) {
+void RunTile(int rows, const int8_t* q, const float* qs, const int32_t* qsum, int kp, const Packed& p, int panel, float* acc) {
   switch (rows) {
-    case 6: Tile<6>(q, qs, kp, p, panel, acc); break;
-    case 5: Tile<5>(q, qs, kp, p, panel, acc); break;
-    case 4: Tile<4>(q, qs, kp, p, panel, acc); break;
-    case 3: Tile<3>(q, qs, kp, p, panel, acc); break;
-    case 2: Tile<2>(q, qs, kp, p, panel, acc); break;
-    default: Tile<1>(q, qs, kp, p, panel, acc); break;
+    case 6: Tile<6>(q, qs, qsum, kp, p, panel, acc); break;
+    case 5: Tile<5>(q, qs, qsum, kp, p, panel, acc); break;
+    case 4: Tile<4>(q, qs, qsum, kp, p, panel, acc); break;
+    case 3: Tile<3>(q, qs, qsum, kp, p, panel, acc); break;
+    case 2: Tile<2>(q, qs, qsum, kp, p, panel, acc); break;
+    default: Tile<1>(q, qs, qsum, kp, p, panel, acc); break;
   }
 }
 
@@ -271,6 +274,7 @@ void Compute(const Packed& p, const float* x, int rows, const Norm& norm, Epilog
     const int n = last - first;
     buf.q.resize(size_t(n) * kp);
     buf.scale.resize(size_t(n) * p.blocks);
+    buf.sum.resize(size_t(n) * p.blocks);
     if (norm.gamma) normed.resize(p.k);
     for (int r = 0; r < n; r++) {
       const float* row = x + size_t(first + r) * p.k;
@@ -278,13 +282,13 @@ void Compute(const Packed& p, const float* x, int rows, const Norm& norm, Epilog
         NormRow(row, p.k, norm.gamma, norm.beta, norm.eps, normed.data());
         row = normed.data();
       }
-      QuantiseRow(row, p.k, p.blocks, buf.q.data() + size_t(r) * kp, buf.scale.data() + size_t(r) * p.blocks);
+      QuantiseRow(row, p.k, p.blocks, buf.q.data() + size_t(r) * kp, buf.scale.data() + size_t(r) * p.blocks, buf.sum.data() + size_t(r) * p.blocks);
     }
     float acc[kTileRows * kPanel];
     for (int panel = panel0; panel < panel1; panel++) {
       for (int r = 0; r < n; r += kTileRows) {
         const int tr = std::min(kTileRows, n - r);
-        RunTile(tr, buf.q.data() + size_t(r) * kp, buf.scale.data() + size_t(r) * p.blocks, kp, p, panel, acc);
+        RunTile(tr, buf.q.data() + size_t(r) * kp, buf.scale.data() + size_t(r) * p.blocks, buf.sum.data() + size_t(r) * p.blocks, kp, p, panel, acc);
         Finish(acc, first + r, tr, p, panel, e, layout, out);
       }
     }
@@ -298,9 +302,9 @@ void WeightRows(const Packed& p, const int32_t* ids, int count, float* out) {
     const int o = ids[r], panel = o / kPanel, c = o % kPanel, half = c / 16, lane = c % 16;
     float* dst = out + size_t(r) * p.k;
     for (int b = 0; b < p.blocks; b++) {
-      const int8_t* wb = p.w.data() + (size_t(panel) * p.blocks + b) * kPanelBlockBytes;
+      const uint8_t* wb = p.w.data() + (size_t(panel) * p.blocks + b) * kPanelBlockBytes;
       const float scale = p.scale[(size_t(panel) * p.blocks + b) * kPanel + c];
-      for (int i = 0; i < kBlock && b * kBlock + i < p.k; i++) dst[b * kBlock + i] = float(wb[(i / 4) * 128 + half * 64 + lane * 4 + i % 4]) * scale;
+      for (int i = 0; i < kBlock && b * kBlock + i < p.k; i++) dst[b * kBlock + i] = float(int(wb[(i / 4) * 128 + half * 64 + lane * 4 + i % 4]) - 128) * scale;
     }
   }
 }
@@ -390,9 +394,8 @@ Napi::Value JsPack(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   const size_t cells = size_t(p->panels) * p->blocks * kPanel;
-  p->w.assign(cells * kBlock, 0);
+  p->w.assign(cells * kBlock, 128);  // padded outputs: zero weights
   p->scale.assign(cells, 0.0f);
-  p->corr.assign(cells, 0);
   p->bias.assign(size_t(p->panels) * kPanel, 0.0f);
   const uint8_t* v = values.Data();
   const float* s = scales.Data();
@@ -400,19 +403,13 @@ Napi::Value JsPack(const Napi::CallbackInfo& info) {
     const int panel = o / kPanel, c = o % kPanel, half = c / 16, lane = c % 16;
     for (int b = 0; b < p->blocks; b++) {
       const size_t cell = (size_t(panel) * p->blocks + b) * kPanel + c;
-      int8_t* wb = p->w.data() + (size_t(panel) * p->blocks + b) * kPanelBlockBytes;
-      int32_t sum = 0;
-      for (int i = 0; i < kBlock; i++) {
-        const int8_t wv = int8_t(int(v[(size_t(o) * p->blocks + b) * kBlock + i]) - 128);
-        wb[(i / 4) * 128 + half * 64 + lane * 4 + i % 4] = wv;
-        sum += wv;
-      }
+      uint8_t* wb = p->w.data() + (size_t(panel) * p->blocks + b) * kPanelBlockBytes;
+      for (int i = 0; i < kBlock; i++) wb[(i / 4) * 128 + half * 64 + lane * 4 + i % 4] = v[(size_t(o) * p->blocks + b) * kBlock + i];
       p->scale[cell] = s[size_t(o) * p->blocks + b];
-      p->corr[cell] = 128 * sum;
     }
     if (hasBias) p->bias[o] = info[2].As<Napi::Float32Array>().Data()[o];
   }
-  const size_t bytes = p->w.size() + (p->scale.size() + p->corr.size() + p->bias.size()) * 4;
+  const size_t bytes = p->w.size() + (p->scale.size() + p->bias.size()) * 4;
   Packed* raw = p.release();
   Napi::External<Packed> ext = Napi::External<Packed>::New(env, raw, [bytes](Napi::Env e, Packed* d) {
     delete d;
