@@ -213,9 +213,12 @@ describe('INT8 encoder on the native int8 linears', () => {
   };
 
   it('runs where the CPU has int8 dot products, as close to FP32 as the whole ONNX Runtime graph, same tokens on fx-short', async () => {
-    // The fast kernel is built exactly when the CPU has AVX-512 VNNI (x86) — this machine's case.
-    const flags = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
-    expect(nativeEncoderFast).toBe(/\bavx512_vnni\b/.test(flags) && /\bavx512bw\b/.test(flags));
+    // The addon is built for the CPU it runs on, so the fast kernel is there exactly when the CPU
+    // has AVX-512 VNNI — this machine's case (unless built with WX_PORTABLE_BUILD).
+    if (!process.env.WX_PORTABLE_BUILD) {
+      const flags = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
+      expect(nativeEncoderFast).toBe(/\bavx512_vnni\b/.test(flags) && /\bavx512bw\b/.test(flags));
+    }
     const dir = path.join(home, 'models', 'tiny');
     const native = await WhisperModel.load(dir, { precision: 'int8', threads: 2 });
     const whole = await WhisperModel.load(dir, { precision: 'int8', threads: 2, encoder: 'whole' });
@@ -256,8 +259,8 @@ describe('INT8 encoder on the native int8 linears', () => {
       fs.truncateSync(data, Math.floor(fs.statSync(data).size / 2));
       const err = await WhisperModel.load(dir, { precision: 'int8', threads: 2, encoder: nativeEncoderFast ? 'native' : 'whole' }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(WxError);
-      expect((err as WxError).message).toMatch(/encoder\.int8\.data/);
-      if (nativeEncoderFast) expect((err as WxError).message).toMatch(/layers\.\d+\.|cross\.\d+\./);
+      // The native reader names the data file and tensor; ORT names the graph it was loading.
+      expect((err as WxError).message).toMatch(nativeEncoderFast ? /encoder\.int8\.data: native encoder tensor (layers|cross)\.\d+\./ : /encoder\.int8\.(onnx|data)/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -302,8 +305,7 @@ describe('INT8 decoder step in native kernels', () => {
       fs.truncateSync(data, Math.floor(fs.statSync(data).size / 2));
       const err = await WhisperModel.load(dir, { precision: 'int8', threads: 2 }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(Error);
-      expect((err as Error).message).toMatch(/decoder\.int8\.data/);
-      if (nativeEncoderFast) expect((err as Error).message).toMatch(/native decoder tensor (layers\.\d+\.|tokens|positions|norm)/);
+      expect((err as Error).message).toMatch(nativeEncoderFast ? /decoder\.int8\.data: native decoder tensor (layers\.\d+\.|tokens|positions|norm)/ : /decoder\.int8\.(\d\.onnx|data)/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
