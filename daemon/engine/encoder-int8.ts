@@ -61,7 +61,7 @@ export class NativeEncoder {
         fc2: w.linear(NATIVE_ENCODER.fc2(i), d, f),
       })),
       finalNorm: w.norm(NATIVE_ENCODER.norm, d, eps),
-      cross: Array.from({ length: dims.decoderLayers }, (_, l) => ({ k: w.linear(NATIVE_ENCODER.crossK(l), d, d), v: w.linear(NATIVE_ENCODER.crossV(l), d, d) })),
+      cross: Array.from({ length: dims.decoderLayers }, (_, l) => ({ k: w.linear(NATIVE_ENCODER.crossK(l), d, d, false), v: w.linear(NATIVE_ENCODER.crossV(l), d, d) })),
     }));
     const [stem, attention] = await Promise.all([files.stem, files.attention].map((f) => backend.load(path.join(dir, f), { threads })));
     return new NativeEncoder(dims, stem!, attention!, layers, finalNorm, cross, Math.max(1, threads));

@@ -3,11 +3,10 @@
 // returns into them), so nothing proportional to the cache crosses the binding as an output.
 // Rows carry their own positions (`offset`), so rows at different steps share a batch.
 //
-import { Graph, f32Tensor, float, type TensorData } from '../onnx/graph.js';
-import { quantizeRowBlocks } from '../quant.js';
+import { Graph, float, type TensorData } from '../onnx/graph.js';
 import { f32ToF16 } from '../model/safetensors.js';
 import type { ModelDims } from '../manifest.js';
-import { INT8_BLOCK, LayerBuilder, ResidualStream, type BlockTable, type LinearPrecision } from './layers.js';
+import { LayerBuilder, NativeTensors, ResidualStream, type BlockTable, type LinearPrecision } from './layers.js';
 import type { WeightReader } from './encoder.js';
 
 export interface DecoderGraphOptions {
@@ -290,8 +289,8 @@ export function buildDecoderSegments(dims: ModelDims, read: WeightReader, opts: 
   return graphs;
 }
 
-/** Names of the native decoder's tensors (as NATIVE_ENCODER: `<linear>.values/.scales/.bias`,
- *  `<norm>.gamma/.beta`); `positions` is float16 [nTextCtx, d]. */
+/** Names of the native decoder's tensors (layouts: NativeTensors in layers.ts); `positions` is
+ *  float16 [nTextCtx, d]. */
 export const NATIVE_DECODER = {
   selfNorm: (l: number) => `layers.${l}.self_norm`,
   qkv: (l: number) => `layers.${l}.qkv`,
@@ -315,35 +314,26 @@ export function decoderNativeTensors(dims: ModelDims, read: WeightReader): Map<s
   const d = dims.dModel;
   const f = dims.decoderFfn;
   const p = 'model.decoder';
-  const out = new Map<string, TensorData>();
-  const floats = (name: string, v: Float32Array) => out.set(name, f32Tensor([v.length], v));
-  const linear = (name: string, w: Float32Array, rows: number, cols: number, bias?: Float32Array) => {
-    const q = quantizeRowBlocks(w, rows, cols, INT8_BLOCK);
-    out.set(`${name}.values`, { dtype: 'uint8', dims: [rows, q.blocks, INT8_BLOCK], data: q.values });
-    floats(`${name}.scales`, q.scales);
-    if (bias) floats(`${name}.bias`, bias);
-  };
-  const norm = (name: string, src: string) => {
-    floats(`${name}.gamma`, read(`${src}.weight`, [d]));
-    floats(`${name}.beta`, read(`${src}.bias`, [d]));
-  };
+  const N = NATIVE_DECODER;
+  const t = new NativeTensors();
+  const norm = (name: string, src: string) => t.norm(name, read(`${src}.weight`, [d]), read(`${src}.bias`, [d]));
   for (let l = 0; l < dims.decoderLayers; l++) {
     const lp = `${p}.layers.${l}`;
-    norm(NATIVE_DECODER.selfNorm(l), `${lp}.self_attn_layer_norm`);
+    norm(N.selfNorm(l), `${lp}.self_attn_layer_norm`);
     const qkv = selfQkvWeights(read, dims, l);
-    linear(NATIVE_DECODER.qkv(l), qkv.w, 3 * d, d, qkv.b);
-    linear(NATIVE_DECODER.selfOut(l), read(`${lp}.self_attn.out_proj.weight`, [d, d]), d, d, read(`${lp}.self_attn.out_proj.bias`, [d]));
-    norm(NATIVE_DECODER.crossNorm(l), `${lp}.encoder_attn_layer_norm`);
+    t.linear(N.qkv(l), qkv.w, 3 * d, d, qkv.b);
+    t.linear(N.selfOut(l), read(`${lp}.self_attn.out_proj.weight`, [d, d]), d, d, read(`${lp}.self_attn.out_proj.bias`, [d]));
+    norm(N.crossNorm(l), `${lp}.encoder_attn_layer_norm`);
     const cq = crossQueryWeights(read, dims, l);
-    linear(NATIVE_DECODER.crossQuery(l), cq.w, d, d, cq.b);
-    linear(NATIVE_DECODER.crossOut(l), read(`${lp}.encoder_attn.out_proj.weight`, [d, d]), d, d, read(`${lp}.encoder_attn.out_proj.bias`, [d]));
-    norm(NATIVE_DECODER.ffnNorm(l), `${lp}.final_layer_norm`);
-    linear(NATIVE_DECODER.fc1(l), read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]));
-    linear(NATIVE_DECODER.fc2(l), read(`${lp}.fc2.weight`, [d, f]), d, f, read(`${lp}.fc2.bias`, [d]));
+    t.linear(N.crossQuery(l), cq.w, d, d, cq.b);
+    t.linear(N.crossOut(l), read(`${lp}.encoder_attn.out_proj.weight`, [d, d]), d, d, read(`${lp}.encoder_attn.out_proj.bias`, [d]));
+    norm(N.ffnNorm(l), `${lp}.final_layer_norm`);
+    t.linear(N.fc1(l), read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]));
+    t.linear(N.fc2(l), read(`${lp}.fc2.weight`, [d, f]), d, f, read(`${lp}.fc2.bias`, [d]));
   }
-  norm(NATIVE_DECODER.norm, `${p}.layer_norm`);
-  linear(NATIVE_DECODER.tokens, read(`${p}.embed_tokens.weight`, [dims.nVocab, d]), dims.nVocab, d);
+  norm(N.norm, `${p}.layer_norm`);
+  t.linear(N.tokens, read(`${p}.embed_tokens.weight`, [dims.nVocab, d]), dims.nVocab, d);
   const half = f32ToF16(read(`${p}.embed_positions.weight`, [dims.nTextCtx, d]));
-  out.set(NATIVE_DECODER.positions, { dtype: 'float16', dims: [dims.nTextCtx, d], data: new Uint8Array(half.buffer, half.byteOffset, half.byteLength) });
-  return out;
+  t.map.set(N.positions, { dtype: 'float16', dims: [dims.nTextCtx, d], data: new Uint8Array(half.buffer, half.byteOffset, half.byteLength) });
+  return t.map;
 }

@@ -1,10 +1,9 @@
 // The encoder graph: log-mel windows [B, n_mels, 3000] → (hidden states, and the cross-attention
 // keys/values of every decoder layer). Computing cross K/V here, once per window, keeps the
 // decoder's per-token work to its own layers.
-import { Graph, f32Tensor, float, type TensorData } from '../onnx/graph.js';
-import { quantizeRowBlocks } from '../quant.js';
+import { Graph, float, type TensorData } from '../onnx/graph.js';
 import type { ModelDims } from '../manifest.js';
-import { INT8_BLOCK, LayerBuilder, LN_EPS, ResidualStream, type LinearPrecision } from './layers.js';
+import { LayerBuilder, LN_EPS, NativeTensors, ResidualStream, type LinearPrecision } from './layers.js';
 
 export type WeightReader = (name: string, shape: readonly number[]) => Float32Array;
 
@@ -135,8 +134,7 @@ export function buildEncoderAttention(dims: ModelDims): Graph {
   return g;
 }
 
-/** Names of the native encoder's tensors: a linear is `<name>.values` ([out, blocks, 32] uint8),
- *  `<name>.scales` ([out·blocks] float32) and `<name>.bias`; a norm `<name>.gamma` / `.beta`. */
+/** Names of the native encoder's tensors (layouts: NativeTensors in layers.ts). */
 export const NATIVE_ENCODER = {
   attnNorm: (i: number) => `layers.${i}.attn_norm`,
   qkv: (i: number) => `layers.${i}.qkv`,
@@ -157,33 +155,23 @@ export const NATIVE_ENCODER = {
 export function encoderNativeTensors(dims: ModelDims, read: WeightReader): Map<string, TensorData> {
   const d = dims.dModel;
   const f = dims.encoderFfn;
-  const out = new Map<string, TensorData>();
-  const floats = (name: string, v: Float32Array) => out.set(name, f32Tensor([v.length], v));
-  const linear = (name: string, w: Float32Array, rows: number, cols: number, bias?: Float32Array) => {
-    const q = quantizeRowBlocks(w, rows, cols, INT8_BLOCK);
-    out.set(`${name}.values`, { dtype: 'uint8', dims: [rows, q.blocks, INT8_BLOCK], data: q.values });
-    floats(`${name}.scales`, q.scales);
-    floats(`${name}.bias`, bias ?? new Float32Array(rows));
-  };
-  const norm = (name: string, src: string) => {
-    floats(`${name}.gamma`, read(`${src}.weight`, [d]));
-    floats(`${name}.beta`, read(`${src}.bias`, [d]));
-  };
+  const t = new NativeTensors();
+  const norm = (name: string, src: string) => t.norm(name, read(`${src}.weight`, [d]), read(`${src}.bias`, [d]));
   for (let i = 0; i < dims.encoderLayers; i++) {
     const lp = `model.encoder.layers.${i}`;
     norm(NATIVE_ENCODER.attnNorm(i), `${lp}.self_attn_layer_norm`);
     const { w, b } = encoderQkv(read, i, d);
-    linear(NATIVE_ENCODER.qkv(i), w, 3 * d, d, b);
-    linear(NATIVE_ENCODER.out(i), read(`${lp}.self_attn.out_proj.weight`, [d, d]), d, d, read(`${lp}.self_attn.out_proj.bias`, [d]));
+    t.linear(NATIVE_ENCODER.qkv(i), w, 3 * d, d, b);
+    t.linear(NATIVE_ENCODER.out(i), read(`${lp}.self_attn.out_proj.weight`, [d, d]), d, d, read(`${lp}.self_attn.out_proj.bias`, [d]));
     norm(NATIVE_ENCODER.ffnNorm(i), `${lp}.final_layer_norm`);
-    linear(NATIVE_ENCODER.fc1(i), read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]));
-    linear(NATIVE_ENCODER.fc2(i), read(`${lp}.fc2.weight`, [d, f]), d, f, read(`${lp}.fc2.bias`, [d]));
+    t.linear(NATIVE_ENCODER.fc1(i), read(`${lp}.fc1.weight`, [f, d]), f, d, read(`${lp}.fc1.bias`, [f]));
+    t.linear(NATIVE_ENCODER.fc2(i), read(`${lp}.fc2.weight`, [d, f]), d, f, read(`${lp}.fc2.bias`, [d]));
   }
   norm(NATIVE_ENCODER.norm, 'model.encoder.layer_norm');
   for (let l = 0; l < dims.decoderLayers; l++) {
     const a = `model.decoder.layers.${l}.encoder_attn`;
-    linear(NATIVE_ENCODER.crossK(l), read(`${a}.k_proj.weight`, [d, d]), d, d);
-    linear(NATIVE_ENCODER.crossV(l), read(`${a}.v_proj.weight`, [d, d]), d, d, read(`${a}.v_proj.bias`, [d]));
+    t.linear(NATIVE_ENCODER.crossK(l), read(`${a}.k_proj.weight`, [d, d]), d, d);
+    t.linear(NATIVE_ENCODER.crossV(l), read(`${a}.v_proj.weight`, [d, d]), d, d, read(`${a}.v_proj.bias`, [d]));
   }
-  return out;
+  return t.map;
 }

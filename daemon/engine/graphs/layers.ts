@@ -1,6 +1,6 @@
 // Building blocks shared by the encoder and decoder graphs. Weights arrive in Hugging Face layout
 // ([out, in] for linears) as float32 and are laid out here for the ops that consume them.
-import { Graph, f32Tensor, float, i64Tensor } from '../onnx/graph.js';
+import { Graph, f32Tensor, float, i64Tensor, type TensorData } from '../onnx/graph.js';
 import { quantizeRowBlocks } from '../quant.js';
 import { f32ToF16 } from '../model/safetensors.js';
 
@@ -164,5 +164,31 @@ export class ResidualStream {
   add(out: string, bias: Float32Array): void {
     this.pendingOut = out;
     this.pendingBias = bias;
+  }
+}
+
+/**
+ * Tensors our native kernels read (native-weights.ts), named by the kernels' own scheme and in
+ * the bytes the graphs store (the same block quantisation), so a shared data file holds each
+ * once: a linear is `<name>.values` ([out, blocks, 32] uint8, zero point 128), `<name>.scales`
+ * ([out·blocks] float32) and `<name>.bias` when it has one; a norm `<name>.gamma` / `.beta`.
+ */
+export class NativeTensors {
+  readonly map = new Map<string, TensorData>();
+
+  floats(name: string, v: Float32Array): void {
+    this.map.set(name, f32Tensor([v.length], v));
+  }
+
+  linear(name: string, w: Float32Array, rows: number, cols: number, bias?: Float32Array): void {
+    const q = quantizeRowBlocks(w, rows, cols, INT8_BLOCK);
+    this.map.set(`${name}.values`, { dtype: 'uint8', dims: [rows, q.blocks, INT8_BLOCK], data: q.values });
+    this.floats(`${name}.scales`, q.scales);
+    if (bias) this.floats(`${name}.bias`, bias);
+  }
+
+  norm(name: string, gamma: Float32Array, beta: Float32Array): void {
+    this.floats(`${name}.gamma`, gamma);
+    this.floats(`${name}.beta`, beta);
   }
 }
