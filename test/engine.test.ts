@@ -202,6 +202,23 @@ describe('FP32 parity with the reference', () => {
   });
 });
 
+/** Loads a copy of the INT8 model with `file` cut to half its size; returns what the load threw. */
+async function loadWithTruncated(file: string, opts: Partial<Parameters<typeof WhisperModel.load>[1]>): Promise<unknown> {
+  const src = path.join(home, 'models', 'tiny');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-damaged-'));
+  try {
+    for (const f of fs.readdirSync(src)) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+    fs.truncateSync(path.join(dir, file), Math.floor(fs.statSync(path.join(dir, file)).size / 2));
+    const model = await WhisperModel.load(dir, { precision: 'int8', threads: 2, ...opts });
+    await model.close();
+    return undefined;
+  } catch (err) {
+    return err;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('INT8 encoder on the native int8 linears', () => {
   const relRms = (a: Float32Array, b: Float32Array) => {
     let se = 0, sr = 0;
@@ -251,19 +268,10 @@ describe('INT8 encoder on the native int8 linears', () => {
   });
 
   it('a damaged encoder data file fails the load naming the file and tensor', async () => {
-    const src = path.join(home, 'models', 'tiny');
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-encdata-'));
-    try {
-      for (const f of fs.readdirSync(src)) fs.copyFileSync(path.join(src, f), path.join(dir, f));
-      const data = path.join(dir, 'encoder.int8.data');
-      fs.truncateSync(data, Math.floor(fs.statSync(data).size / 2));
-      const err = await WhisperModel.load(dir, { precision: 'int8', threads: 2, encoder: nativeEncoderFast ? 'native' : 'whole' }).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(WxError);
-      // The native reader names the data file and tensor; ORT names the graph it was loading.
-      expect((err as WxError).message).toMatch(nativeEncoderFast ? /encoder\.int8\.data: native encoder tensor (layers|cross)\.\d+\./ : /encoder\.int8\.(onnx|data)/);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const err = await loadWithTruncated('encoder.int8.data', { encoder: nativeEncoderFast ? 'native' : 'whole' });
+    expect(err).toBeInstanceOf(WxError);
+    // The native reader names the data file and tensor; ORT names the graph it was loading.
+    expect((err as WxError).message).toMatch(nativeEncoderFast ? /encoder\.int8\.data: native encoder tensor (layers|cross)\.\d+\./ : /encoder\.int8\.(onnx|data)/);
   });
 });
 
@@ -297,18 +305,9 @@ describe('INT8 decoder step in native kernels', () => {
   });
 
   it('a damaged decoder data file fails the load naming the file and tensor', async () => {
-    const src = path.join(home, 'models', 'tiny');
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-decdata-'));
-    try {
-      for (const f of fs.readdirSync(src)) fs.copyFileSync(path.join(src, f), path.join(dir, f));
-      const data = path.join(dir, 'decoder.int8.data');
-      fs.truncateSync(data, Math.floor(fs.statSync(data).size / 2));
-      const err = await WhisperModel.load(dir, { precision: 'int8', threads: 2 }).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(Error);
-      expect((err as Error).message).toMatch(nativeEncoderFast ? /decoder\.int8\.data: native decoder tensor (layers\.\d+\.|tokens|positions|norm)/ : /decoder\.int8\.(\d\.onnx|data)/);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const err = await loadWithTruncated('decoder.int8.data', {});
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(nativeEncoderFast ? /decoder\.int8\.data: native decoder tensor (layers\.\d+\.|tokens|positions|norm)/ : /decoder\.int8\.(\d\.onnx|data)/);
   });
 });
 
