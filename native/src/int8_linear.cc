@@ -24,8 +24,10 @@
 #include <string>
 #include <vector>
 
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
+#endif
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 #define WX_VNNI 1
 #else
 #define WX_VNNI 0
@@ -72,6 +74,16 @@ inline vf Load(const float* p) {
   return v;
 }
 inline void Store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+
+inline float SumLanes(vf v) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps((__m512)v);
+#else
+  float s = 0;
+  for (int l = 0; l < W; l++) s += v[l];
+  return s;
+#endif
+}
 
 // One row (length k) into blocks of 32: scale = max|x| / 127, q = round(x / scale).
 void QuantiseRow(const float* x, int k, int blocks, int8_t* q, float* scales, int32_t* sums) {
@@ -334,7 +346,7 @@ void AttendSelf(const SelfAttention& a, int row, int head, std::vector<float>& s
     std::memcpy(K + size_t(len + s) * dh, src + d, dh * sizeof(float));
     std::memcpy(V + size_t(len + s) * dh, src + 2 * d, dh * sizeof(float));
   }
-  scores.resize(len + a.steps);
+  scores.resize(size_t(len + a.steps + W));
   for (int s = 0; s < a.steps; s++) {
     const float* q = a.qkv + size_t(row * a.steps + s) * 3 * d + head * dh;
     const int visible = len + s + 1;
@@ -344,14 +356,25 @@ void AttendSelf(const SelfAttention& a, int row, int head, std::vector<float>& s
       vf acc = Splat(0.0f);
       int i = 0;
       for (; i + W <= dh; i += W) acc += Load(q + i) * Load(k + i);
-      float sc = 0;
-      for (int l = 0; l < W; l++) sc += acc[l];
+      float sc = SumLanes(acc);
       for (; i < dh; i++) sc += q[i] * k[i];
       scores[t] = sc;
       m = std::max(m, sc);
     }
+    // e^(score − max) in whole vectors; the lanes past `visible` are zeroed.
+    vf vsum = Splat(0.0f);
+    for (int t = 0; t < visible; t += W) {
+      vf e = ExpNonPositive(Load(&scores[t]) - Splat(m));
+      if (t + W > visible) {
+        vi lane;
+        for (int l = 0; l < W; l++) lane[l] = t + l < visible ? -1 : 0;
+        e = Select(lane, e, Splat(0.0f));
+      }
+      Store(&scores[t], e);
+      vsum += e;
+    }
     float sum = 0;
-    for (int t = 0; t < visible; t++) sum += scores[t] = std::exp(scores[t] - m);
+    for (int l = 0; l < W; l++) sum += vsum[l];
     const float inv = 1.0f / sum;
     float* o = a.out + size_t(row * a.steps + s) * d + head * dh;
     for (int i = 0; i < dh; i++) o[i] = 0;
