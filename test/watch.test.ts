@@ -2,6 +2,7 @@
 // Synchronisation is by events with timeouts; the only timers are the pace of a slow writer.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -100,6 +101,29 @@ afterEach(async () => {
 });
 
 describe('FolderWatcher', () => {
+  it('takes a file created after chokidar listed the folder but before it watched it (chokidar#1112)', async () => {
+    // Widen the gap deterministically: the first fs.watch on the folder creates a recording first.
+    const realWatch = fs.watch;
+    let injected = false;
+    (fs as { watch: typeof fs.watch }).watch = ((target: fs.PathLike, ...rest: unknown[]) => {
+      if (!injected && path.resolve(String(target)) === dir) {
+        injected = true;
+        fs.writeFileSync(path.join(dir, 'in-the-gap.wav'), 'RIFF-ish');
+      }
+      return (realWatch as (...a: unknown[]) => fs.FSWatcher)(target, ...rest);
+    }) as typeof fs.watch;
+    syncBuiltinESMExports();
+    try {
+      await startWatcher().start();
+    } finally {
+      (fs as { watch: typeof fs.watch }).watch = realWatch;
+      syncBuiltinESMExports();
+    }
+    expect(injected).toBe(true);
+    await rec.waitFor('the file created in the gap', isFile('in-the-gap.wav'));
+    expect(rec.files()).toEqual(['in-the-gap.wav']);
+  });
+
   it('reports a file written slowly in chunks once, after it is complete', async () => {
     await startWatcher().start();
     const file = path.join(dir, 'slow.wav');

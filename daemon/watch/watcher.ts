@@ -223,9 +223,10 @@ export class FolderWatcher {
       ignorePermissionErrors: true,
     });
     this.watcher = watcher;
+    const scans: Promise<void>[] = [];
     watcher.on('add', (file, stats) => {
       if (!this.wants(file)) return;
-      if (!ready) void this.scanned(file, stats, scanReports);
+      if (!ready) scans.push(this.scanned(file, stats, scanReports));
       else this.touch(file);
     });
     watcher.on('change', (file) => {
@@ -245,9 +246,32 @@ export class FolderWatcher {
       this.endScan = resolve;
       watcher.on('ready', () => {
         ready = true;
-        resolve();
+        // chokidar lists a folder before it watches it, so a file created in between has no
+        // event (paulmillr/chokidar#1112, #1471): list the folder once more now that it is watched.
+        void Promise.allSettled(scans)
+          .then(() => this.reconcile())
+          .catch((err: unknown) => this.handlers.onError?.(err instanceof Error ? err : new Error(String(err))))
+          .finally(resolve);
       });
     });
+  }
+
+  /** Files in the folder that neither the scan nor an event has brought up: taken as new. */
+  private async reconcile(): Promise<void> {
+    if (this.closed) return;
+    let entries: fs.Dirent[];
+    try {
+      entries = await fs.promises.readdir(this.dir, { withFileTypes: true, recursive: this.recursive });
+    } catch {
+      return; // the folder went away: the presence check reports it
+    }
+    for (const e of entries) {
+      if (!e.isFile()) continue;
+      // Node 20 names the entry's folder `path` (newer releases `parentPath`).
+      const parent = (e as fs.Dirent & { parentPath?: string; path?: string }).parentPath ?? (e as fs.Dirent & { path?: string }).path ?? this.dir;
+      const file = path.join(parent, e.name);
+      if (this.wants(file) && !this.seen.has(file) && !this.pending.has(file)) this.touch(file);
+    }
   }
 
   /** A file found by a scan: taken (after the stability wait) or recorded as already there. */
