@@ -15,7 +15,7 @@ import { LayerBuilder } from '../daemon/engine/graphs/layers.js';
 import { Graph, encodeModel } from '../daemon/engine/onnx/graph.js';
 import { quantizeRowBlocks } from '../daemon/engine/quant.js';
 import { ortCpuBackend } from '../daemon/engine/ort-backend.js';
-import { nativeEncoderFast } from '../daemon/engine/encoder-int8.js';
+import { nativeInt8Fast } from '../daemon/engine/native-weights.js';
 import { native } from '../daemon/native.js';
 import { argmax, logSumExp } from '../daemon/engine/decoding/numerics.js';
 import { fmt, median, rssMb, table, timeRuns, type BenchSuite, sharedDir } from './util.js';
@@ -95,7 +95,7 @@ export const suite: BenchSuite = {
         const t0 = performance.now();
         const installed = await importModel(path.join(shared, 'models', 'wx-tiny-en-synth'), { home, name: `tiny-${precision}`, precision });
         const importMs = performance.now() - t0;
-        const modes: EncoderMode[] = precision === 'int8' && nativeEncoderFast ? ['auto', 'graphs'] : ['auto'];
+        const modes: EncoderMode[] = precision === 'int8' && nativeInt8Fast ? ['auto', 'graphs'] : ['auto'];
         for (const mode of modes) {
           const out = execFileSync(process.execPath, [here, '--child', precision, mode, String(runs), installed.dir, String(importMs)], { encoding: 'utf8', maxBuffer: 1 << 20 });
           results.push(JSON.parse(out.trim().split('\n').pop()!) as ChildResult);
@@ -150,7 +150,7 @@ async function linearKernels(runs: number): Promise<void> {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  console.log(`\nint8 linears, ${M} rows (one window), 2 threads${nativeEncoderFast ? '' : ' (this build has no int8 dot products: portable kernel)'}:`);
+  console.log(`\nint8 linears, ${M} rows (one window), 2 threads${nativeInt8Fast ? '' : ' (this build has no int8 dot products: portable kernel)'}:`);
   console.log(table(['layer', 'ORT MatMulNBits ms', 'native ms', '×', 'native GOP/s'], rows));
 }
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importModel } from '../daemon/engine/import.js';
 import { WhisperModel } from '../daemon/engine/model.js';
-import { nativeEncoderFast } from '../daemon/engine/encoder-int8.js';
+import { nativeInt8Fast } from '../daemon/engine/native-weights.js';
 import { graphFileList, type Precision } from '../daemon/engine/manifest.js';
 import { SafetensorsCheckpoint } from '../daemon/engine/model/safetensors.js';
 import { buildDecoderGraph } from '../daemon/engine/graphs/decoder.js';
@@ -234,13 +234,13 @@ describe('INT8 encoder on the native int8 linears', () => {
     // has AVX-512 VNNI — this machine's case (unless built with WX_PORTABLE_BUILD).
     if (!process.env.WX_PORTABLE_BUILD) {
       const flags = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
-      expect(nativeEncoderFast).toBe(/\bavx512_vnni\b/.test(flags) && /\bavx512bw\b/.test(flags));
+      expect(nativeInt8Fast).toBe(/\bavx512_vnni\b/.test(flags) && /\bavx512bw\b/.test(flags));
     }
     const dir = path.join(home, 'models', 'tiny');
     const native = await WhisperModel.load(dir, { precision: 'int8', threads: 2 });
     const whole = await WhisperModel.load(dir, { precision: 'int8', threads: 2, encoder: 'whole' });
     try {
-      expect('native' in native.encoder).toBe(nativeEncoderFast);
+      expect('native' in native.encoder).toBe(nativeInt8Fast);
       expect('whole' in whole.encoder).toBe(true);
       const mel = readF32(path.join(refDir(), 'fx-short.mel.f32'));
       const expected = readF32(path.join(refDir(), 'fx-short.encoder.f32'));
@@ -268,10 +268,10 @@ describe('INT8 encoder on the native int8 linears', () => {
   });
 
   it('a damaged encoder data file fails the load naming the file and tensor', async () => {
-    const err = await loadWithTruncated('encoder.int8.data', { encoder: nativeEncoderFast ? 'native' : 'whole' });
+    const err = await loadWithTruncated('encoder.int8.data', { encoder: nativeInt8Fast ? 'native' : 'whole' });
     expect(err).toBeInstanceOf(WxError);
     // The native reader names the data file and tensor; ORT names the graph it was loading.
-    expect((err as WxError).message).toMatch(nativeEncoderFast ? /encoder\.int8\.data: native encoder tensor (layers|cross)\.\d+\./ : /encoder\.int8\.(onnx|data)/);
+    expect((err as WxError).message).toMatch(nativeInt8Fast ? /encoder\.int8\.data: native encoder tensor (layers|cross)\.\d+\./ : /encoder\.int8\.(onnx|data)/);
   });
 });
 
@@ -281,7 +281,7 @@ describe('INT8 decoder step in native kernels', () => {
     const native = await WhisperModel.load(dir, { precision: 'int8', threads: 2 });
     const graphs = await WhisperModel.load(dir, { precision: 'int8', threads: 2, decoder: 'graphs' });
     try {
-      expect('native' in native.decoder).toBe(nativeEncoderFast);
+      expect('native' in native.decoder).toBe(nativeInt8Fast);
       expect('segments' in graphs.decoder).toBe(true);
       const enc = await graphs.encode(readF32(path.join(refDir(), 'fx-short.mel.f32')), 1);
       // The prompt step's logits: the same arithmetic (rows quantised alike, float attention).
@@ -307,7 +307,7 @@ describe('INT8 decoder step in native kernels', () => {
   it('a damaged decoder data file fails the load naming the file and tensor', async () => {
     const err = await loadWithTruncated('decoder.int8.data', {});
     expect(err).toBeInstanceOf(Error);
-    expect((err as Error).message).toMatch(nativeEncoderFast ? /decoder\.int8\.data: native decoder tensor (layers\.\d+\.|tokens|positions|norm)/ : /decoder\.int8\.(\d\.onnx|data)/);
+    expect((err as Error).message).toMatch(nativeInt8Fast ? /decoder\.int8\.data: native decoder tensor (layers\.\d+\.|tokens|positions|norm)/ : /decoder\.int8\.(\d\.onnx|data)/);
   });
 });
 

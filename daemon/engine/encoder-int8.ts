@@ -1,5 +1,5 @@
 // The INT8 encoder with its linear layers in our own int8 kernel (native/src/int8_linear.cc): on
-// CPUs with int8 dot products it runs them ~3–4× faster than ONNX Runtime's MatMulNBits with the
+// CPUs with int8 dot products it runs them 2–4× faster than ONNX Runtime's MatMulNBits with the
 // same numerics (weights in 8-bit blocks of 32, activations quantised per row and block), and
 // the linears were over half the encoder. ONNX Runtime keeps what it does well: the conv stem and
 // the self-attention (one weightless graph every layer runs). The LayerNorms ride inside the
@@ -12,10 +12,6 @@ import type { EncoderNativeFiles, ModelDims } from './manifest.js';
 import { Epilogue, linear8, NativeWeights, type NormWeights as Norm, type PackedLinear as Packed } from './native-weights.js';
 
 const addon = native();
-
-/** Whether this build's int8 kernel uses int8 dot-product instructions (elsewhere ONNX
- *  Runtime's kernels are faster and the whole encoder graph runs). */
-export const nativeEncoderFast: boolean = addon.linear8Fast === true;
 
 interface EncoderLayer {
   attnNorm: Norm;

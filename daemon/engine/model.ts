@@ -8,7 +8,8 @@ import { ortCpuBackend } from './ort-backend.js';
 import { ENCODER_IO } from './graphs/encoder.js';
 import { DECODER_IO, SEGMENT_IO } from './graphs/decoder.js';
 import { Int8CrossCache } from './cross-int8.js';
-import { NativeEncoder, nativeEncoderFast } from './encoder-int8.js';
+import { NativeEncoder } from './encoder-int8.js';
+import { nativeInt8Fast } from './native-weights.js';
 import { NativeDecoder } from './decoder-int8.js';
 import type { CrossFormat } from './limits.js';
 import { readWhisperConfig, type WhisperConfig } from './model/config.js';
@@ -115,7 +116,7 @@ export class WhisperModel {
     const nativeThreads = threads > 0 ? threads : Math.max(1, os.availableParallelism());
     const d = manifest.dims;
     // The kernel writes cross K/V head by head in panels of 32 outputs (every Whisper has 64-dim heads).
-    const nativePossible = !!files.encoderNative && nativeEncoderFast && (d.dModel / d.decoderHeads) % 32 === 0;
+    const nativePossible = !!files.encoderNative && nativeInt8Fast && (d.dModel / d.decoderHeads) % 32 === 0;
     const mode = opts.encoder ?? 'auto';
     if (mode === 'native' && !nativePossible) {
       throw new WxError('engine.bad_options', `model ${manifest.name}: the native int8 encoder needs an INT8 import by this wx, a CPU with int8 dot products and 32-multiple head sizes`, { model: manifest.name });
@@ -124,7 +125,7 @@ export class WhisperModel {
       ? NativeEncoder.load(dir, files.encoderNative!, d, backend, nativeThreads).then((native) => ({ native }))
       : backend.load(path.join(dir, files.encoder), { threads }).then((whole) => ({ whole }));
     const decoderMode = opts.decoder ?? 'auto';
-    const nativeDecoder = !!files.decoderNative && !!files.decoderData && nativeEncoderFast;
+    const nativeDecoder = !!files.decoderNative && !!files.decoderData && nativeInt8Fast;
     if (decoderMode === 'native' && !nativeDecoder) {
       throw new WxError('engine.bad_options', `model ${manifest.name}: the native int8 decoder needs an INT8 import by this wx and a CPU with int8 dot products`, { model: manifest.name });
     }
@@ -389,22 +390,7 @@ export class DecoderBatch {
     const need = Math.max(...rows.map((r) => r.length + S));
     if (need > d.nTextCtx) throw new WxError('engine.context_full', `decoder context is full (${d.nTextCtx} positions)`);
     if (need > this.capacity) this.grow(need);
-    const tok = new BigInt64Array(B * S);
-    const off = new BigInt64Array(B);
-    for (let b = 0; b < B; b++) {
-      const t = tokens[b]!;
-      if (t.length !== S) throw new WxError('engine.bad_input', 'all rows of a decoder step must feed the same number of tokens');
-      for (let s = 0; s < S; s++) tok[b * S + s] = BigInt(t[s]!);
-      off[b] = BigInt(rows[b]!.length);
-    }
-    const io: StepIO = {
-      B,
-      S,
-      first,
-      tokens: { type: 'int64', data: tok, dims: [B, S] },
-      offset: { type: 'int64', data: off, dims: [B] },
-      gather: { type: 'int64', data: BigInt64Array.from(gather.map((g) => BigInt(g))), dims: [gather.length] },
-    };
+    if (tokens.some((t) => t.length !== S)) throw new WxError('engine.bad_input', 'all rows of a decoder step must feed the same number of tokens');
     const decoder = this.model.decoder;
     if ('native' in decoder) {
       const R = this.groupRows;
@@ -417,6 +403,20 @@ export class DecoderBatch {
       for (const r of rows) r.length += S;
       return logits;
     }
+    const tok = new BigInt64Array(B * S);
+    const off = new BigInt64Array(B);
+    for (let b = 0; b < B; b++) {
+      for (let s = 0; s < S; s++) tok[b * S + s] = BigInt(tokens[b]![s]!);
+      off[b] = BigInt(rows[b]!.length);
+    }
+    const io: StepIO = {
+      B,
+      S,
+      first,
+      tokens: { type: 'int64', data: tok, dims: [B, S] },
+      offset: { type: 'int64', data: off, dims: [B] },
+      gather: { type: 'int64', data: BigInt64Array.from(gather.map((g) => BigInt(g))), dims: [gather.length] },
+    };
     const { logits, newKV } = 'segments' in decoder ? await this.runSegments(decoder.segments, rows, io) : await this.runWhole(decoder.whole, rows, io);
     // Append the new keys and values ([H, C, dh] per row) to each row's cache.
     const H = d.decoderHeads;

@@ -8,6 +8,10 @@ import { f16ToF32 } from './model/safetensors.js';
 
 const addon = native();
 
+/** Whether this build's int8 kernel uses int8 dot-product instructions (AVX-512 VNNI): only then
+ *  do the native INT8 encoder and decoder run; elsewhere ONNX Runtime's kernels are faster. */
+export const nativeInt8Fast: boolean = addon.linear8Fast === true;
+
 /** Opaque packed weights of one linear (owned by the addon). */
 export type PackedLinear = object;
 
