@@ -33,6 +33,7 @@
 #endif
 
 #include "modules.h"
+#include "napi_args.h"
 #include "pool.h"
 #include "simd.h"
 
@@ -154,12 +155,6 @@ void AttendHead(const Shape& s, const float* q, int length, const int8_t* keysT,
   for (int j = 0; j < full / W; j++) Store(out + j * W, acc[j] * Splat(inv) * Load(valueChannel + j * W));
   for (int k = full; k < dh; k++) out[k] = tail[k] * inv * valueChannel[k];
 }
-
-bool IsArray(const Napi::Value& v, napi_typedarray_type type) {
-  return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == type;
-}
-
-int Int(const Napi::Value& v) { return v.As<Napi::Number>().Int32Value(); }
 
 // crossQuantize(src: Float32Array [heads, positions, headDim], heads, positions, headDim, stride,
 //               keys: boolean, dst: Int8Array, scales: Float32Array)

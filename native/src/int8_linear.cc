@@ -34,6 +34,7 @@
 #endif
 
 #include "modules.h"
+#include "napi_args.h"
 #include "pool.h"
 #include "simd.h"
 
@@ -387,12 +388,6 @@ void AttendSelf(const SelfAttention& a, int row, int head, std::vector<float>& s
     }
   }
 }
-
-bool IsArray(const Napi::Value& v, napi_typedarray_type type) {
-  return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == type;
-}
-
-int Int(const Napi::Value& v) { return v.As<Napi::Number>().Int32Value(); }
 
 // linear8Pack(values: Uint8Array [n, blocks, 32] (zero point 128), scales: Float32Array
 //             [n·blocks], bias: Float32Array [n] | null, n, k) → packed weights (opaque)
