@@ -1,14 +1,17 @@
-// 8-bit linear layers for the encoder: y = x·Wᵀ + b with W in 8-bit blocks of 32 inputs (one scale
-// per output and block, the layout the importer writes for ONNX Runtime's MatMulNBits) and x
-// quantised per row and block of 32 at run time, as MatMulNBits does at accuracy level 4. On
-// this CPU MLAS runs those blocks at ~1.4× its float speed; int8 dot products (AVX-512 VNNI: 64
-// multiply-adds per instruction) allow ~4×, and the linears are half of the encoder.
+// 8-bit linear layers for the INT8 encoder and decoder: y = x·Wᵀ + b with W in 8-bit blocks of 32
+// inputs (one scale per output and block, the layout the importer writes for ONNX Runtime's
+// MatMulNBits) and x quantised per row and block of 32 at run time, as MatMulNBits does at
+// accuracy level 4. On this CPU MLAS runs those blocks at ~1.4× its float speed; int8 dot
+// products (AVX-512 VNNI: 64 multiply-adds per instruction) allow ~4×, and the linears were half
+// of the encoder. Also here: the decoder's self-attention over its cache and the weight-row
+// lookup (token embeddings) that a native decoder step needs.
 //
-// Work per call: each thread takes a range of rows, quantises them (optionally after a
-// LayerNorm, so the normalised rows never exist in float), then walks the output columns in
-// panels of 32 (the panel's weights stay in L1/L2 while every tile of rows passes over them). A
-// tile's int32 block sums are scaled into float accumulators once per block of 32 inputs.
-// Epilogues: plain, GELU, or added to the output (a residual stream).
+// Work per call: each thread takes a range of rows (or, for a few rows, a range of output
+// panels), quantises them (optionally after a LayerNorm, so the normalised rows never exist in
+// float), then walks the output columns in panels of 32 (the panel's weights stay in L1/L2 while
+// every tile of rows passes over them). A tile's int32 block sums are scaled into float
+// accumulators once per block of 32 inputs. Epilogues: plain, GELU, or added to the output (a
+// residual stream).
 #include <napi.h>
 
 #if defined(__GNUC__) && !defined(__clang__)
