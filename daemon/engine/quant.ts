@@ -14,6 +14,21 @@ export interface BlockQuantized {
  * MatMulNBits). A short last block is zero-padded.
  */
 export function quantizeRowBlocks(w: Float32Array, rows: number, cols: number, blockSize: number): BlockQuantized {
+  // An import quantises most matrices twice (for ORT's graphs and for the native kernels' list):
+  // the second time is a lookup.
+  const key = `${rows}x${cols}/${blockSize}`;
+  let memo = quantized.get(w);
+  const known = memo?.get(key);
+  if (known) return known;
+  const q = quantize(w, rows, cols, blockSize);
+  if (!memo) quantized.set(w, (memo = new Map()));
+  memo.set(key, q);
+  return q;
+}
+
+const quantized = new WeakMap<Float32Array, Map<string, BlockQuantized>>();
+
+function quantize(w: Float32Array, rows: number, cols: number, blockSize: number): BlockQuantized {
   const blocks = Math.ceil(cols / blockSize);
   const values = new Uint8Array(rows * blocks * blockSize).fill(128);
   const scales = new Float32Array(rows * blocks);
