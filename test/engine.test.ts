@@ -304,6 +304,22 @@ describe('INT8 decoder step in native kernels', () => {
     }
   });
 
+  it('WX_NATIVE_INT8=0 loads the ORT graphs instead', async () => {
+    const dir = path.join(home, 'models', 'tiny');
+    process.env.WX_NATIVE_INT8 = '0';
+    try {
+      const m = await WhisperModel.load(dir, { precision: 'int8', threads: 2 });
+      expect('whole' in m.encoder).toBe(true);
+      expect('segments' in m.decoder).toBe(true);
+      await m.close();
+    } finally {
+      delete process.env.WX_NATIVE_INT8;
+    }
+    const m = await WhisperModel.load(dir, { precision: 'int8', threads: 2 });
+    expect('native' in m.decoder).toBe(nativeInt8Fast);
+    await m.close();
+  });
+
   it('a damaged decoder data file fails the load naming the file and tensor', async () => {
     const err = await loadWithTruncated('decoder.int8.data', {});
     expect(err).toBeInstanceOf(Error);

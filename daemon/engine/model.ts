@@ -117,14 +117,17 @@ export class WhisperModel {
     const d = manifest.dims;
     // The kernel writes cross K/V head by head in panels of 32 outputs (every Whisper has 64-dim heads).
     const nativePossible = !!files.encoderNative && nativeInt8Fast && (d.dModel / d.decoderHeads) % 32 === 0;
-    const mode = opts.encoder ?? 'auto';
+    // WX_NATIVE_INT8=0: ONNX Runtime's graphs only (an escape hatch should our kernels misbehave
+    // on some CPU); explicit options still win.
+    const ortOnly = process.env.WX_NATIVE_INT8 === '0';
+    const mode = opts.encoder ?? (ortOnly ? 'whole' : 'auto');
     if (mode === 'native' && !nativePossible) {
       throw new WxError('engine.bad_options', `model ${manifest.name}: the native int8 encoder needs an INT8 import by this wx, a CPU with int8 dot products and 32-multiple head sizes`, { model: manifest.name });
     }
     const encoder = nativePossible && mode !== 'whole'
       ? NativeEncoder.load(dir, files.encoderNative!, d, backend, nativeThreads).then((native) => ({ native }))
       : backend.load(path.join(dir, files.encoder), { threads }).then((whole) => ({ whole }));
-    const decoderMode = opts.decoder ?? 'auto';
+    const decoderMode = opts.decoder ?? (ortOnly ? 'graphs' : 'auto');
     const nativeDecoder = !!files.decoderNative && !!files.decoderData && nativeInt8Fast;
     if (decoderMode === 'native' && !nativeDecoder) {
       throw new WxError('engine.bad_options', `model ${manifest.name}: the native int8 decoder needs an INT8 import by this wx and a CPU with int8 dot products`, { model: manifest.name });
