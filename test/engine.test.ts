@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importModel } from '../daemon/engine/import.js';
-import { WhisperModel } from '../daemon/engine/model.js';
+import { WhisperModel, type EncodedWindows } from '../daemon/engine/model.js';
 import { nativeInt8Fast } from '../daemon/engine/native-weights.js';
 import { graphFileList, type Precision } from '../daemon/engine/manifest.js';
 import { SafetensorsCheckpoint } from '../daemon/engine/model/safetensors.js';
@@ -202,6 +202,17 @@ describe('FP32 parity with the reference', () => {
   });
 });
 
+/** Greedy decoding of one window by two models (each from its own encoding): the same tokens,
+ *  with and without timestamps, and more than a few of them. */
+async function expectSameTokens([ma, ea]: [WhisperModel, EncodedWindows], [mb, eb]: [WhisperModel, EncodedWindows]): Promise<void> {
+  for (const timestamps of [true, false]) {
+    const [ra] = await decodeWindows(ma, tok, [{ enc: ea, index: 0, options: { timestamps } }]);
+    const [rb] = await decodeWindows(mb, tok, [{ enc: eb, index: 0, options: { timestamps } }]);
+    expect(ra!.tokens.length).toBeGreaterThan(5);
+    expect(ra!.tokens).toEqual(rb!.tokens);
+  }
+}
+
 /** Loads a copy of the INT8 model with `file` cut to half its size; returns what the load threw. */
 async function loadWithTruncated(file: string, opts: Partial<Parameters<typeof WhisperModel.load>[1]>): Promise<unknown> {
   const src = path.join(home, 'models', 'tiny');
@@ -256,12 +267,7 @@ describe('INT8 encoder on the native int8 linears', () => {
       }
       // Tokens: the same on fx-short. (On fx-multi INT8 drifts from FP32 after a few words either
       // way, at a different step per variant: rounding noise the decoder amplifies, see RESULTS.)
-      for (const timestamps of [true, false]) {
-        const [ra] = await decodeWindows(native, tok, [{ enc: a, index: 0, options: { timestamps } }]);
-        const [rb] = await decodeWindows(whole, tok, [{ enc: b, index: 0, options: { timestamps } }]);
-        expect(ra!.tokens.length).toBeGreaterThan(5);
-        expect(ra!.tokens).toEqual(rb!.tokens);
-      }
+      await expectSameTokens([native, a], [whole, b]);
     } finally {
       await Promise.all([native.close(), whole.close()]);
     }
@@ -293,12 +299,7 @@ describe('INT8 decoder step in native kernels', () => {
       let max = 0;
       for (let i = 0; i < logits[0]!.length; i++) max = Math.max(max, Math.abs(logits[0]![i]! - logits[1]![i]!));
       expect(max).toBeLessThan(1e-3);
-      for (const timestamps of [true, false]) {
-        const [a] = await decodeWindows(native, tok, [{ enc, index: 0, options: { timestamps } }]);
-        const [b] = await decodeWindows(graphs, tok, [{ enc, index: 0, options: { timestamps } }]);
-        expect(a!.tokens.length).toBeGreaterThan(5);
-        expect(a!.tokens).toEqual(b!.tokens);
-      }
+      await expectSameTokens([native, enc], [graphs, enc]);
     } finally {
       await Promise.all([native.close(), graphs.close()]);
     }

@@ -41,7 +41,8 @@ export interface ModelManifest {
 
 /** The graph files of one precision: the encoder, and the decoder either whole (`decoder`) or cut
  *  at its cross-attentions (`decoderSegments`, run with the native int8 cross-attention), whose
- *  large tensors (the token embedding both ends use) live once in `decoderData`. */
+ *  tensors live once in `decoderData` (INT8 imports before the native decoder: only the token
+ *  embedding both ends use). */
 export interface GraphFiles {
   encoder: string;
   decoder?: string;

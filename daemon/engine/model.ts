@@ -81,8 +81,8 @@ export class WhisperModel {
      *  attention (encoder-int8.ts). */
     readonly encoder: { whole: InferenceGraph } | { native: NativeEncoder },
     /** The decoder: one graph (float32 cross-attention inside), its segments cut at every
-     *  cross-attention, or the native INT8 step (decoder-int8.ts, no ORT call); or
-     *  cross-attention, which then runs natively over int8 keys/values (see graphs/decoder.ts). */
+     *  cross-attention (which then runs natively over int8 keys/values, see graphs/decoder.ts),
+     *  or the native INT8 step (decoder-int8.ts, no ORT call). */
     readonly decoder: { whole: InferenceGraph } | { segments: InferenceGraph[] } | { native: NativeDecoder },
     /** Threads of the native cross-attention. */
     readonly threads: number,
@@ -98,7 +98,7 @@ export class WhisperModel {
     return this.manifest.dims;
   }
 
-  /** How decoder batches hold cross-attention keys/values (int8 when the decoder is in segments). */
+  /** How decoder batches hold cross-attention keys/values (int8 unless the decoder is one graph). */
   get crossFormat(): CrossFormat {
     return 'whole' in this.decoder ? 'float32' : 'int8';
   }
@@ -396,12 +396,10 @@ export class DecoderBatch {
     if (tokens.some((t) => t.length !== S)) throw new WxError('engine.bad_input', 'all rows of a decoder step must feed the same number of tokens');
     const decoder = this.model.decoder;
     if ('native' in decoder) {
-      const R = this.groupRows;
       const logits = decoder.native.step(tokens, {
         slots: Int32Array.from(rows, (r) => r.slot),
         lengths: Int32Array.from(rows, (r) => r.length),
-        crossSlots: Int32Array.from(rows, (r) => Math.floor(r.slot / R)),
-        crossLengths: Int32Array.from(rows, (r) => r.crossLength),
+        ...this.crossRows(rows),
       }, gather, this.selfK, this.selfV, this.capacity, this.crossInt8!);
       for (const r of rows) r.length += S;
       return logits;
@@ -447,6 +445,11 @@ export class DecoderBatch {
     return logits;
   }
 
+  /** Each row's int8 cross-attention slot (its window's block) and the window's positions. */
+  private crossRows(rows: readonly DecoderRow[]): { crossSlots: Int32Array; crossLengths: Int32Array } {
+    return { crossSlots: Int32Array.from(rows, (r) => Math.floor(r.slot / this.groupRows)), crossLengths: Int32Array.from(rows, (r) => r.crossLength) };
+  }
+
   /** Feeds of layer l's self-attention cache for the step's rows. */
   private selfFeeds(l: number, io: StepIO): Record<string, FeedTensor> {
     const d = this.model.dims;
@@ -464,8 +467,7 @@ export class DecoderBatch {
   private async runSegments(segs: InferenceGraph[], rows: readonly DecoderRow[], io: StepIO): Promise<StepOutput> {
     const d = this.model.dims;
     const { B, S } = io;
-    const slotOf = Int32Array.from(rows, (r) => Math.floor(r.slot / this.groupRows));
-    const lengths = Int32Array.from(rows, (r) => r.crossLength);
+    const { crossSlots, crossLengths } = this.crossRows(rows);
     const newKV: StepOutput['newKV'] = [];
     let out = await segs[0]!.run(
       { [DECODER_IO.tokens]: io.tokens, [DECODER_IO.offset]: io.offset, ...this.selfFeeds(0, io) },
@@ -474,7 +476,7 @@ export class DecoderBatch {
     const mask = out[SEGMENT_IO.mask]!;
     newKV.push({ k: out[DECODER_IO.newK(0)]!.data, v: out[DECODER_IO.newV(0)]!.data });
     for (let l = 0; l < d.decoderLayers; l++) {
-      const ctx = this.crossInt8!.attend(l, out[SEGMENT_IO.qOut]!.data, B, S, slotOf, lengths, this.model.threads);
+      const ctx = this.crossInt8!.attend(l, out[SEGMENT_IO.qOut]!.data, B, S, crossSlots, crossLengths, this.model.threads);
       const feeds: Record<string, FeedTensor> = {
         [SEGMENT_IO.x]: { type: 'float32', data: out[SEGMENT_IO.xOut]!.data, dims: [B, S, d.dModel] },
         [SEGMENT_IO.ctx]: { type: 'float32', data: ctx, dims: [B, S, d.dModel] },

@@ -67,20 +67,6 @@ inline vf LoadI8(const int8_t* p) {
 #endif
 }
 
-inline vf Load(const float* p) {
-  vf v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-inline void Store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
-
-inline float SumLanes(vf v) {
-  float s = 0;
-  for (int l = 0; l < W; l++) s += v[l];
-  return s;
-}
-
 // Scales per position and head: one per group of headDim / kGroups dims.
 constexpr int kGroups = 2;
 

@@ -65,29 +65,15 @@ struct Packed {
   std::vector<float> bias;  // [panels·32], zero-padded
 };
 
+// Offset of output c (0..31) of a panel, input i (0..31) of a block, in the panel-block's 1 KB.
+inline int InBlock(int c, int i) { return (i / 4) * 128 + (c / 16) * 64 + (c % 16) * 4 + i % 4; }
+
 // A thread's rows quantised: int8 [rows][blocks·32], and per row and block the scale and 128·Σ q.
 struct Quantised {
   std::vector<int8_t> q;
   std::vector<float> scale;
   std::vector<int32_t> sum;
 };
-
-inline vf Load(const float* p) {
-  vf v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void Store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
-
-inline float SumLanes(vf v) {
-#if defined(__AVX512F__)
-  return _mm512_reduce_add_ps((__m512)v);
-#else
-  float s = 0;
-  for (int l = 0; l < W; l++) s += v[l];
-  return s;
-#endif
-}
 
 // One row (length k) into blocks of 32: scale = max|x| / 127, q = round(x / scale).
 void QuantiseRow(const float* x, int k, int blocks, int8_t* q, float* scales, int32_t* sums) {
@@ -199,11 +185,9 @@ void Tile(const int8_t* q, const float* qs, const int32_t* qsum, int kp, const P
     __m512i ia[R][2];
     for (int r = 0; r < R; r++) ia[r][0] = ia[r][1] = _mm512_setzero_si512();
     const uint8_t* wb = w + size_t(b) * kPanelBlockBytes;
-#pragma GCC unroll 8
     for (int s = 0; s < kBlock / 4; s++) {
       const __m512i w0 = _mm512_loadu_si512(wb + s * 128);
       const __m512i w1 = _mm512_loadu_si512(wb + s * 128 + 64);
-#pragma GCC unroll 6
       for (int r = 0; r < R; r++) {
         int32_t four;
         std::memcpy(&four, q + size_t(r) * kp + b * kBlock + s * 4, 4);
@@ -213,7 +197,6 @@ void Tile(const int8_t* q, const float* qs, const int32_t* qsum, int kp, const P
       }
     }
     const __m512 s0 = _mm512_loadu_ps(ws + b * kPanel), s1 = _mm512_loadu_ps(ws + b * kPanel + 16);
-#pragma GCC unroll 6
     for (int r = 0; r < R; r++) {
       const __m512 sr = _mm512_set1_ps(qs[size_t(r) * blocks + b]);
       const __m512i cr = _mm512_set1_epi32(qsum[size_t(r) * blocks + b]);
@@ -239,10 +222,8 @@ void Tile(const int8_t* q, const float* qs, const int32_t* qsum, int kp, const P
     for (int r = 0; r < R; r++) {
       const int8_t* a = q + size_t(r) * kp + b * kBlock;
       for (int c = 0; c < kPanel; c++) {
-        const int half = c / 16, lane = c % 16;
         int32_t dot = 0;
-        for (int s = 0; s < kBlock / 4; s++)
-          for (int j = 0; j < 4; j++) dot += int32_t(a[s * 4 + j]) * wb[s * 128 + half * 64 + lane * 4 + j];
+        for (int i = 0; i < kBlock; i++) dot += int32_t(a[i]) * wb[InBlock(c, i)];
         acc[r * kPanel + c] += float(dot - qsum[size_t(r) * blocks + b]) * (ws[b * kPanel + c] * qs[size_t(r) * blocks + b]);
       }
     }
@@ -315,12 +296,12 @@ void Compute(const Packed& p, const float* x, int rows, const Norm& norm, Epilog
 // Rows of the weight matrix, dequantised (the token embedding shares the output projection's table).
 void WeightRows(const Packed& p, const int32_t* ids, int count, float* out) {
   for (int r = 0; r < count; r++) {
-    const int o = ids[r], panel = o / kPanel, c = o % kPanel, half = c / 16, lane = c % 16;
+    const int o = ids[r], panel = o / kPanel, c = o % kPanel;
     float* dst = out + size_t(r) * p.k;
     for (int b = 0; b < p.blocks; b++) {
       const uint8_t* wb = p.w.data() + (size_t(panel) * p.blocks + b) * kPanelBlockBytes;
       const float scale = p.scale[(size_t(panel) * p.blocks + b) * kPanel + c];
-      for (int i = 0; i < kBlock && b * kBlock + i < p.k; i++) dst[b * kBlock + i] = float(int(wb[(i / 4) * 128 + half * 64 + lane * 4 + i % 4]) - 128) * scale;
+      for (int i = 0; i < kBlock && b * kBlock + i < p.k; i++) dst[b * kBlock + i] = float(int(wb[InBlock(c, i)]) - 128) * scale;
     }
   }
 }
@@ -377,9 +358,7 @@ void AttendSelf(const SelfAttention& a, int row, int head, std::vector<float>& s
       Store(&scores[t], e);
       vsum += e;
     }
-    float sum = 0;
-    for (int l = 0; l < W; l++) sum += vsum[l];
-    const float inv = 1.0f / sum;
+    const float inv = 1.0f / SumLanes(vsum);
     float* o = a.out + size_t(row * a.steps + s) * d + head * dh;
     for (int i = 0; i < dh; i++) o[i] = 0;
     for (int t = 0; t < visible; t++) {
@@ -420,15 +399,16 @@ Napi::Value JsPack(const Napi::CallbackInfo& info) {
   p->bias.assign(size_t(p->panels) * kPanel, 0.0f);
   const uint8_t* v = values.Data();
   const float* s = scales.Data();
+  const float* bias = hasBias ? info[2].As<Napi::Float32Array>().Data() : nullptr;
   for (int o = 0; o < p->n; o++) {
-    const int panel = o / kPanel, c = o % kPanel, half = c / 16, lane = c % 16;
+    const int panel = o / kPanel, c = o % kPanel;
     for (int b = 0; b < p->blocks; b++) {
       const size_t cell = (size_t(panel) * p->blocks + b) * kPanel + c;
       uint8_t* wb = p->w.data() + (size_t(panel) * p->blocks + b) * kPanelBlockBytes;
-      for (int i = 0; i < kBlock; i++) wb[(i / 4) * 128 + half * 64 + lane * 4 + i % 4] = v[(size_t(o) * p->blocks + b) * kBlock + i];
+      for (int i = 0; i < kBlock; i++) wb[InBlock(c, i)] = v[(size_t(o) * p->blocks + b) * kBlock + i];
       p->scale[cell] = s[size_t(o) * p->blocks + b];
     }
-    if (hasBias) p->bias[o] = info[2].As<Napi::Float32Array>().Data()[o];
+    if (bias) p->bias[o] = bias[o];
   }
   const size_t bytes = p->w.size() + (p->scale.size() + p->bias.size()) * 4;
   Packed* raw = p.release();

@@ -1,7 +1,8 @@
 // Portable SIMD lanes (GCC/Clang vector extensions): 16 floats with AVX-512, 8 otherwise. Shared
-// by the log-mel front-end and the logit-row reductions.
+// by the log-mel front-end, the logit-row reductions, the cross-attention and the int8 kernels.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 namespace wx {
 namespace simd {
@@ -20,6 +21,22 @@ inline vf Splat(float s) { return vf{} + s; }
 inline vf Select(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
 
 inline vf Max(vf a, vf b) { return Select(a > b, a, b); }
+
+// Unaligned loads and stores of W floats.
+inline vf Load(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void Store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+
+// Lanes summed in order (a shuffle tree measured no faster in the attention kernels).
+inline float SumLanes(vf v) {
+  float s = 0;
+  for (int l = 0; l < W; l++) s += v[l];
+  return s;
+}
 
 // e^x for x ≤ 0, lane-wise: x·log2(e) = n + f with f in [-0.5, 0.5], 2^f by a degree-6
 // polynomial (relative error < 2e-7), 2^n through the exponent bits. Below -87 (and for -inf)
