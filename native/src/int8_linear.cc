@@ -30,11 +30,6 @@
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-#define WX_VNNI 1
-#else
-#define WX_VNNI 0
-#endif
 
 #include "modules.h"
 #include "napi_args.h"

@@ -4,6 +4,14 @@
 #include <cstdint>
 #include <cstring>
 
+// Whether the int8 kernels can use AVX-512 VNNI dot products (64 int8 multiply-adds per
+// instruction); without them they fall back to portable code.
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#define WX_VNNI 1
+#else
+#define WX_VNNI 0
+#endif
+
 namespace wx {
 namespace simd {
 
