@@ -61,6 +61,9 @@ export interface SchedulerStats {
   windowsEncoded: number;
   decoderSteps: number;
   rowSteps: number;
+  /** Wall time spent in encoder runs, and in decoder steps (with admitting rows to the batch). */
+  encoderMs: number;
+  decoderMs: number;
   waitingRows: number;
   activeRows: number;
   /** Backlog work is waiting because dictation is active. */
@@ -85,7 +88,7 @@ export class EngineScheduler {
   private lastDictationAt = -Infinity;
   private running: Promise<void> | undefined;
   private closed = false;
-  readonly stats: SchedulerStats = { encoderRuns: 0, windowsEncoded: 0, decoderSteps: 0, rowSteps: 0, waitingRows: 0, activeRows: 0, backlogHeld: false };
+  readonly stats: SchedulerStats = { encoderRuns: 0, windowsEncoded: 0, decoderSteps: 0, rowSteps: 0, encoderMs: 0, decoderMs: 0, waitingRows: 0, activeRows: 0, backlogHeld: false };
 
   constructor(readonly engine: WhisperEngine, opts: SchedulerOptions = {}) {
     // Defaults scale with the model (limits.ts): tiny gets 8 rows, 16 with beams, 4 windows per run.
@@ -188,6 +191,7 @@ export class EngineScheduler {
         if (this.runner.free < width || (this.runner.size > 0 && !fits)) break;
         this.rows.shift();
         this.activeRanks.set(next, next.rank);
+        const admitted = performance.now();
         try {
           await this.runner.admit(next.job, (r) => {
             this.activeRanks.delete(next);
@@ -197,10 +201,12 @@ export class EngineScheduler {
           this.activeRanks.delete(next);
           next.reject(err);
         }
+        this.stats.decoderMs += performance.now() - admitted;
       }
       if (this.runner.size > 0) {
         this.stats.rowSteps += this.runner.size;
         this.stats.decoderSteps++;
+        const stepped = performance.now();
         try {
           await this.runner.step();
         } catch (err) {
@@ -209,6 +215,7 @@ export class EngineScheduler {
           this.activeRanks.clear();
           this.runner.reset();
         }
+        this.stats.decoderMs += performance.now() - stepped;
         stepsSinceEncode++;
       } else if (holdBacklog) {
         // Only held backlog work is left: wait for the dictation grace period to end.
@@ -229,6 +236,15 @@ export class EngineScheduler {
   }
 
   private async runEncoder(): Promise<void> {
+    const started = performance.now();
+    try {
+      await this.encodeNext();
+    } finally {
+      this.stats.encoderMs += performance.now() - started;
+    }
+  }
+
+  private async encodeNext(): Promise<void> {
     const dictationActive = performance.now() - this.lastDictationAt < DICTATION_GRACE_MS;
     const head = this.encodes[0]!;
     const limit = dictationActive && head.rank >= RANK.backlog ? 1 : this.maxEncoderBatch;
