@@ -1,9 +1,12 @@
 // The INT8 encoder with its linear layers in our own int8 kernel (native/src/int8_linear.cc): on
 // CPUs with int8 dot products it runs them 2–4× faster than ONNX Runtime's MatMulNBits with the
 // same numerics (weights in 8-bit blocks of 32, activations quantised per row and block), and
-// the linears were over half the encoder. ONNX Runtime keeps what it does well: the conv stem and
-// the self-attention (one weightless graph every layer runs). The LayerNorms ride inside the
-// linears' input quantisation, GELU and the residual adds in their outputs.
+// the linears were over half the encoder. The self-attention, then half of what was left (~80 ms
+// a window in ONNX Runtime's float32 attention), runs as int8 dot products too
+// (native/src/cross_attention.cc: keys/values int8 as the decoder's cross-attention stores them,
+// queries and softmax weights in two 8-bit parts); ONNX Runtime keeps the conv stem, and the
+// attention where our kernel cannot run (one weightless graph every layer shares). The LayerNorms
+// ride inside the linears' input quantisation, GELU and the residual adds in their outputs.
 import path from 'node:path';
 import { native } from '../native.js';
 import type { Backend, InferenceGraph } from './backend.js';
@@ -31,7 +34,7 @@ export interface NativeEncoderOutput {
 
 export class NativeEncoder {
   /** Scratch buffers of finished runs (runs may overlap across awaits: each takes its own). */
-  private readonly spare: { qkv: Float32Array; up: Float32Array }[] = [];
+  private readonly spare: { qkv: Float32Array; up: Float32Array; att: Float32Array }[] = [];
 
   private constructor(
     private readonly dims: ModelDims,
@@ -41,9 +44,11 @@ export class NativeEncoder {
     private readonly norm: Norm,
     private readonly cross: { k: Packed; v: Packed }[],
     private readonly threads: number,
+    /** Whether the self-attention runs in our int8 kernel (else ONNX Runtime's graph). */
+    readonly nativeAttention: boolean,
   ) {}
 
-  static async load(dir: string, files: EncoderNativeFiles, dims: ModelDims, backend: Backend, threads: number): Promise<NativeEncoder> {
+  static async load(dir: string, files: EncoderNativeFiles, dims: ModelDims, backend: Backend, threads: number, attention: 'auto' | 'graph' = 'auto'): Promise<NativeEncoder> {
     const d = dims.dModel;
     const f = dims.encoderFfn;
     const eps = NATIVE_ENCODER.eps;
@@ -59,8 +64,9 @@ export class NativeEncoder {
       finalNorm: w.norm(NATIVE_ENCODER.norm, d, eps),
       cross: Array.from({ length: dims.decoderLayers }, (_, l) => ({ k: w.linear(NATIVE_ENCODER.crossK(l), d, d, false), v: w.linear(NATIVE_ENCODER.crossV(l), d, d) })),
     }));
-    const [stem, attention] = await Promise.all([files.stem, files.attention].map((f) => backend.load(path.join(dir, f), { threads })));
-    return new NativeEncoder(dims, stem!, attention!, layers, finalNorm, cross, Math.max(1, threads));
+    const [stem, graph] = await Promise.all([files.stem, files.attention].map((f) => backend.load(path.join(dir, f), { threads })));
+    const nativeAttention = attention === 'auto' && addon.windowAttendFast(d / dims.encoderHeads) === true;
+    return new NativeEncoder(dims, stem!, graph!, layers, finalNorm, cross, Math.max(1, threads), nativeAttention);
   }
 
   async close(): Promise<void> {
@@ -74,14 +80,15 @@ export class NativeEncoder {
     const x = stem[ENCODER_PIECES_IO.x]!.data; // the residual stream, updated in place
     const positions = x.length / (batch * d);
     const rows = batch * positions;
-    const scratch = this.spare.pop() ?? { qkv: new Float32Array(0), up: new Float32Array(0) };
+    const scratch = this.spare.pop() ?? { qkv: new Float32Array(0), up: new Float32Array(0), att: new Float32Array(0) };
     if (scratch.qkv.length < rows * 3 * d) scratch.qkv = new Float32Array(rows * 3 * d);
     if (scratch.up.length < rows * this.dims.encoderFfn) scratch.up = new Float32Array(rows * this.dims.encoderFfn);
+    if (scratch.att.length < rows * d) scratch.att = new Float32Array(rows * d);
     const qkv = scratch.qkv.subarray(0, rows * 3 * d);
     const up = scratch.up.subarray(0, rows * this.dims.encoderFfn);
     const t = this.threads;
     try {
-      await this.runLayers(x, qkv, up, batch, positions, t);
+      await this.runLayers(x, qkv, up, scratch.att.subarray(0, rows * d), batch, positions, t);
     } finally {
       this.spare.push(scratch);
     }
@@ -97,13 +104,21 @@ export class NativeEncoder {
   }
 
   /** The transformer layers over the residual stream `x` ([batch·positions, d]), in place. */
-  private async runLayers(x: Float32Array, qkv: Float32Array, up: Float32Array, batch: number, positions: number, t: number): Promise<void> {
+  private async runLayers(x: Float32Array, qkv: Float32Array, up: Float32Array, att: Float32Array, batch: number, positions: number, t: number): Promise<void> {
     const d = this.dims.dModel;
+    const H = this.dims.encoderHeads;
     const rows = batch * positions;
     for (const layer of this.layers) {
-      linear8(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm);
-      const att = await this.attention.run({ [ENCODER_PIECES_IO.qkv]: { type: 'float32', data: qkv, dims: [batch, positions, 3 * d] } }, [ENCODER_PIECES_IO.attention]);
-      linear8(layer.out, att[ENCODER_PIECES_IO.attention]!.data, rows, x, Epilogue.Add, t);
+      if (this.nativeAttention) {
+        // q/k/v written split into heads ([batch, 3·heads, positions, headDim]), as the kernel reads them.
+        linear8(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm, { heads: 3 * H, positions });
+        addon.windowAttend(qkv, batch, positions, H, d / H, 1 / Math.sqrt(d / H), att, t);
+        linear8(layer.out, att, rows, x, Epilogue.Add, t);
+      } else {
+        linear8(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm);
+        const out = await this.attention.run({ [ENCODER_PIECES_IO.qkv]: { type: 'float32', data: qkv, dims: [batch, positions, 3 * d] } }, [ENCODER_PIECES_IO.attention]);
+        linear8(layer.out, out[ENCODER_PIECES_IO.attention]!.data, rows, x, Epilogue.Add, t);
+      }
       linear8(layer.fc1, x, rows, up, Epilogue.Gelu, t, layer.ffnNorm);
       linear8(layer.fc2, up, rows, x, Epilogue.Add, t);
     }

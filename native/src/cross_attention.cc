@@ -86,11 +86,15 @@ struct Shape {
 //   keys   [heads, stride / 16, headDim / 4, 16, 4] as unsigned bytes k + 128: a vector is 16
 //          positions × 4 dims, the dot product's unsigned operand
 //   values [heads, stride / 4, headDim, 4]: a vector is 16 dims × 4 positions
-// 8-bit parts of the float operand: three keep ~22 bits. Two (~15 bits) measured as exact against
-// double precision, but a change of 1e-7 in a query then moved the output by ~1e-6, enough to flip
-// the int8 rounding of later layers' activations: the same step through ONNX Runtime's linears
-// and ours then differed by 0.08 in a logit instead of 1e-5. The third costs ~30% at one row.
-constexpr int kParts = 3;
+// 8-bit parts of the float operands. The decoder takes three (~22 bits): two (~15 bits) measured
+// as exact against double precision, but a change of 1e-7 in a query then moved the output by
+// ~1e-6, enough to flip the int8 rounding of later layers' activations — the same step through
+// ONNX Runtime's linears and ours then differed by 0.08 in a logit instead of 1e-5. The third
+// costs ~30% at one row. The encoder's self-attention (1500 queries a window, its cost the
+// encoder's largest) takes two: on the 100 dev clips as accurate as float (see bench/RESULTS.md).
+constexpr int kMaxParts = 3;
+constexpr int kDecoderParts = 3;
+constexpr int kEncoderParts = 2;
 
 inline bool Vnni(int headDim) { return WX_VNNI && headDim % 32 == 0 && headDim <= 128; }
 
@@ -111,10 +115,11 @@ inline __m512i Broadcast4(const void* p) {
   return _mm512_set1_epi32(four);
 }
 
-// One query vector of one head against one window's keys/values, in the VNNI layouts. G: vectors
-// of 16 dims per group of scales (headDim / 32).
-template <int G>
-void AttendHeadVnni(const Shape& s, const float* q, int length, const uint8_t* keys, const float* keyScales, const int8_t* values,
+// One query vector (times qScale) of one head against one window's keys/values, in the VNNI
+// layouts. G: vectors of 16 dims per group of scales (headDim / 32); kParts: 8-bit parts of the
+// query and of the softmax weights.
+template <int G, int kParts>
+void AttendHeadVnni(const Shape& s, const float* q, float qScale, int length, const uint8_t* keys, const float* keyScales, const int8_t* values,
                     const float* valueScales, float* out, float* scratch) {
   constexpr int gs = 16 * G, dh = kGroups * gs, quads = gs / 4;
   const int chunks = (length + 15) / 16;
@@ -127,12 +132,12 @@ void AttendHeadVnni(const Shape& s, const float* q, int length, const uint8_t* k
   __m512i corr[kGroups][kParts];
   for (int g = 0; g < kGroups; g++) {
     float m = 0;
-    for (int d = g * gs; d < (g + 1) * gs; d++) m = std::max(m, std::fabs(q[d] * keyChannel[d]));
+    for (int d = g * gs; d < (g + 1) * gs; d++) m = std::max(m, std::fabs(q[d] * qScale * keyChannel[d]));
     qs[g] = m / 127.0f;
     const float k = m > 0 ? 127.0f / m : 0.0f;
     int32_t sum[kParts] = {};
     for (int d = g * gs; d < (g + 1) * gs; d++) {
-      float y = q[d] * keyChannel[d] * k;  // in [-127, 127]
+      float y = q[d] * qScale * keyChannel[d] * k;  // in [-127, 127]
       for (int i = 0; i < kParts; i++) {
         const float part = std::max(-127.0f, std::min(127.0f, std::nearbyint(y)));
         qp[i][d] = int8_t(part);
@@ -231,7 +236,7 @@ void AttendHeadVnni(const Shape& s, const float* q, int length, const uint8_t* k
 #endif
 
 // Scratch floats per worker: scores, the weighted probabilities per group, their 8-bit parts.
-inline size_t ScratchFloats(int stride) { return size_t(1 + kGroups) * stride + (size_t(kGroups) * kParts * stride + 3) / 4; }
+inline size_t ScratchFloats(int stride) { return size_t(1 + kGroups) * stride + (size_t(kGroups) * kMaxParts * stride + 3) / 4; }
 
 // One query vector of one head against one window's keys/values, in the portable layouts.
 void AttendHeadFloat(const Shape& s, const float* q, int length, const int8_t* keysT, const float* keyScales, const int8_t* values,
@@ -301,28 +306,85 @@ void AttendHeadFloat(const Shape& s, const float* q, int length, const int8_t* k
   for (int k = full; k < dh; k++) out[k] = tail[k] * inv * valueChannel[k];
 }
 
-void Attend(const Shape& s, const float* q, int length, const int8_t* keys, const float* keyScales, const int8_t* values, const float* valueScales,
-            float* out, float* scratch) {
+template <int kParts>
+void AttendVnniParts(const Shape& s, const float* q, float qScale, int length, const uint8_t* k, const float* keyScales, const int8_t* values,
+                     const float* valueScales, float* out, float* scratch) {
 #if WX_VNNI
+  switch (s.headDim) {
+    case 32: return AttendHeadVnni<1, kParts>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
+    case 64: return AttendHeadVnni<2, kParts>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
+    case 96: return AttendHeadVnni<3, kParts>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
+    default: return AttendHeadVnni<4, kParts>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
+  }
+#else
+  (void)s, (void)q, (void)qScale, (void)length, (void)k, (void)keyScales, (void)values, (void)valueScales, (void)out, (void)scratch;
+#endif
+}
+
+// `parts`: 8-bit parts of the float operands on the VNNI path (kDecoderParts or kEncoderParts).
+void Attend(const Shape& s, const float* q, int length, const int8_t* keys, const float* keyScales, const int8_t* values, const float* valueScales,
+            float* out, float* scratch, int parts = kDecoderParts, float qScale = 1.0f) {
   if (Vnni(s.headDim)) {
     const uint8_t* k = reinterpret_cast<const uint8_t*>(keys);
-    switch (s.headDim) {
-      case 32: return AttendHeadVnni<1>(s, q, length, k, keyScales, values, valueScales, out, scratch);
-      case 64: return AttendHeadVnni<2>(s, q, length, k, keyScales, values, valueScales, out, scratch);
-      case 96: return AttendHeadVnni<3>(s, q, length, k, keyScales, values, valueScales, out, scratch);
-      default: return AttendHeadVnni<4>(s, q, length, k, keyScales, values, valueScales, out, scratch);
+    if (parts == kEncoderParts) return AttendVnniParts<kEncoderParts>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
+    return AttendVnniParts<kDecoderParts>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
+  }
+  float scaled[128];
+  if (qScale != 1.0f) {
+    for (int d = 0; d < s.headDim; d++) scaled[d] = q[d] * qScale;
+    q = scaled;
+  }
+  AttendHeadFloat(s, q, length, keys, keyScales, values, valueScales, out, scratch);
+}
+
+// One head of one window ([positions, headDim] float32) into int8 (`dst`: [stride·headDim] in
+// the key or value layout) with its scales (`scales`: [kGroups·stride + headDim]): each channel
+// divided by its largest magnitude over the window, then each position's half head by its own
+// (max / 127). Positions past `positions` are zeroed.
+void QuantiseHead(const float* x, int P, int dh, int stride, bool keys, int8_t* dst, float* sc) {
+  const bool vnni = Vnni(dh);
+  std::memset(dst, keys && vnni ? 0x80 : 0, size_t(stride) * dh);  // padding: zeros (+ 128 for VNNI keys)
+  const int gs = dh / kGroups;
+  int8_t row[128];
+  float inv[128];
+  // Channels are divided by their largest magnitude over the window first: a few large channels
+  // would otherwise set every position's scale and round the small ones away.
+  float* channel = sc + kGroups * stride;
+  for (int d = 0; d < dh; d++) channel[d] = 0;
+  for (int t = 0; t < P; t++) {
+    const float* v = x + size_t(t) * dh;
+    for (int d = 0; d < dh; d++) channel[d] = std::max(channel[d], std::fabs(v[d]));
+  }
+  for (int d = 0; d < dh; d++) {
+    if (channel[d] == 0) channel[d] = 1;
+    inv[d] = 1.0f / channel[d];
+  }
+  for (int t = P; t < stride; t++)
+    for (int g = 0; g < kGroups; g++) sc[g * stride + t] = 0;
+  for (int t = 0; t < P; t++) {
+    const float* v = x + size_t(t) * dh;
+    for (int g = 0; g < kGroups; g++) {
+      float m = 0;
+      for (int d = g * gs; d < (g + 1) * gs; d++) m = std::max(m, std::fabs(v[d] * inv[d]));
+      sc[g * stride + t] = m / 127.0f;
+      const float k = m > 0 ? 127.0f / m : 0.0f;
+      // Rounds half away from zero; |y| ≤ 127 by construction.
+      for (int d = g * gs; d < (g + 1) * gs; d++) {
+        const float y = v[d] * inv[d] * k;
+        row[d] = int8_t(int(y + (y >= 0 ? 0.5f : -0.5f)));
+      }
+    }
+    for (int d = 0; d < dh; d++) {
+      if (keys) dst[KeyAt(vnni, t, d, dh)] = int8_t(vnni ? row[d] ^ 0x80 : row[d]);  // k + 128 as a byte: the sign bit flipped
+      else dst[ValueAt(vnni, t, d, dh)] = row[d];
     }
   }
-#endif
-  AttendHeadFloat(s, q, length, keys, keyScales, values, valueScales, out, scratch);
 }
 
 // crossQuantize(src: Float32Array [heads, positions, headDim], heads, positions, headDim, stride,
 //               keys: boolean, dst: Int8Array, scales: Float32Array)
-// One window's keys (transposed into tiles, [heads, stride / W, headDim, W]) or values
-// ([heads, stride, headDim]) of one layer into int8: each channel divided by its largest
-// magnitude over the window, then each position's half head by its own (max / 127). `scales`
-// gets [heads, 2·stride + headDim]. Positions past `positions` are zeroed.
+// One window's keys or values of one layer into int8 (QuantiseHead per head); `scales` gets
+// [heads, 2·stride + headDim].
 Napi::Value JsQuantize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 8 || !IsArray(info[0], napi_float32_array) || !info[5].IsBoolean() || !IsArray(info[6], napi_int8_array) ||
@@ -336,56 +398,67 @@ Napi::Value JsQuantize(const Napi::CallbackInfo& info) {
   Napi::Float32Array src = info[0].As<Napi::Float32Array>();
   Napi::Int8Array dst = info[6].As<Napi::Int8Array>();
   Napi::Float32Array scales = info[7].As<Napi::Float32Array>();
-  if (H < 1 || dh < 1 || P < 1 || P > stride || stride % W != 0 || src.ElementLength() < size_t(H) * P * dh ||
+  if (H < 1 || dh < 1 || dh > 128 || P < 1 || P > stride || stride % W != 0 || src.ElementLength() < size_t(H) * P * dh ||
       dst.ElementLength() < size_t(H) * stride * dh || scales.ElementLength() < size_t(H) * (kGroups * stride + dh)) {
     Napi::RangeError::New(env, "crossQuantize: sizes do not match").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  const float* x = src.Data();
-  int8_t* q = dst.Data();
-  float* sc = scales.Data();
-  const bool vnni = Vnni(dh);
-  std::memset(q, keys && vnni ? 0x80 : 0, size_t(H) * stride * dh);  // padding: zeros (+ 128 for VNNI keys)
-  const int sr = kGroups * stride + dh;  // a head's scales: per group and position, then per channel
-  const int gs = dh / kGroups;
-  std::vector<int8_t> row(dh);
-  std::vector<float> inv(dh);
-  for (int h = 0; h < H; h++) {
-    // Channels are divided by their largest magnitude over the window first: a few large
-    // channels would otherwise set every position's scale and round the small ones away.
-    float* channel = sc + size_t(h) * sr + kGroups * stride;
-    for (int d = 0; d < dh; d++) channel[d] = 0;
-    for (int t = 0; t < P; t++) {
-      const float* v = x + (size_t(h) * P + t) * dh;
-      for (int d = 0; d < dh; d++) channel[d] = std::max(channel[d], std::fabs(v[d]));
-    }
-    for (int d = 0; d < dh; d++) {
-      if (channel[d] == 0) channel[d] = 1;
-      inv[d] = 1.0f / channel[d];
-    }
-    for (int t = P; t < stride; t++)
-      for (int g = 0; g < kGroups; g++) sc[size_t(h) * sr + g * stride + t] = 0;
-    for (int t = 0; t < P; t++) {
-      const float* v = x + (size_t(h) * P + t) * dh;
-      for (int g = 0; g < kGroups; g++) {
-        float& scale = sc[size_t(h) * sr + g * stride + t];
-        float m = 0;
-        for (int d = g * gs; d < (g + 1) * gs; d++) m = std::max(m, std::fabs(v[d] * inv[d]));
-        scale = m / 127.0f;
-        const float k = m > 0 ? 127.0f / m : 0.0f;
-        // Rounds half away from zero; |y| ≤ 127 by construction.
-        for (int d = g * gs; d < (g + 1) * gs; d++) {
-          const float y = v[d] * inv[d] * k;
-          row[d] = int8_t(int(y + (y >= 0 ? 0.5f : -0.5f)));
-        }
-      }
-      int8_t* head = q + size_t(h) * stride * dh;
-      for (int d = 0; d < dh; d++) {
-        if (keys) head[KeyAt(vnni, t, d, dh)] = int8_t(vnni ? row[d] ^ 0x80 : row[d]);  // k + 128 as a byte: the sign bit flipped
-        else head[ValueAt(vnni, t, d, dh)] = row[d];
-      }
-    }
+  const int sr = kGroups * stride + dh;
+  for (int h = 0; h < H; h++)
+    QuantiseHead(src.Data() + size_t(h) * P * dh, P, dh, stride, keys, dst.Data() + size_t(h) * stride * dh, scales.Data() + size_t(h) * sr);
+  return env.Undefined();
+}
+
+// windowAttend(qkv: Float32Array [windows, 3·heads, positions, headDim] (queries, keys, values
+//              split into heads, as the encoder's q/k/v linear writes them), windows, positions,
+//              heads, headDim, qScale, out: Float32Array [windows·positions, heads·headDim], threads)
+// The encoder's self-attention: every position of a window attends to all of the window's
+// positions. Keys and values are quantised as the decoder's cross-attention stores them, then
+// each query runs the same kernel (with kEncoderParts). Needs `windowAttendFast(headDim)`.
+Napi::Value JsWindowAttend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 8 || !IsArray(info[0], napi_float32_array) || !IsArray(info[6], napi_float32_array)) {
+    Napi::TypeError::New(env, "windowAttend(qkv: Float32Array, windows, positions, heads, headDim, qScale, out: Float32Array, threads)").ThrowAsJavaScriptException();
+    return env.Undefined();
   }
+  const int B = Int(info[1]), T = Int(info[2]), H = Int(info[3]), dh = Int(info[4]);
+  const float qScale = info[5].As<Napi::Number>().FloatValue();
+  const int threads = Int(info[7]);
+  Napi::Float32Array qkv = info[0].As<Napi::Float32Array>(), out = info[6].As<Napi::Float32Array>();
+  const size_t d = size_t(H) * dh;
+  if (B < 1 || T < 1 || H < 1 || !Vnni(dh) || qkv.ElementLength() < size_t(B) * T * 3 * d || out.ElementLength() < size_t(B) * T * d) {
+    Napi::RangeError::New(env, "windowAttend: sizes do not match (or heads of " + std::to_string(dh) + " dims have no int8 kernel)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const Shape s{H, dh, (T + W - 1) / W * W};
+  const size_t headElems = size_t(s.stride) * dh, headScales = size_t(kGroups) * s.stride + dh;
+  std::vector<int8_t> keys(size_t(B) * H * headElems), values(keys.size());
+  std::vector<float> keyScales(size_t(B) * H * headScales), valueScales(keyScales.size());
+  const float* x = qkv.Data();
+  // Quantise each (window, head)'s keys and values, then attend: both split over the threads.
+  const int pairs = B * H;
+  SharedPool().Run(std::max(1, std::min(threads, pairs)), [&](int part, int parts) {
+    for (int i = int(int64_t(pairs) * part / parts); i < int(int64_t(pairs) * (part + 1) / parts); i++) {
+      const int b = i / H, h = i % H;
+      const float* k = x + ((size_t(b) * 3 * H + H + h) * T) * dh;
+      const float* v = x + ((size_t(b) * 3 * H + 2 * H + h) * T) * dh;
+      QuantiseHead(k, T, dh, s.stride, true, keys.data() + size_t(i) * headElems, keyScales.data() + size_t(i) * headScales);
+      QuantiseHead(v, T, dh, s.stride, false, values.data() + size_t(i) * headElems, valueScales.data() + size_t(i) * headScales);
+    }
+  });
+  float* o = out.Data();
+  // Items in (window, head, position) order: a thread's queries share one head's keys/values,
+  // which stay in its L2 (~200 KB for 1500 positions).
+  const int64_t items = int64_t(pairs) * T;
+  SharedPool().Run(std::max(1, threads), [&](int part, int parts) {
+    std::vector<float> scratch(ScratchFloats(s.stride));
+    for (int64_t i = items * part / parts; i < items * (part + 1) / parts; i++) {
+      const int pair = int(i / T), t = int(i % T), b = pair / H, h = pair % H;
+      const float* q = x + ((size_t(b) * 3 * H + h) * T + t) * dh;
+      Attend(s, q, T, keys.data() + size_t(pair) * headElems, keyScales.data() + size_t(pair) * headScales, values.data() + size_t(pair) * headElems,
+             valueScales.data() + size_t(pair) * headScales, o + (size_t(b) * T + t) * d + size_t(h) * dh, scratch.data(), kEncoderParts, qScale);
+    }
+  });
   return env.Undefined();
 }
 
@@ -467,5 +540,9 @@ void RegisterCrossAttention(Napi::Env env, Napi::Object exports) {
   exports.Set("crossQuantize", Napi::Function::New(env, cross::JsQuantize, "crossQuantize"));
   exports.Set("crossAttend", Napi::Function::New(env, cross::JsAttend, "crossAttend"));
   exports.Set("crossVectorWidth", Napi::Number::New(env, simd::W));
+  exports.Set("windowAttend", Napi::Function::New(env, cross::JsWindowAttend, "windowAttend"));
+  exports.Set("windowAttendFast", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Napi::Boolean::New(info.Env(), info.Length() > 0 && info[0].IsNumber() && cross::Vnni(Int(info[0])));
+  }, "windowAttendFast"));
 }
 }  // namespace wx
