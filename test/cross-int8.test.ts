@@ -1,7 +1,7 @@
 // The native int8 cross-attention (native/src/cross_attention.cc through Int8CrossCache) against
 // plain double-precision attention over the float keys/values it was given.
 import { describe, expect, it } from 'vitest';
-import { Int8CrossCache } from '../daemon/engine/cross-int8.js';
+import { Int8CrossCache, windowAttention, windowAttentionFast } from '../daemon/engine/cross-int8.js';
 import { seededRandom } from '../daemon/engine/decoding/numerics.js';
 import { crossBytesPerWindow } from '../daemon/engine/limits.js';
 
@@ -110,3 +110,70 @@ describe('int8 cross-attention', () => {
     expect(() => cache.store(1, 0, new Float32Array(H * T * DH), new Float32Array(H * T * DH), T)).toThrow(/out of range/);
   });
 });
+
+describe('int8 self-attention over encoder windows', () => {
+  // Two windows of 151 positions (odd: the last query runs alone; not a multiple of 16: a partial
+  // key tile), 3 heads, queries unscaled (the kernel applies 1/sqrt(headDim)).
+  const B = 2;
+  const P = 151;
+  const qkvOf = (seed: number) => {
+    const r = seededRandom(seed);
+    const gain = Array.from({ length: DH }, (_, d) => (d % 7 === 0 ? 3 : 0.5));
+    return Float32Array.from({ length: B * 3 * H * P * DH }, (_, i) => (r() * 2 - 1) * gain[i % DH]! * 1.5);
+  };
+
+  it('matches double-precision attention within int8 rounding where the CPU has int8 dot products', () => {
+    const qkv = qkvOf(11);
+    const out = new Float32Array(B * P * H * DH);
+    if (!windowAttentionFast(DH)) {
+      // Without VNNI the encoder keeps ONNX Runtime's attention; the kernel refuses to run.
+      expect(() => windowAttention(qkv, B, P, H, DH, out, 2)).toThrow(/int8 kernel/);
+      return;
+    }
+    windowAttention(qkv, B, P, H, DH, out, 2);
+    const at = (b: number, part: number, h: number, t: number) => (((b * 3 + part) * H + h) * P + t) * DH;
+    let worst = 0;
+    let scale = 0;
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        for (let t = 0; t < P; t++) {
+          const q = qkv.subarray(at(b, 0, h, t), at(b, 0, h, t) + DH).map((x) => x / Math.sqrt(DH));
+          const w = { k: qkv.subarray(at(b, 1, h, 0), at(b, 1, h, P)), v: qkv.subarray(at(b, 2, h, 0), at(b, 2, h, P)) };
+          const want = exactAttentionOneHead(q, w, P);
+          for (let i = 0; i < DH; i++) {
+            worst = Math.max(worst, Math.abs(out[(b * P + t) * H * DH + h * DH + i]! - want[i]!));
+            scale = Math.max(scale, Math.abs(want[i]!));
+          }
+        }
+      }
+    }
+    expect(scale).toBeGreaterThan(0.1);
+    expect(worst / scale).toBeLessThan(0.03);
+    expect(worst / scale).toBeGreaterThan(0);
+  });
+
+  it('rejects sizes that do not match', () => {
+    const out = new Float32Array(B * P * H * DH);
+    expect(() => windowAttention(new Float32Array(10), B, P, H, DH, out, 2)).toThrow(/sizes do not match/);
+  });
+});
+
+function exactAttentionOneHead(q: Float32Array, w: { k: Float32Array; v: Float32Array }, length: number): Float64Array {
+  const scores = new Float64Array(length);
+  let m = -Infinity;
+  for (let t = 0; t < length; t++) {
+    let s = 0;
+    for (let d = 0; d < DH; d++) s += q[d]! * w.k[t * DH + d]!;
+    scores[t] = s;
+    m = Math.max(m, s);
+  }
+  let sum = 0;
+  for (let t = 0; t < length; t++) sum += scores[t] = Math.exp(scores[t]! - m);
+  const out = new Float64Array(DH);
+  for (let d = 0; d < DH; d++) {
+    let a = 0;
+    for (let t = 0; t < length; t++) a += scores[t]! * w.v[t * DH + d]!;
+    out[d] = a / sum;
+  }
+  return out;
+}

@@ -1,7 +1,8 @@
 // Cross-attention keys/values of a decoder batch held as int8 (channels normalised over the
 // window, then a scale per position and half head), attended by the native addon
 // (native/src/cross_attention.cc). A slot holds one window; rows that decode the same window
-// (beam search) share its slot.
+// (beam search) share its slot. The encoder's self-attention runs on the same kernel
+// (`windowAttention`).
 import { native } from '../native.js';
 import { WxError } from '../errors.js';
 
@@ -70,4 +71,18 @@ export class Int8CrossCache {
     addon.crossAttend(q, rows, steps, heads, headDim, this.stride, slotOf, lengths, this.keys[layer], this.keyScales[layer], this.values[layer], this.valueScales[layer], out, Math.max(1, threads));
     return out;
   }
+}
+
+/** Whether `windowAttention` runs for heads of `headDim` dims (int8 dot products, VNNI). */
+export function windowAttentionFast(headDim: number): boolean {
+  return addon.windowAttendFast(headDim) === true;
+}
+
+/**
+ * The encoder's self-attention over whole windows: `qkv` [windows, 3·heads, positions, headDim]
+ * (queries, keys, values split into heads, queries unscaled) → `out` [windows·positions,
+ * heads·headDim]. Keys and values are quantised as `Int8CrossCache` stores them.
+ */
+export function windowAttention(qkv: Float32Array, windows: number, positions: number, heads: number, headDim: number, out: Float32Array, threads: number): void {
+  addon.windowAttend(qkv, windows, positions, heads, headDim, 1 / Math.sqrt(headDim), out, Math.max(1, threads));
 }

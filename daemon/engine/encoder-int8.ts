@@ -10,6 +10,7 @@
 import path from 'node:path';
 import { native } from '../native.js';
 import type { Backend, InferenceGraph } from './backend.js';
+import { windowAttention, windowAttentionFast } from './cross-int8.js';
 import { ENCODER_PIECES_IO, NATIVE_ENCODER } from './graphs/encoder.js';
 import type { EncoderNativeFiles, ModelDims } from './manifest.js';
 import { Epilogue, linear8, NativeWeights, type NormWeights as Norm, type PackedLinear as Packed } from './native-weights.js';
@@ -65,7 +66,7 @@ export class NativeEncoder {
       cross: Array.from({ length: dims.decoderLayers }, (_, l) => ({ k: w.linear(NATIVE_ENCODER.crossK(l), d, d, false), v: w.linear(NATIVE_ENCODER.crossV(l), d, d) })),
     }));
     const [stem, graph] = await Promise.all([files.stem, files.attention].map((f) => backend.load(path.join(dir, f), { threads })));
-    const nativeAttention = attention === 'auto' && addon.windowAttendFast(d / dims.encoderHeads) === true;
+    const nativeAttention = attention === 'auto' && windowAttentionFast(d / dims.encoderHeads);
     return new NativeEncoder(dims, stem!, graph!, layers, finalNorm, cross, Math.max(1, threads), nativeAttention);
   }
 
@@ -112,7 +113,7 @@ export class NativeEncoder {
       if (this.nativeAttention) {
         // q/k/v written split into heads ([batch, 3·heads, positions, headDim]), as the kernel reads them.
         linear8(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm, { heads: 3 * H, positions });
-        addon.windowAttend(qkv, batch, positions, H, d / H, 1 / Math.sqrt(d / H), att, t);
+        windowAttention(qkv, batch, positions, H, d / H, att, t);
         linear8(layer.out, att, rows, x, Epilogue.Add, t);
       } else {
         linear8(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm);

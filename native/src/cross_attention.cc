@@ -86,15 +86,22 @@ struct Shape {
 //   keys   [heads, stride / 16, headDim / 4, 16, 4] as unsigned bytes k + 128: a vector is 16
 //          positions × 4 dims, the dot product's unsigned operand
 //   values [heads, stride / 4, headDim, 4]: a vector is 16 dims × 4 positions
-// 8-bit parts of the float operands. The decoder takes three (~22 bits): two (~15 bits) measured
-// as exact against double precision, but a change of 1e-7 in a query then moved the output by
-// ~1e-6, enough to flip the int8 rounding of later layers' activations — the same step through
-// ONNX Runtime's linears and ours then differed by 0.08 in a logit instead of 1e-5. The third
-// costs ~30% at one row. The encoder's self-attention (1500 queries a window, its cost the
-// encoder's largest) takes two: on the 100 dev clips as accurate as float (see bench/RESULTS.md).
+// 8-bit parts of the float operands (queries; softmax weights). The decoder takes three of each
+// (~22 bits): two (~15 bits) measured as exact against double precision, but a change of 1e-7 in a
+// query then moved the output by ~1e-6, enough to flip the int8 rounding of later layers'
+// activations — the same step through ONNX Runtime's linears and ours then differed by 0.08 in a
+// logit instead of 1e-5. The third costs ~30% at one row. The encoder's self-attention (1500
+// queries a window) takes two of each: on the 100 dev clips as accurate as ONNX Runtime's float32
+// attention (bench/RESULTS.md). One part of each query (int8 per half head, as the linears
+// quantise their inputs) was ~10% faster and as accurate on the dev clips, but moved fx-short's
+// first timestamp by one step.
 constexpr int kMaxParts = 3;
 constexpr int kDecoderParts = 3;
-constexpr int kEncoderParts = 2;
+constexpr int kEncoderQueryParts = 2;
+constexpr int kEncoderWeightParts = 2;
+
+// Scratch floats per query: scores, the weighted probabilities per group, their 8-bit parts.
+inline size_t ScratchFloats(int stride) { return size_t(1 + kGroups) * stride + (size_t(kGroups) * kMaxParts * stride + 3) / 4; }
 
 inline bool Vnni(int headDim) { return WX_VNNI && headDim % 32 == 0 && headDim <= 128; }
 
@@ -115,128 +122,149 @@ inline __m512i Broadcast4(const void* p) {
   return _mm512_set1_epi32(four);
 }
 
-// One query vector (times qScale) of one head against one window's keys/values, in the VNNI
-// layouts. G: vectors of 16 dims per group of scales (headDim / 32); kParts: 8-bit parts of the
-// query and of the softmax weights.
-template <int G, int kParts>
-void AttendHeadVnni(const Shape& s, const float* q, float qScale, int length, const uint8_t* keys, const float* keyScales, const int8_t* values,
-                    const float* valueScales, float* out, float* scratch) {
+// R query vectors (times qScale) of one head against one window's keys/values, in the VNNI
+// layouts. G: vectors of 16 dims per group of scales (headDim / 32); QP, WP: 8-bit parts of the
+// queries and of the softmax weights; R > 1 when queries share the keys/values (the encoder): each
+// key or value vector loaded then serves R of them, and their dot-product chains interleave.
+// `scratch` holds R rows of ScratchFloats(stride).
+template <int G, int QP, int WP, int R>
+void AttendVnni(const Shape& s, const float* const* q, float qScale, int length, const uint8_t* keys, const float* keyScales, const int8_t* values,
+                const float* valueScales, float* const* out, float* scratch) {
   constexpr int gs = 16 * G, dh = kGroups * gs, quads = gs / 4;
   const int chunks = (length + 15) / 16;
+  const size_t rowScratch = ScratchFloats(s.stride);
   const float* keyChannel = keyScales + kGroups * s.stride;
   const float* valueChannel = valueScales + kGroups * s.stride;
-  // The query times the keys' channel scales, per group, in signed 8-bit parts:
+  // The queries times the keys' channel scales, per group, in signed 8-bit parts:
   // qc ≈ qs·(p0 + p1/254 + p2/254²).
-  alignas(64) int8_t qp[kParts][dh];
-  float qs[kGroups];
-  __m512i corr[kGroups][kParts];
-  for (int g = 0; g < kGroups; g++) {
-    float m = 0;
-    for (int d = g * gs; d < (g + 1) * gs; d++) m = std::max(m, std::fabs(q[d] * qScale * keyChannel[d]));
-    qs[g] = m / 127.0f;
-    const float k = m > 0 ? 127.0f / m : 0.0f;
-    int32_t sum[kParts] = {};
-    for (int d = g * gs; d < (g + 1) * gs; d++) {
-      float y = q[d] * qScale * keyChannel[d] * k;  // in [-127, 127]
-      for (int i = 0; i < kParts; i++) {
-        const float part = std::max(-127.0f, std::min(127.0f, std::nearbyint(y)));
-        qp[i][d] = int8_t(part);
-        sum[i] += int(part);
-        y = (y - part) * 254.0f;  // the remainder, in [-127, 127] again
+  alignas(64) int8_t qp[R][QP][dh];
+  float qs[R][kGroups];
+  int32_t corr[R][kGroups][QP];
+  for (int r = 0; r < R; r++) {
+    for (int g = 0; g < kGroups; g++) {
+      float m = 0;
+      for (int d = g * gs; d < (g + 1) * gs; d++) m = std::max(m, std::fabs(q[r][d] * qScale * keyChannel[d]));
+      qs[r][g] = m / 127.0f;
+      const float k = m > 0 ? 127.0f / m : 0.0f;
+      int32_t sum[QP] = {};
+      for (int d = g * gs; d < (g + 1) * gs; d++) {
+        float y = q[r][d] * qScale * keyChannel[d] * k;  // in [-127, 127]
+        for (int i = 0; i < QP; i++) {
+          const float part = std::max(-127.0f, std::min(127.0f, std::nearbyint(y)));
+          qp[r][i][d] = int8_t(part);
+          sum[i] += int(part);
+          y = (y - part) * 254.0f;  // the remainder, in [-127, 127] again
+        }
       }
+      // The keys are stored + 128: Σ q·(k + 128) = Σ q·k + 128·Σ q.
+      for (int i = 0; i < QP; i++) corr[r][g][i] = 128 * sum[i];
     }
-    // The keys are stored + 128: Σ q·(k + 128) = Σ q·k + 128·Σ q.
-    for (int i = 0; i < kParts; i++) corr[g][i] = _mm512_set1_epi32(128 * sum[i]);
   }
-  float* scores = scratch;
-  __m512 vmax = _mm512_set1_ps(-INFINITY);
+  __m512 vmax[R];
+  for (int r = 0; r < R; r++) vmax[r] = _mm512_set1_ps(-INFINITY);
   for (int c = 0; c < chunks; c++) {
     const int t = c * 16;
     const uint8_t* tile = keys + size_t(c) * (dh / 4) * 64;
-    __m512 sc = _mm512_setzero_ps();
+    __m512 sc[R];
+    for (int r = 0; r < R; r++) sc[r] = _mm512_setzero_ps();
     for (int g = 0; g < kGroups; g++) {
-      __m512i acc[kParts];
-      for (int i = 0; i < kParts; i++) acc[i] = _mm512_setzero_si512();
+      __m512i acc[R][QP];
+      for (int r = 0; r < R; r++)
+        for (int i = 0; i < QP; i++) acc[r][i] = _mm512_setzero_si512();
       for (int j = 0; j < quads; j++) {
         const int quad = g * quads + j;
         const __m512i kv = _mm512_loadu_si512(tile + quad * 64);
-        for (int i = 0; i < kParts; i++) acc[i] = _mm512_dpbusd_epi32(acc[i], kv, Broadcast4(qp[i] + 4 * quad));
+        for (int r = 0; r < R; r++)
+          for (int i = 0; i < QP; i++) acc[r][i] = _mm512_dpbusd_epi32(acc[r][i], kv, Broadcast4(qp[r][i] + 4 * quad));
       }
-      __m512 dot = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[kParts - 1], corr[g][kParts - 1]));
-      for (int i = kParts - 2; i >= 0; i--)
-        dot = _mm512_fmadd_ps(dot, _mm512_set1_ps(1.0f / 254.0f), _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i], corr[g][i])));
-      sc = _mm512_fmadd_ps(_mm512_mul_ps(dot, _mm512_set1_ps(qs[g])), _mm512_loadu_ps(keyScales + g * s.stride + t), sc);
+      const __m512 keyScale = _mm512_loadu_ps(keyScales + g * s.stride + t);
+      for (int r = 0; r < R; r++) {
+        __m512 dot = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][QP - 1], _mm512_set1_epi32(corr[r][g][QP - 1])));
+        for (int i = QP - 2; i >= 0; i--)
+          dot = _mm512_fmadd_ps(dot, _mm512_set1_ps(1.0f / 254.0f), _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][i], _mm512_set1_epi32(corr[r][g][i]))));
+        sc[r] = _mm512_fmadd_ps(_mm512_mul_ps(dot, _mm512_set1_ps(qs[r][g])), keyScale, sc[r]);
+      }
     }
-    if (t + 16 > length) sc = _mm512_mask_blend_ps(__mmask16((1u << (length - t)) - 1), _mm512_set1_ps(-INFINITY), sc);
-    _mm512_storeu_ps(scores + t, sc);
-    vmax = _mm512_max_ps(vmax, sc);
-  }
-  const float m = _mm512_reduce_max_ps(vmax);
-  // Softmax weights times each position's value scales, per group, then into unsigned 8-bit parts
-  // (w ≈ ws·(p0 + p1/255 + p2/255²); unsigned: the dot product's other operand is the values).
-  float* weighted = scores + s.stride;  // [kGroups][stride]
-  uint8_t* wq = reinterpret_cast<uint8_t*>(weighted + kGroups * s.stride);  // [kGroups][kParts][stride]
-  __m512 vsum = _mm512_setzero_ps();
-  __m512 wmax[kGroups];
-  for (int g = 0; g < kGroups; g++) wmax[g] = _mm512_setzero_ps();
-  const vf vm = Splat(m);
-  for (int c = 0; c < chunks; c++) {
-    const int t = c * 16;
-    const vf e = ExpNonPositive(Load(scores + t) - vm);
-    vsum = _mm512_add_ps(vsum, (__m512)e);
-    for (int g = 0; g < kGroups; g++) {
-      const __m512 w = _mm512_mul_ps((__m512)e, _mm512_loadu_ps(valueScales + g * s.stride + t));
-      _mm512_storeu_ps(weighted + g * s.stride + t, w);
-      wmax[g] = _mm512_max_ps(wmax[g], w);
+    for (int r = 0; r < R; r++) {
+      if (t + 16 > length) sc[r] = _mm512_mask_blend_ps(__mmask16((1u << (length - t)) - 1), _mm512_set1_ps(-INFINITY), sc[r]);
+      _mm512_storeu_ps(scratch + r * rowScratch + t, sc[r]);
+      vmax[r] = _mm512_max_ps(vmax[r], sc[r]);
     }
   }
-  const float inv = 1.0f / _mm512_reduce_add_ps(vsum);
-  float ws[kGroups];
-  for (int g = 0; g < kGroups; g++) {
-    const float mx = _mm512_reduce_max_ps(wmax[g]);
-    ws[g] = mx / 255.0f;
-    const __m512 k = _mm512_set1_ps(mx > 0 ? 255.0f / mx : 0.0f);
-    uint8_t* parts = wq + size_t(g) * kParts * s.stride;
+  // Per query: softmax weights times each position's value scales, per group, then into unsigned
+  // 8-bit parts (w ≈ ws·(p0 + p1/255 + p2/255²); unsigned: the other operand is the values).
+  float ws[R][kGroups], inv[R];
+  const uint8_t* wq[R];
+  for (int r = 0; r < R; r++) {
+    float* scores = scratch + r * rowScratch;
+    float* weighted = scores + s.stride;  // [kGroups][stride]
+    uint8_t* parts = reinterpret_cast<uint8_t*>(weighted + kGroups * s.stride);  // [kGroups][WP][stride]
+    wq[r] = parts;
+    __m512 vsum = _mm512_setzero_ps();
+    __m512 wmax[kGroups];
+    for (int g = 0; g < kGroups; g++) wmax[g] = _mm512_setzero_ps();
+    const vf vm = Splat(_mm512_reduce_max_ps(vmax[r]));
     for (int c = 0; c < chunks; c++) {
       const int t = c * 16;
-      __m512 y = _mm512_mul_ps(_mm512_loadu_ps(weighted + g * s.stride + t), k);  // in [0, 255]
-      for (int i = 0; i < kParts; i++) {
-        // The last part rounds; the others take the floor (y ≥ 0: truncation) so the rest is ≥ 0.
-        const __m512i part = i + 1 < kParts ? _mm512_cvttps_epi32(y) : _mm512_cvtps_epi32(y);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(parts + size_t(i) * s.stride + t), _mm512_cvtusepi32_epi8(part));
-        y = _mm512_mul_ps(_mm512_sub_ps(y, _mm512_cvtepi32_ps(part)), _mm512_set1_ps(255.0f));
+      const vf e = ExpNonPositive(Load(scores + t) - vm);
+      vsum = _mm512_add_ps(vsum, (__m512)e);
+      for (int g = 0; g < kGroups; g++) {
+        const __m512 w = _mm512_mul_ps((__m512)e, _mm512_loadu_ps(valueScales + g * s.stride + t));
+        _mm512_storeu_ps(weighted + g * s.stride + t, w);
+        wmax[g] = _mm512_max_ps(wmax[g], w);
+      }
+    }
+    inv[r] = 1.0f / _mm512_reduce_add_ps(vsum);
+    for (int g = 0; g < kGroups; g++) {
+      const float mx = _mm512_reduce_max_ps(wmax[g]);
+      ws[r][g] = mx / 255.0f;
+      const __m512 k = _mm512_set1_ps(mx > 0 ? 255.0f / mx : 0.0f);
+      uint8_t* gp = parts + size_t(g) * WP * s.stride;
+      for (int c = 0; c < chunks; c++) {
+        const int t = c * 16;
+        __m512 y = _mm512_mul_ps(_mm512_loadu_ps(weighted + g * s.stride + t), k);  // in [0, 255]
+        for (int i = 0; i < WP; i++) {
+          // The last part rounds; the others take the floor (y ≥ 0: truncation) so the rest is ≥ 0.
+          const __m512i part = i + 1 < WP ? _mm512_cvttps_epi32(y) : _mm512_cvtps_epi32(y);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(gp + size_t(i) * s.stride + t), _mm512_cvtusepi32_epi8(part));
+          y = _mm512_mul_ps(_mm512_sub_ps(y, _mm512_cvtepi32_ps(part)), _mm512_set1_ps(255.0f));
+        }
       }
     }
   }
-  __m512i acc[kGroups][kParts][G];
-  for (int g = 0; g < kGroups; g++)
-    for (int i = 0; i < kParts; i++)
-      for (int j = 0; j < G; j++) acc[g][i][j] = _mm512_setzero_si512();
+  __m512i acc[R][kGroups][WP][G];
+  for (int r = 0; r < R; r++)
+    for (int g = 0; g < kGroups; g++)
+      for (int i = 0; i < WP; i++)
+        for (int j = 0; j < G; j++) acc[r][g][i][j] = _mm512_setzero_si512();
   const int steps = (length + 3) / 4;  // weights past `length` are 0 up to the chunk's end
-  for (int tq = 0; tq < steps; tq++) {
-    const int8_t* v = values + size_t(tq) * dh * 4;
-    for (int g = 0; g < kGroups; g++) {
-      const uint8_t* parts = wq + size_t(g) * kParts * s.stride + 4 * tq;
+  // Group by group: fewer live accumulators than all at once (which spilled registers).
+  for (int g = 0; g < kGroups; g++) {
+    for (int tq = 0; tq < steps; tq++) {
+      const int8_t* v = values + size_t(tq) * dh * 4;
       for (int j = 0; j < G; j++) {
         const __m512i vv = _mm512_loadu_si512(v + (g * gs + j * 16) * 4);
-        for (int i = 0; i < kParts; i++) acc[g][i][j] = _mm512_dpbusd_epi32(acc[g][i][j], Broadcast4(parts + size_t(i) * s.stride), vv);
+        for (int r = 0; r < R; r++) {
+          const uint8_t* gp = wq[r] + size_t(g) * WP * s.stride + 4 * tq;
+          for (int i = 0; i < WP; i++) acc[r][g][i][j] = _mm512_dpbusd_epi32(acc[r][g][i][j], Broadcast4(gp + size_t(i) * s.stride), vv);
+        }
       }
     }
   }
-  for (int g = 0; g < kGroups; g++) {
-    const __m512 scale = _mm512_set1_ps(ws[g] * inv);
-    for (int j = 0; j < G; j++) {
-      const int d = g * gs + j * 16;
-      __m512 sum = _mm512_cvtepi32_ps(acc[g][kParts - 1][j]);
-      for (int i = kParts - 2; i >= 0; i--) sum = _mm512_fmadd_ps(sum, _mm512_set1_ps(1.0f / 255.0f), _mm512_cvtepi32_ps(acc[g][i][j]));
-      _mm512_storeu_ps(out + d, _mm512_mul_ps(_mm512_mul_ps(sum, scale), _mm512_loadu_ps(valueChannel + d)));
+  for (int r = 0; r < R; r++) {
+    for (int g = 0; g < kGroups; g++) {
+      const __m512 scale = _mm512_set1_ps(ws[r][g] * inv[r]);
+      for (int j = 0; j < G; j++) {
+        const int d = g * gs + j * 16;
+        __m512 sum = _mm512_cvtepi32_ps(acc[r][g][WP - 1][j]);
+        for (int i = WP - 2; i >= 0; i--) sum = _mm512_fmadd_ps(sum, _mm512_set1_ps(1.0f / 255.0f), _mm512_cvtepi32_ps(acc[r][g][i][j]));
+        _mm512_storeu_ps(out[r] + d, _mm512_mul_ps(_mm512_mul_ps(sum, scale), _mm512_loadu_ps(valueChannel + d)));
+      }
     }
   }
 }
 #endif
 
-// Scratch floats per worker: scores, the weighted probabilities per group, their 8-bit parts.
-inline size_t ScratchFloats(int stride) { return size_t(1 + kGroups) * stride + (size_t(kGroups) * kMaxParts * stride + 3) / 4; }
 
 // One query vector of one head against one window's keys/values, in the portable layouts.
 void AttendHeadFloat(const Shape& s, const float* q, int length, const int8_t* keysT, const float* keyScales, const int8_t* values,
@@ -306,33 +334,27 @@ void AttendHeadFloat(const Shape& s, const float* q, int length, const int8_t* k
   for (int k = full; k < dh; k++) out[k] = tail[k] * inv * valueChannel[k];
 }
 
-template <int kParts>
-void AttendVnniParts(const Shape& s, const float* q, float qScale, int length, const uint8_t* k, const float* keyScales, const int8_t* values,
-                     const float* valueScales, float* out, float* scratch) {
+template <int QP, int WP, int R>
+void AttendVnniParts(const Shape& s, const float* const* q, float qScale, int length, const uint8_t* k, const float* keyScales, const int8_t* values,
+                     const float* valueScales, float* const* out, float* scratch) {
 #if WX_VNNI
   switch (s.headDim) {
-    case 32: return AttendHeadVnni<1, kParts>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
-    case 64: return AttendHeadVnni<2, kParts>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
-    case 96: return AttendHeadVnni<3, kParts>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
-    default: return AttendHeadVnni<4, kParts>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
+    case 32: return AttendVnni<1, QP, WP, R>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
+    case 64: return AttendVnni<2, QP, WP, R>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
+    case 96: return AttendVnni<3, QP, WP, R>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
+    default: return AttendVnni<4, QP, WP, R>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
   }
 #else
   (void)s, (void)q, (void)qScale, (void)length, (void)k, (void)keyScales, (void)values, (void)valueScales, (void)out, (void)scratch;
 #endif
 }
 
-// `parts`: 8-bit parts of the float operands on the VNNI path (kDecoderParts or kEncoderParts).
+// One decoder row's query of one head (the portable kernel where VNNI is missing).
 void Attend(const Shape& s, const float* q, int length, const int8_t* keys, const float* keyScales, const int8_t* values, const float* valueScales,
-            float* out, float* scratch, int parts = kDecoderParts, float qScale = 1.0f) {
+            float* out, float* scratch) {
   if (Vnni(s.headDim)) {
     const uint8_t* k = reinterpret_cast<const uint8_t*>(keys);
-    if (parts == kEncoderParts) return AttendVnniParts<kEncoderParts>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
-    return AttendVnniParts<kDecoderParts>(s, q, qScale, length, k, keyScales, values, valueScales, out, scratch);
-  }
-  float scaled[128];
-  if (qScale != 1.0f) {
-    for (int d = 0; d < s.headDim; d++) scaled[d] = q[d] * qScale;
-    q = scaled;
+    return AttendVnniParts<kDecoderParts, kDecoderParts, 1>(s, &q, 1.0f, length, k, keyScales, values, valueScales, &out, scratch);
   }
   AttendHeadFloat(s, q, length, keys, keyScales, values, valueScales, out, scratch);
 }
@@ -414,7 +436,8 @@ Napi::Value JsQuantize(const Napi::CallbackInfo& info) {
 //              heads, headDim, qScale, out: Float32Array [windows·positions, heads·headDim], threads)
 // The encoder's self-attention: every position of a window attends to all of the window's
 // positions. Keys and values are quantised as the decoder's cross-attention stores them, then
-// each query runs the same kernel (with kEncoderParts). Needs `windowAttendFast(headDim)`.
+// the queries run the same kernel, two at a time (kEncoderQueryParts, kEncoderWeightParts).
+// Needs `windowAttendFast(headDim)`.
 Napi::Value JsWindowAttend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 8 || !IsArray(info[0], napi_float32_array) || !IsArray(info[6], napi_float32_array)) {
@@ -447,16 +470,28 @@ Napi::Value JsWindowAttend(const Napi::CallbackInfo& info) {
     }
   });
   float* o = out.Data();
-  // Items in (window, head, position) order: a thread's queries share one head's keys/values,
-  // which stay in its L2 (~200 KB for 1500 positions).
-  const int64_t items = int64_t(pairs) * T;
+  // Items are tiles of kQueries positions in (window, head, position) order: a thread's queries
+  // share one head's keys/values, which stay in its L2 (~200 KB for 1500 positions).
+  constexpr int kQueries = 2;  // 3 spilled registers; 1 was ~8% slower
+  const int tiles = (T + kQueries - 1) / kQueries;
+  const int64_t items = int64_t(pairs) * tiles;
   SharedPool().Run(std::max(1, threads), [&](int part, int parts) {
-    std::vector<float> scratch(ScratchFloats(s.stride));
+    std::vector<float> scratch(kQueries * ScratchFloats(s.stride));
     for (int64_t i = items * part / parts; i < items * (part + 1) / parts; i++) {
-      const int pair = int(i / T), t = int(i % T), b = pair / H, h = pair % H;
-      const float* q = x + ((size_t(b) * 3 * H + h) * T + t) * dh;
-      Attend(s, q, T, keys.data() + size_t(pair) * headElems, keyScales.data() + size_t(pair) * headScales, values.data() + size_t(pair) * headElems,
-             valueScales.data() + size_t(pair) * headScales, o + (size_t(b) * T + t) * d + size_t(h) * dh, scratch.data(), kEncoderParts, qScale);
+      const int pair = int(i / tiles), t = int(i % tiles) * kQueries, b = pair / H, h = pair % H;
+      const int n = std::min(kQueries, T - t);
+      const float* q[kQueries];
+      float* dst[kQueries];
+      for (int r = 0; r < n; r++) {
+        q[r] = x + ((size_t(b) * 3 * H + h) * T + t + r) * dh;
+        dst[r] = o + (size_t(b) * T + t + r) * d + size_t(h) * dh;
+      }
+      const uint8_t* k = reinterpret_cast<const uint8_t*>(keys.data() + size_t(pair) * headElems);
+      const float* ks = keyScales.data() + size_t(pair) * headScales;
+      const int8_t* v = values.data() + size_t(pair) * headElems;
+      const float* vs = valueScales.data() + size_t(pair) * headScales;
+      if (n == kQueries) AttendVnniParts<kEncoderQueryParts, kEncoderWeightParts, kQueries>(s, q, qScale, T, k, ks, v, vs, dst, scratch.data());
+      else AttendVnniParts<kEncoderQueryParts, kEncoderWeightParts, 1>(s, q, qScale, T, k, ks, v, vs, dst, scratch.data());
     }
   });
   return env.Undefined();
