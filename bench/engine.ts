@@ -23,8 +23,9 @@ import { fmt, median, rssMb, table, timeRuns, type BenchSuite, sharedDir } from 
 const here = fileURLToPath(import.meta.url);
 const shared = sharedDir();
 
-/** `auto`: native INT8 encoder linears and decoder step where possible; `graphs`: ONNX Runtime only. */
-type EncoderMode = 'auto' | 'graphs';
+/** `auto`: native INT8 encoder (linears and attention) and decoder step where possible;
+ *  `graph-attention`: the same with ONNX Runtime's float32 encoder attention; `graphs`: ONNX Runtime only. */
+type EncoderMode = 'auto' | 'graph-attention' | 'graphs';
 
 interface ChildResult {
   precision: Precision;
@@ -43,12 +44,16 @@ async function measure(precision: Precision, encoder: EncoderMode, runs: number,
   {
     const files = readManifest(dir).files[precision]!;
     const t1 = performance.now();
-    const model = await WhisperModel.load(dir, { precision, threads, ...(encoder === 'graphs' ? { encoder: 'whole', decoder: 'graphs' } : {}) });
+    const model = await WhisperModel.load(dir, {
+      precision,
+      threads,
+      ...(encoder === 'graphs' ? { encoder: 'whole', decoder: 'graphs' } : encoder === 'graph-attention' ? { encoderAttention: 'graph' } : {}),
+    });
     // Files this way of running reads (the encoder's data file serves both ways).
     const unused = 'native' in model.encoder ? [files.encoder] : files.encoderNative ? [files.encoderNative.stem, files.encoderNative.attention] : [];
     if ('native' in model.decoder) unused.push(...(files.decoderSegments ?? []));
     const fileMb = graphFileList(files).filter((f) => !unused.includes(f)).reduce((s, f) => s + fs.statSync(path.join(dir, f)).size, 0) / 2 ** 20;
-    const label = precision === 'fp32' ? 'fp32' : 'native' in model.encoder ? 'int8' : 'int8, ORT only';
+    const label = precision === 'fp32' ? 'fp32' : !('native' in model.encoder) ? 'int8, ORT only' : model.encoder.native.nativeAttention ? 'int8' : 'int8, ORT attention';
     const loadMs = performance.now() - t1;
     const rssLoadedMb = rssMb();
     const melFile = path.join(shared, 'fixtures', 'reference', 'fx-multi.mel.f32');
@@ -95,7 +100,7 @@ export const suite: BenchSuite = {
         const t0 = performance.now();
         const installed = await importModel(path.join(shared, 'models', 'wx-tiny-en-synth'), { home, name: `tiny-${precision}`, precision });
         const importMs = performance.now() - t0;
-        const modes: EncoderMode[] = precision === 'int8' && nativeInt8Fast ? ['auto', 'graphs'] : ['auto'];
+        const modes: EncoderMode[] = precision === 'int8' && nativeInt8Fast ? ['auto', 'graph-attention', 'graphs'] : ['auto'];
         for (const mode of modes) {
           const out = execFileSync(process.execPath, [here, '--child', precision, mode, String(runs), installed.dir, String(importMs)], { encoding: 'utf8', maxBuffer: 1 << 20 });
           results.push(JSON.parse(out.trim().split('\n').pop()!) as ChildResult);
@@ -110,6 +115,8 @@ export const suite: BenchSuite = {
     ));
     const [f, q] = results;
     console.log(`\nINT8 vs FP32: encoder ${fmt(f!.encoderMs[1]! / q!.encoderMs[1]!, 2)}×, decoder b1 ${fmt(f!.decoderMs[1]! / q!.decoderMs[1]!, 2)}×, graphs ${fmt((100 * q!.fileMb) / f!.fileMb, 0)}% of FP32 size`);
+    const a = results.find((r) => r.label === 'int8, ORT attention');
+    if (a) console.log(`INT8 encoder, our int8 attention vs ONNX Runtime's float32 attention: ${fmt(a.encoderMs[1]! / q!.encoderMs[1]!, 2)}× per window at b1, ${fmt(a.encoderMs[4]! / q!.encoderMs[4]!, 2)}× at b4`);
     const w = results.find((r) => r.label === 'int8, ORT only');
     if (w) {
       console.log(`INT8 native kernels vs ONNX Runtime alone: encoder ${fmt(w.encoderMs[1]! / q!.encoderMs[1]!, 2)}× per window at b1, ${fmt(w.encoderMs[4]! / q!.encoderMs[4]!, 2)}× at b4; decoder ${fmt(w.decoderMs[1]! / q!.decoderMs[1]!, 2)}× per token at b1, ${fmt(w.decoderMs[8]! / q!.decoderMs[8]!, 2)}× at b8`);
