@@ -103,6 +103,8 @@ constexpr int kEncoderWeightParts = 2;
 // Scratch floats per query: scores, the weighted probabilities per group, their 8-bit parts.
 inline size_t ScratchFloats(int stride) { return size_t(1 + kGroups) * stride + (size_t(kGroups) * kMaxParts * stride + 3) / 4; }
 
+typedef int8_t vb __attribute__((vector_size(W)));  // W int8 lanes
+
 inline bool Vnni(int headDim) { return WX_VNNI && headDim % 32 == 0 && headDim <= 128; }
 
 inline size_t KeyAt(bool vnni, int t, int d, int dh) {
@@ -367,15 +369,18 @@ void QuantiseHead(const float* x, int P, int dh, int stride, bool keys, int8_t* 
   const bool vnni = Vnni(dh);
   std::memset(dst, keys && vnni ? 0x80 : 0, size_t(stride) * dh);  // padding: zeros (+ 128 for VNNI keys)
   const int gs = dh / kGroups;
-  int8_t row[128];
-  float inv[128];
+  const int lanes = gs % W == 0 ? dh : 0;  // dims done in whole vectors (all of them for Whisper's 64)
+  alignas(64) int8_t row[128];
+  alignas(64) float inv[128];
   // Channels are divided by their largest magnitude over the window first: a few large channels
   // would otherwise set every position's scale and round the small ones away.
   float* channel = sc + kGroups * stride;
   for (int d = 0; d < dh; d++) channel[d] = 0;
   for (int t = 0; t < P; t++) {
     const float* v = x + size_t(t) * dh;
-    for (int d = 0; d < dh; d++) channel[d] = std::max(channel[d], std::fabs(v[d]));
+    int d = 0;
+    for (; d < lanes; d += W) Store(channel + d, Max(Load(channel + d), Abs(Load(v + d))));
+    for (; d < dh; d++) channel[d] = std::max(channel[d], std::fabs(v[d]));
   }
   for (int d = 0; d < dh; d++) {
     if (channel[d] == 0) channel[d] = 1;
@@ -386,19 +391,43 @@ void QuantiseHead(const float* x, int P, int dh, int stride, bool keys, int8_t* 
   for (int t = 0; t < P; t++) {
     const float* v = x + size_t(t) * dh;
     for (int g = 0; g < kGroups; g++) {
+      const int from = g * gs, to = from + gs;
       float m = 0;
-      for (int d = g * gs; d < (g + 1) * gs; d++) m = std::max(m, std::fabs(v[d] * inv[d]));
+      if (lanes) {
+        vf vm = Splat(0.0f);
+        for (int d = from; d < to; d += W) vm = Max(vm, Abs(Load(v + d) * Load(inv + d)));
+        m = MaxLanes(vm);
+      } else {
+        for (int d = from; d < to; d++) m = std::max(m, std::fabs(v[d] * inv[d]));
+      }
       sc[g * stride + t] = m / 127.0f;
       const float k = m > 0 ? 127.0f / m : 0.0f;
       // Rounds half away from zero; |y| ≤ 127 by construction.
-      for (int d = g * gs; d < (g + 1) * gs; d++) {
-        const float y = v[d] * inv[d] * k;
-        row[d] = int8_t(int(y + (y >= 0 ? 0.5f : -0.5f)));
+      if (lanes) {
+        for (int d = from; d < to; d += W) {
+          const vf y = Load(v + d) * Load(inv + d) * Splat(k);
+          const vi r = __builtin_convertvector(y + Select(y >= Splat(0.0f), Splat(0.5f), Splat(-0.5f)), vi);
+          const vb bytes = __builtin_convertvector(r, vb);
+          std::memcpy(row + d, &bytes, W);
+        }
+      } else {
+        for (int d = from; d < to; d++) {
+          const float y = v[d] * inv[d] * k;
+          row[d] = int8_t(int(y + (y >= 0 ? 0.5f : -0.5f)));
+        }
       }
     }
-    for (int d = 0; d < dh; d++) {
-      if (keys) dst[KeyAt(vnni, t, d, dh)] = int8_t(vnni ? row[d] ^ 0x80 : row[d]);  // k + 128 as a byte: the sign bit flipped
-      else dst[ValueAt(vnni, t, d, dh)] = row[d];
+    if (keys && vnni) {
+      // A position's 4-dim groups are dwords 64 bytes apart in its tile of 16 positions.
+      int8_t* tile = dst + size_t(t / 16) * (dh / 4) * 64 + (t % 16) * 4;
+      for (int d = 0; d < dh; d += 4) {
+        uint32_t four;
+        std::memcpy(&four, row + d, 4);
+        four ^= 0x80808080u;  // k + 128 as bytes: each sign bit flipped
+        std::memcpy(tile + (d / 4) * 64, &four, 4);
+      }
+    } else {
+      for (int d = 0; d < dh; d++) dst[keys ? KeyAt(vnni, t, d, dh) : ValueAt(vnni, t, d, dh)] = row[d];
     }
   }
 }

@@ -3,6 +3,9 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 // Whether the int8 kernels can use AVX-512 VNNI dot products (64 int8 multiply-adds per
 // instruction); without them they fall back to portable code.
@@ -29,6 +32,18 @@ inline vf Splat(float s) { return vf{} + s; }
 inline vf Select(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
 
 inline vf Max(vf a, vf b) { return Select(a > b, a, b); }
+
+inline vf Abs(vf a) { return (vf)((vi)a & 0x7fffffff); }
+
+inline float MaxLanes(vf v) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_max_ps((__m512)v);  // a shuffle tree, not a chain of 15 dependent compares
+#else
+  float m = v[0];
+  for (int l = 1; l < W; l++) m = v[l] > m ? v[l] : m;
+  return m;
+#endif
+}
 
 // Unaligned loads and stores of W floats.
 inline vf Load(const float* p) {
