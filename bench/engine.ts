@@ -50,7 +50,9 @@ async function measure(precision: Precision, encoder: EncoderMode, runs: number,
       ...(encoder === 'graphs' ? { encoder: 'whole', decoder: 'graphs' } : encoder === 'graph-attention' ? { encoderAttention: 'graph' } : {}),
     });
     // Files this way of running reads (the encoder's data file serves both ways).
-    const unused = 'native' in model.encoder ? [files.encoder] : files.encoderNative ? [files.encoderNative.stem, files.encoderNative.attention] : [];
+    const unused = 'native' in model.encoder
+      ? [files.encoder, ...(model.encoder.native.nativeAttention ? [files.encoderNative!.attention] : [])]
+      : files.encoderNative ? [files.encoderNative.stem, files.encoderNative.attention] : [];
     if ('native' in model.decoder) unused.push(...(files.decoderSegments ?? []));
     const fileMb = graphFileList(files).filter((f) => !unused.includes(f)).reduce((s, f) => s + fs.statSync(path.join(dir, f)).size, 0) / 2 ** 20;
     const label = precision === 'fp32' ? 'fp32' : !('native' in model.encoder) ? 'int8, ORT only' : model.encoder.native.nativeAttention ? 'int8' : 'int8, ORT attention';

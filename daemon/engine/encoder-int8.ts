@@ -40,14 +40,18 @@ export class NativeEncoder {
   private constructor(
     private readonly dims: ModelDims,
     private readonly stem: InferenceGraph,
-    private readonly attention: InferenceGraph,
+    /** ONNX Runtime's attention graph, loaded only where our kernel does not run. */
+    private readonly attention: InferenceGraph | undefined,
     private readonly layers: EncoderLayer[],
     private readonly norm: Norm,
     private readonly cross: { k: Packed; v: Packed }[],
     private readonly threads: number,
-    /** Whether the self-attention runs in our int8 kernel (else ONNX Runtime's graph). */
-    readonly nativeAttention: boolean,
   ) {}
+
+  /** Whether the self-attention runs in our int8 kernel (else ONNX Runtime's graph). */
+  get nativeAttention(): boolean {
+    return this.attention === undefined;
+  }
 
   static async load(dir: string, files: EncoderNativeFiles, dims: ModelDims, backend: Backend, threads: number, attention: 'auto' | 'graph' = 'auto'): Promise<NativeEncoder> {
     const d = dims.dModel;
@@ -65,13 +69,13 @@ export class NativeEncoder {
       finalNorm: w.norm(NATIVE_ENCODER.norm, d, eps),
       cross: Array.from({ length: dims.decoderLayers }, (_, l) => ({ k: w.linear(NATIVE_ENCODER.crossK(l), d, d, false), v: w.linear(NATIVE_ENCODER.crossV(l), d, d) })),
     }));
-    const [stem, graph] = await Promise.all([files.stem, files.attention].map((f) => backend.load(path.join(dir, f), { threads })));
     const nativeAttention = attention === 'auto' && windowAttentionFast(d / dims.encoderHeads);
-    return new NativeEncoder(dims, stem!, graph!, layers, finalNorm, cross, Math.max(1, threads), nativeAttention);
+    const [stem, graph] = await Promise.all([files.stem, ...(nativeAttention ? [] : [files.attention])].map((f) => backend.load(path.join(dir, f), { threads })));
+    return new NativeEncoder(dims, stem!, graph, layers, finalNorm, cross, Math.max(1, threads));
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.stem.close(), this.attention.close()]);
+    await Promise.all([this.stem.close(), this.attention?.close()]);
   }
 
   /** B windows of log-mel features ([B, n_mels, frames]) → hidden states and cross K/V. */
@@ -110,7 +114,7 @@ export class NativeEncoder {
     const H = this.dims.encoderHeads;
     const rows = batch * positions;
     for (const layer of this.layers) {
-      if (this.nativeAttention) {
+      if (!this.attention) {
         // q/k/v written split into heads ([batch, 3·heads, positions, headDim]), as the kernel reads them.
         linear8(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm, { heads: 3 * H, positions });
         windowAttention(qkv, batch, positions, H, d / H, att, t);
