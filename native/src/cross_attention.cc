@@ -2,7 +2,9 @@
 // keys and values at every step: 18 MB per row in float32 for tiny, which made the attention
 // ~40% of a batched decoder step and bound by memory bandwidth (ONNX Runtime's CPU attention
 // takes float32 only). Here a window's keys and values are stored once as int8 with one scale per
-// position and head (4.6 MB per row), and the attention converts them on the fly.
+// position and head (4.6 MB per row), and the attention converts them on the fly. The encoder's
+// self-attention (`windowAttend`) quantises each window's keys and values the same way and runs
+// the same kernel over them.
 //
 // Layouts, per decoder layer, `stride` = positions rounded up to the vector width:
 //   keys   [slots, heads, stride / W, headDim, W] int8 (transposed in tiles of W positions: a
@@ -27,6 +29,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #if defined(__AVX512F__) || defined(__AVX2__)
@@ -81,12 +84,13 @@ struct Shape {
 // made this attention compute-bound (a batch of 8 rows: 1.2 ms for 4 layers with its keys in
 // cache, 1.6 ms from memory). With VNNI both products run as int8 dot products, 64 multiply-adds
 // an instruction. Their other operand — the query, and the softmax weights — is float, so it is
-// split into 8-bit parts (one dot product each) that together keep about float's precision: the
-// keys' and values' own int8 rounding stays the only one that matters. Layouts then:
+// split into 8-bit parts (one dot product each), enough of them that the keys' and values' own
+// int8 rounding stays the one that matters. Layouts then:
 //   keys   [heads, stride / 16, headDim / 4, 16, 4] as unsigned bytes k + 128: a vector is 16
 //          positions × 4 dims, the dot product's unsigned operand
 //   values [heads, stride / 4, headDim, 4]: a vector is 16 dims × 4 positions
-// 8-bit parts of the float operands (queries; softmax weights). The decoder takes three of each
+//
+// How many 8-bit parts (queries; softmax weights): the decoder takes three of each
 // (~22 bits): two (~15 bits) measured as exact against double precision, but a change of 1e-7 in a
 // query then moved the output by ~1e-6, enough to flip the int8 rounding of later layers'
 // activations — the same step through ONNX Runtime's linears and ours then differed by 0.08 in a
@@ -266,7 +270,6 @@ void AttendVnni(const Shape& s, const float* const* q, float qScale, int length,
   }
 }
 #endif
-
 
 // One query vector of one head against one window's keys/values, in the portable layouts.
 void AttendHeadFloat(const Shape& s, const float* q, int length, const int8_t* keysT, const float* keyScales, const int8_t* values,
@@ -469,7 +472,7 @@ Napi::Value JsQuantize(const Napi::CallbackInfo& info) {
 // Needs `windowAttendFast(headDim)`.
 Napi::Value JsWindowAttend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 8 || !IsArray(info[0], napi_float32_array) || !IsArray(info[6], napi_float32_array)) {
+  if (info.Length() < 8 || !IsArray(info[0], napi_float32_array) || !info[5].IsNumber() || !IsArray(info[6], napi_float32_array)) {
     Napi::TypeError::New(env, "windowAttend(qkv: Float32Array, windows, positions, heads, headDim, qScale, out: Float32Array, threads)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
@@ -484,8 +487,9 @@ Napi::Value JsWindowAttend(const Napi::CallbackInfo& info) {
   }
   const Shape s{H, dh, (T + W - 1) / W * W};
   const size_t headElems = size_t(s.stride) * dh, headScales = size_t(kGroups) * s.stride + dh;
-  std::vector<int8_t> keys(size_t(B) * H * headElems), values(keys.size());
-  std::vector<float> keyScales(size_t(B) * H * headScales), valueScales(keyScales.size());
+  // Not zero-filled here: QuantiseHead writes every byte, padding included.
+  const std::unique_ptr<int8_t[]> keys(new int8_t[size_t(B) * H * headElems]), values(new int8_t[size_t(B) * H * headElems]);
+  const std::unique_ptr<float[]> keyScales(new float[size_t(B) * H * headScales]), valueScales(new float[size_t(B) * H * headScales]);
   const float* x = qkv.Data();
   // Quantise each (window, head)'s keys and values, then attend: both split over the threads.
   const int pairs = B * H;
@@ -494,8 +498,8 @@ Napi::Value JsWindowAttend(const Napi::CallbackInfo& info) {
       const int b = i / H, h = i % H;
       const float* k = x + ((size_t(b) * 3 * H + H + h) * T) * dh;
       const float* v = x + ((size_t(b) * 3 * H + 2 * H + h) * T) * dh;
-      QuantiseHead(k, T, dh, s.stride, true, keys.data() + size_t(i) * headElems, keyScales.data() + size_t(i) * headScales);
-      QuantiseHead(v, T, dh, s.stride, false, values.data() + size_t(i) * headElems, valueScales.data() + size_t(i) * headScales);
+      QuantiseHead(k, T, dh, s.stride, true, keys.get() + size_t(i) * headElems, keyScales.get() + size_t(i) * headScales);
+      QuantiseHead(v, T, dh, s.stride, false, values.get() + size_t(i) * headElems, valueScales.get() + size_t(i) * headScales);
     }
   });
   float* o = out.Data();
@@ -515,10 +519,10 @@ Napi::Value JsWindowAttend(const Napi::CallbackInfo& info) {
         q[r] = x + ((size_t(b) * 3 * H + h) * T + t + r) * dh;
         dst[r] = o + (size_t(b) * T + t + r) * d + size_t(h) * dh;
       }
-      const uint8_t* k = reinterpret_cast<const uint8_t*>(keys.data() + size_t(pair) * headElems);
-      const float* ks = keyScales.data() + size_t(pair) * headScales;
-      const int8_t* v = values.data() + size_t(pair) * headElems;
-      const float* vs = valueScales.data() + size_t(pair) * headScales;
+      const uint8_t* k = reinterpret_cast<const uint8_t*>(keys.get() + size_t(pair) * headElems);
+      const float* ks = keyScales.get() + size_t(pair) * headScales;
+      const int8_t* v = values.get() + size_t(pair) * headElems;
+      const float* vs = valueScales.get() + size_t(pair) * headScales;
       if (n == kQueries) AttendVnniParts<kEncoderQueryParts, kEncoderWeightParts, kQueries>(s, q, qScale, T, k, ks, v, vs, dst, scratch.data());
       else AttendVnniParts<kEncoderQueryParts, kEncoderWeightParts, 1>(s, q, qScale, T, k, ks, v, vs, dst, scratch.data());
     }
