@@ -26,6 +26,11 @@
 #include <memory>
 #include <string>
 #include <vector>
+#include <cstdlib>
+#include <new>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -53,10 +58,42 @@ constexpr int kPanelBlockBytes = kPanel * kBlock;  // int8 weights of one panel 
 //   scale [panels][blocks][32] float
 // The activations are the signed operand, so Σ (w + 128)·q = Σ w·q + 128·Σ q is corrected per
 // row and block, from the activations' own sums: no per-weight correction table to stream.
+// Large tables (the output projection: 20 MB for tiny, streamed once per decoder step) in 2 MB
+// pages where the kernel allows it (Linux's transparent huge pages, on request): with 4 KB pages
+// the stream takes a TLB miss every 4 KB. Measured: the 51,864-row projection 8–18% faster at 1–4
+// rows with the table out of cache.
+template <typename T>
+struct HugePageAllocator {
+  using value_type = T;
+  HugePageAllocator() = default;
+  template <typename U>
+  HugePageAllocator(const HugePageAllocator<U>&) {}
+  static constexpr size_t kHuge = size_t(2) << 20;
+  T* allocate(size_t n) {
+    const size_t bytes = n * sizeof(T);
+    void* p = nullptr;
+    if (bytes >= kHuge) {
+      if (posix_memalign(&p, kHuge, (bytes + kHuge - 1) / kHuge * kHuge) != 0) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+      madvise(p, (bytes + kHuge - 1) / kHuge * kHuge, MADV_HUGEPAGE);
+#endif
+    } else {
+      p = std::malloc(bytes ? bytes : 1);
+      if (!p) throw std::bad_alloc();
+    }
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  template <typename U>
+  bool operator==(const HugePageAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const HugePageAllocator<U>&) const { return false; }
+};
+
 struct Packed {
   int n = 0, k = 0, blocks = 0, panels = 0;
-  std::vector<uint8_t> w;
-  std::vector<float> scale;
+  std::vector<uint8_t, HugePageAllocator<uint8_t>> w;
+  std::vector<float, HugePageAllocator<float>> scale;
   std::vector<float> bias;  // [panels·32], zero-padded
 };
 
