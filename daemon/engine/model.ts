@@ -234,6 +234,8 @@ export class DecoderBatch {
   private readonly crossInt8: Int8CrossCache | undefined;
   private selfSlot: number; // elements per slot per layer (K or V)
   private readonly crossSlot: number;
+  /** Where the native step writes logits: reused, so they hold until this batch's next step. */
+  private logitsOut = new Float32Array(0);
 
   /** Cached positions each row can hold now; grows on demand. Attention and the cache inputs
    *  scale with it, so it starts small: most windows need well under 100 positions. */
@@ -383,7 +385,8 @@ export class DecoderBatch {
   /**
    * Feeds `tokens[r]` (all the same length S) to `rows` and returns, per row, the logits at the
    * positions `gather` (indices into the S new tokens): [rows.length, gather.length, V].
-   * `rows` must be either all rows of the batch (in slot order) or a single row.
+   * `rows` must be either all rows of the batch (in slot order) or a single row. The logits may
+   * live in a buffer the batch reuses: they hold until its next step (copy what must outlive it).
    */
   async step(rows: readonly DecoderRow[], tokens: readonly (readonly number[])[], gather: readonly number[]): Promise<Float32Array> {
     const d = this.model.dims;
@@ -403,7 +406,8 @@ export class DecoderBatch {
         slots: Int32Array.from(rows, (r) => r.slot),
         lengths: Int32Array.from(rows, (r) => r.length),
         ...this.crossRows(rows),
-      }, gather, this.selfK, this.selfV, this.capacity, this.crossInt8!);
+      }, gather, this.selfK, this.selfV, this.capacity, this.crossInt8!, this.logitsOut);
+      if (logits.buffer !== this.logitsOut.buffer) this.logitsOut = new Float32Array(Math.max(logits.length, this.maxRows * d.nVocab));
       for (const r of rows) r.length += S;
       return logits;
     }
