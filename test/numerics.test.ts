@@ -1,6 +1,9 @@
 // The logit-row reductions (native addon) against plain double-precision loops.
 import { describe, expect, it } from 'vitest';
 import { argmax, logSumExp, maxOf, seededRandom } from '../daemon/engine/decoding/numerics.js';
+import { applyFilters, SuppressTokens, TimestampRules } from '../daemon/engine/decoding/filters.js';
+import { WhisperTokenizer } from '../daemon/engine/tokenizer.js';
+import { tinyModelDir } from './shared.js';
 
 function exactLogSumExp(x: Float32Array, from = 0, to = x.length): number {
   let m = -Infinity;
@@ -53,5 +56,27 @@ describe('logit-row reductions', () => {
     expect(argmax(x.subarray(40000))).toBe(0);
     expect(argmax(new Float32Array(20).fill(-Infinity))).toBe(-1);
     expect(argmax(x, 7, 7)).toBe(-1);
+  });
+});
+
+describe('logit filters', () => {
+  it('applyFilters returns log Σ exp of the filtered row, whether the timestamp rule forced a timestamp or not', () => {
+    const tok = WhisperTokenizer.fromModelDir(tinyModelDir());
+    const V = 51864;
+    const filters = [new SuppressTokens([tok.sot, tok.noSpeech], V), new TimestampRules(tok, 50)];
+    let forced = 0;
+    let free = 0;
+    for (let k = 0; k < 40; k++) {
+      const x = row(V, 4, 100 + k);
+      // Half the rows: timestamps that together outweigh every text token; the other half, weak ones.
+      for (let i = tok.timestampBegin; i < V; i++) x[i] = x[i]! + (k % 2 === 0 ? 6 : -12);
+      const sampled = k % 4 === 0 ? [] : [tok.timestampBegin + 3, 400]; // the first step, or text after an opening timestamp
+      const lse = applyFilters(filters, x, sampled);
+      expect(Math.abs(lse - exactLogSumExp(x))).toBeLessThan(1e-6);
+      if (maxOf(x, 0, tok.timestampBegin) === -Infinity) forced++;
+      else free++;
+    }
+    expect(forced).toBeGreaterThan(0);
+    expect(free).toBeGreaterThan(0);
   });
 });

@@ -6,7 +6,7 @@
 import { WxError } from '../../errors.js';
 import type { WhisperModel } from '../model.js';
 import type { WhisperTokenizer } from '../tokenizer.js';
-import type { LogitFilter } from './filters.js';
+import { applyFilters, type LogitFilter } from './filters.js';
 import { logSumExp, topK } from './numerics.js';
 import { decodingSetup, type DecodeOptions, type DecodeResult } from './task.js';
 
@@ -63,8 +63,7 @@ export class BeamSearchDecoder {
     const candidates = new Map<string, { parent: number; token: number; score: number }>();
     this.beams.forEach((beam, i) => {
       const row = logits[i]!;
-      for (const f of this.filters) f.apply(row, beam.tokens);
-      const lse = logSumExp(row);
+      const lse = applyFilters(this.filters, row, beam.tokens);
       for (const token of topK(row, n + 1)) {
         const logprob = row[token]! - lse;
         if (logprob === -Infinity) continue;

@@ -4,8 +4,16 @@ import type { WhisperTokenizer } from '../tokenizer.js';
 import { logSumExp, maxOf } from './numerics.js';
 
 export interface LogitFilter {
-  /** `sampled` holds the tokens chosen so far after the prompt. */
-  apply(logits: Float32Array, sampled: readonly number[]): void;
+  /** `sampled` holds the tokens chosen so far after the prompt. A filter that had to compute
+   *  log Σ exp of the logits as it leaves them may return it (a 52k-row reduction saved). */
+  apply(logits: Float32Array, sampled: readonly number[]): number | void;
+}
+
+/** Applies `filters` in order; returns log Σ exp of the result (from the last filter, or computed). */
+export function applyFilters(filters: readonly LogitFilter[], logits: Float32Array, sampled: readonly number[]): number {
+  let known: number | void = undefined;
+  for (const f of filters) known = f.apply(logits, sampled);
+  return typeof known === 'number' ? known : logSumExp(logits);
 }
 
 /** Always bans a fixed id set. */
@@ -51,7 +59,7 @@ export class TimestampRules implements LogitFilter {
   }
   private readonly noTimestamps: number;
 
-  apply(logits: Float32Array, sampled: readonly number[]): void {
+  apply(logits: Float32Array, sampled: readonly number[]): number {
     const tsBegin = this.tsBegin;
     logits[this.noTimestamps] = -Infinity;
     const n = sampled.length;
@@ -79,8 +87,12 @@ export class TimestampRules implements LogitFilter {
     }
     // If the timestamps together outweigh the best text token, take a timestamp.
     const lse = logSumExp(logits, 0, logits.length);
-    const tsLogprob = logSumExp(logits, tsBegin, logits.length) - lse;
+    const tsLse = logSumExp(logits, tsBegin, logits.length);
     const maxText = maxOf(logits, 0, tsBegin) - lse;
-    if (tsLogprob > maxText) logits.fill(-Infinity, 0, tsBegin);
+    if (tsLse - lse > maxText) {
+      logits.fill(-Infinity, 0, tsBegin);
+      return tsLse; // only the timestamps are left
+    }
+    return lse;
   }
 }

@@ -5,7 +5,7 @@
 import { WxError } from '../../errors.js';
 import type { DecoderBatch, DecoderRow, EncodedWindows, WhisperModel } from '../model.js';
 import type { WhisperTokenizer } from '../tokenizer.js';
-import { SuppressBlank, SuppressRange, SuppressTokens, TimestampRules, type LogitFilter } from './filters.js';
+import { applyFilters, SuppressBlank, SuppressRange, SuppressTokens, TimestampRules, type LogitFilter } from './filters.js';
 import { argmax, logSumExp, sampleWithTemperature, seededRandom } from './numerics.js';
 import { BeamSearchDecoder } from './beam.js';
 
@@ -129,7 +129,7 @@ export class SequenceDecoder {
   /** Takes the logits at the last fed position; returns the next token to feed, or -1 when done. */
   consume(logits: Float32Array): number {
     if (this.firstLogits.length < this.keepFirstLogits) this.firstLogits.push(Float32Array.from(logits));
-    for (const f of this.filters) f.apply(logits, this.sampled);
+    const lse = applyFilters(this.filters, logits, this.sampled);
     const token = this.temperature > 0 ? sampleWithTemperature(logits, this.temperature, this.random) : argmax(logits);
     if (token < 0) throw new WxError('engine.no_token', 'every token was suppressed (decoder produced no candidate)');
     if (token === this.tok.eot) {
@@ -137,7 +137,7 @@ export class SequenceDecoder {
       this.completed = true;
       return -1;
     }
-    this.sumLogprob += logits[token]! - logSumExp(logits);
+    this.sumLogprob += logits[token]! - lse;
     this.sampled.push(token);
     if (this.sampled.length >= this.sampleLen) {
       this.done = true;
