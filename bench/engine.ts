@@ -163,8 +163,9 @@ async function linearKernels(runs: number): Promise<void> {
   console.log(table(['layer', 'ORT MatMulNBits ms', 'native ms', '×', 'native GOP/s'], rows));
 }
 
-/** The per-row work of every decoder step outside the graph: log Σ exp (twice per row with
- *  timestamp rules) and the arg-max over a vocabulary-sized row, against Math.exp in a loop. */
+/** The per-row work of every decoder step outside the graph: log Σ exp (once per row and token:
+ *  the timestamp rule's, reused for the token's log-probability) and the arg-max over a
+ *  vocabulary-sized row, against Math.exp in a loop. */
 function logitRowReductions(runs: number): void {
   const V = 51864;
   const row = new Float32Array(V);
@@ -192,7 +193,6 @@ function logitRowReductions(runs: number): void {
   const js = perCallUs(jsLogSumExp, 100);
   console.log(`\nlogit row of ${V}: log Σ exp ${fmt(native, 1)} µs (Math.exp loop: ${fmt(js, 0)} µs, ${fmt(js / native, 0)}×), argmax ${fmt(perCallUs(() => argmax(row), 2000), 1)} µs`);
 }
-
 
 if (process.argv[2] === '--child') {
   const r = await measure(process.argv[3] as Precision, process.argv[4] as EncoderMode, Number(process.argv[5] ?? 5), 2, process.argv[6]!, Number(process.argv[7]));

@@ -268,7 +268,8 @@ export class FolderWatcher {
     for (const e of entries) {
       if (!e.isFile()) continue;
       // Node 20 names the entry's folder `path` (newer releases `parentPath`).
-      const parent = (e as fs.Dirent & { parentPath?: string; path?: string }).parentPath ?? (e as fs.Dirent & { path?: string }).path ?? this.dir;
+      const where = e as fs.Dirent & { parentPath?: string; path?: string };
+      const parent = where.parentPath ?? where.path ?? this.dir;
       const file = path.join(parent, e.name);
       if (this.wants(file) && !this.seen.has(file) && !this.pending.has(file)) this.touch(file);
     }

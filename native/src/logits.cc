@@ -4,6 +4,12 @@
 // polynomial exp, a few microseconds a row.
 #include <napi.h>
 
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 warns inside its own AVX-512 headers (the lane reduction's intrinsic).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -50,12 +56,8 @@ float MaxOf(const Row& r) {
   size_t i = r.from;
   float m = -std::numeric_limits<float>::infinity();
   vf vm = Splat(m);
-  for (; i + W <= r.to; i += W) {
-    vf v;
-    std::memcpy(&v, x + i, sizeof v);
-    vm = Max(v, vm);
-  }
-  for (int l = 0; l < W; l++) m = vm[l] > m ? vm[l] : m;
+  for (; i + W <= r.to; i += W) vm = Max(Load(x + i), vm);  // NaN never wins: the lanes hold none
+  m = MaxLanes(vm);
   for (; i < r.to; i++) m = x[i] > m ? x[i] : m;
   return m;
 }
@@ -97,8 +99,7 @@ Napi::Value JsLogSumExp(const Napi::CallbackInfo& info) {
   while (i + W <= r.to) {
     vf acc = Splat(0.0f);
     for (int k = 0; k < 32 && i + W <= r.to; k++, i += W) {
-      vf v;
-      std::memcpy(&v, x + i, sizeof v);
+      const vf v = Load(x + i);
       acc += Select(v == v, ExpNonPositive(v - vm), Splat(0.0f));  // NaN adds nothing, as in JS
     }
     for (int l = 0; l < W; l++) s += double(acc[l]);
