@@ -5,6 +5,7 @@ import { machine, type BenchSuite } from './util.js';
 const suites: (() => Promise<BenchSuite>)[] = [
   async () => (await import('./audio.js')).suite,
   async () => (await import('./engine.js')).suite,
+  async () => (await import('./roofline.js')).suite,
   async () => (await import('./e2e.js')).suite,
   async () => (await import('./batching.js')).suite,
   async () => (await import('./store.js')).suite,

@@ -9,6 +9,7 @@ import { importModel } from '../daemon/engine/import.js';
 import { WhisperModel, type EncodedWindows } from '../daemon/engine/model.js';
 import { nativeInt8Fast } from '../daemon/engine/native-weights.js';
 import { windowAttentionFast } from '../daemon/engine/cross-int8.js';
+import { emptyEncoderPartTimes } from '../daemon/engine/encoder-int8.js';
 import { graphFileList, type Precision } from '../daemon/engine/manifest.js';
 import { SafetensorsCheckpoint } from '../daemon/engine/model/safetensors.js';
 import { buildDecoderGraph } from '../daemon/engine/graphs/decoder.js';
@@ -258,8 +259,16 @@ describe('INT8 encoder on the native int8 linears', () => {
       if ('native' in native.encoder) expect(native.encoder.native.nativeAttention).toBe(windowAttentionFast(64));
       const mel = readF32(path.join(refDir(), 'fx-short.mel.f32'));
       const expected = readF32(path.join(refDir(), 'fx-short.encoder.f32'));
-      const a = await native.encode(mel, 1, { hidden: true });
+      const parts = emptyEncoderPartTimes();
+      const started = performance.now();
+      const a = await native.encode(mel, 1, { hidden: true, parts });
+      const wall = performance.now() - started;
       const b = await whole.encode(mel, 1, { hidden: true });
+      if ('native' in native.encoder) {
+        // Every part of the run is accounted, and together they are no more than the run.
+        for (const [part, ms] of Object.entries(parts)) expect(ms, part).toBeGreaterThan(0);
+        expect(Object.values(parts).reduce((s, ms) => s + ms, 0)).toBeLessThanOrEqual(wall);
+      }
       const errNative = relRms(a.hidden!, expected);
       const errWhole = relRms(b.hidden!, expected);
       expect(errNative).toBeLessThan(1e-2);

@@ -33,6 +33,24 @@ export interface NativeEncoderOutput {
   crossV: Float32Array[];
 }
 
+/** Milliseconds per part of the native encoder, summed over its runs and layers (the roofline
+ *  benchmark divides each part's multiply-adds by them). */
+export interface EncoderPartTimes {
+  stem: number;
+  /** q/k/v projections (with their LayerNorm), attention output, the two MLP linears. */
+  qkv: number;
+  attention: number;
+  out: number;
+  fc1: number;
+  fc2: number;
+  /** Final LayerNorm and the cross-attention key/value projections. */
+  cross: number;
+}
+
+export function emptyEncoderPartTimes(): EncoderPartTimes {
+  return { stem: 0, qkv: 0, attention: 0, out: 0, fc1: 0, fc2: 0, cross: 0 };
+}
+
 export class NativeEncoder {
   /** Scratch buffers of finished runs (runs may overlap across awaits: each takes its own). */
   private readonly spare: { qkv: Float32Array; up: Float32Array; att: Float32Array }[] = [];
@@ -79,9 +97,11 @@ export class NativeEncoder {
   }
 
   /** B windows of log-mel features ([B, n_mels, frames]) → hidden states and cross K/V. */
-  async run(mel: Float32Array, batch: number, frames: number): Promise<NativeEncoderOutput> {
+  async run(mel: Float32Array, batch: number, frames: number, parts?: EncoderPartTimes): Promise<NativeEncoderOutput> {
     const d = this.dims.dModel;
+    const clock = partClock(parts);
     const stem = await this.stem.run({ [ENCODER_PIECES_IO.mel]: { type: 'float32', data: mel, dims: [batch, this.dims.nMels, frames] } }, [ENCODER_PIECES_IO.x]);
+    clock('stem');
     const x = stem[ENCODER_PIECES_IO.x]!.data; // the residual stream, updated in place
     const positions = x.length / (batch * d);
     const rows = batch * positions;
@@ -93,7 +113,7 @@ export class NativeEncoder {
     const up = scratch.up.subarray(0, rows * this.dims.encoderFfn);
     const t = this.threads;
     try {
-      await this.runLayers(x, qkv, up, scratch.att.subarray(0, rows * d), batch, positions, t);
+      await this.runLayers(x, qkv, up, scratch.att.subarray(0, rows * d), batch, positions, t, clock);
     } finally {
       this.spare.push(scratch);
     }
@@ -105,11 +125,13 @@ export class NativeEncoder {
       linear8(w, hidden, rows, out, Epilogue.Set, t, null, heads);
       return out;
     };
-    return { hidden, crossK: this.cross.map((c) => project(c.k)), crossV: this.cross.map((c) => project(c.v)) };
+    const out = { hidden, crossK: this.cross.map((c) => project(c.k)), crossV: this.cross.map((c) => project(c.v)) };
+    clock('cross');
+    return out;
   }
 
   /** The transformer layers over the residual stream `x` ([batch·positions, d]), in place. */
-  private async runLayers(x: Float32Array, qkv: Float32Array, up: Float32Array, att: Float32Array, batch: number, positions: number, t: number): Promise<void> {
+  private async runLayers(x: Float32Array, qkv: Float32Array, up: Float32Array, att: Float32Array, batch: number, positions: number, t: number, clock: PartClock): Promise<void> {
     const d = this.dims.dModel;
     const H = this.dims.encoderHeads;
     const rows = batch * positions;
@@ -117,15 +139,35 @@ export class NativeEncoder {
       if (!this.attention) {
         // q/k/v written split into heads ([batch, 3·heads, positions, headDim]), as the kernel reads them.
         linear8(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm, { heads: 3 * H, positions });
+        clock('qkv');
         windowAttention(qkv, batch, positions, H, d / H, att, t);
+        clock('attention');
         linear8(layer.out, att, rows, x, Epilogue.Add, t);
       } else {
         linear8(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm);
+        clock('qkv');
         const out = await this.attention.run({ [ENCODER_PIECES_IO.qkv]: { type: 'float32', data: qkv, dims: [batch, positions, 3 * d] } }, [ENCODER_PIECES_IO.attention]);
+        clock('attention');
         linear8(layer.out, out[ENCODER_PIECES_IO.attention]!.data, rows, x, Epilogue.Add, t);
       }
+      clock('out');
       linear8(layer.fc1, x, rows, up, Epilogue.Gelu, t, layer.ffnNorm);
+      clock('fc1');
       linear8(layer.fc2, up, rows, x, Epilogue.Add, t);
+      clock('fc2');
     }
   }
+}
+
+/** Adds the time since its last call to the named part (a no-op without `parts`). */
+type PartClock = (part: keyof EncoderPartTimes) => void;
+
+function partClock(parts: EncoderPartTimes | undefined): PartClock {
+  if (!parts) return () => {};
+  let last = performance.now();
+  return (part) => {
+    const now = performance.now();
+    parts[part] += now - last;
+    last = now;
+  };
 }

@@ -8,7 +8,7 @@ import { ortCpuBackend } from './ort-backend.js';
 import { ENCODER_IO } from './graphs/encoder.js';
 import { DECODER_IO, SEGMENT_IO } from './graphs/decoder.js';
 import { Int8CrossCache } from './cross-int8.js';
-import { NativeEncoder } from './encoder-int8.js';
+import { NativeEncoder, type EncoderPartTimes } from './encoder-int8.js';
 import { nativeInt8Fast } from './native-weights.js';
 import { NativeDecoder } from './decoder-int8.js';
 import type { CrossFormat } from './limits.js';
@@ -164,7 +164,8 @@ export class WhisperModel {
 
   /** Runs the encoder on B windows of log-mel features ([B, n_mels, 2·positions]; positions
    *  defaults to the model's audio context, n_audio_ctx). */
-  async encode(mel: Float32Array, batch: number, opts: { hidden?: boolean; positions?: number } = {}): Promise<EncodedWindows & { hidden?: Float32Array }> {
+  /** `parts` (native INT8 encoder only) accumulates the time of each part of the run. */
+  async encode(mel: Float32Array, batch: number, opts: { hidden?: boolean; positions?: number; parts?: EncoderPartTimes } = {}): Promise<EncodedWindows & { hidden?: Float32Array }> {
     const d = this.dims;
     const positions = opts.positions ?? d.nAudioCtx;
     if (!Number.isInteger(positions) || positions < 1 || positions > d.nAudioCtx) {
@@ -175,7 +176,7 @@ export class WhisperModel {
       throw new WxError('engine.bad_input', `encoder input has ${mel.length} values, expected ${batch}×${d.nMels}×${frames}`);
     }
     if ('native' in this.encoder) {
-      const out = await this.encoder.native.run(mel, batch, frames);
+      const out = await this.encoder.native.run(mel, batch, frames, opts.parts);
       const enc = new EncodedWindows(batch, out.crossK, out.crossV, d.dModel * positions, positions) as EncodedWindows & { hidden?: Float32Array };
       if (opts.hidden) enc.hidden = out.hidden;
       return enc;

@@ -609,6 +609,11 @@ void RegisterCrossAttention(Napi::Env env, Napi::Object exports) {
   exports.Set("crossAttend", Napi::Function::New(env, cross::JsAttend, "crossAttend"));
   exports.Set("crossVectorWidth", Napi::Number::New(env, simd::W));
   exports.Set("windowAttend", Napi::Function::New(env, cross::JsWindowAttend, "windowAttend"));
+  // 8-bit parts of the encoder attention's float operands (the roofline benchmark counts its dot products).
+  Napi::Object parts = Napi::Object::New(env);
+  parts.Set("query", Napi::Number::New(env, cross::kEncoderQueryParts));
+  parts.Set("weights", Napi::Number::New(env, cross::kEncoderWeightParts));
+  exports.Set("windowAttendParts", parts);
   exports.Set("windowAttendFast", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
     return Napi::Boolean::New(info.Env(), info.Length() > 0 && info[0].IsNumber() && cross::Vnni(Int(info[0])));
   }, "windowAttendFast"));

@@ -9,5 +9,6 @@ void RegisterAll(Napi::Env env, Napi::Object exports) {
   RegisterLogits(env, exports);
   RegisterCrossAttention(env, exports);
   RegisterInt8Linear(env, exports);
+  RegisterMachineLimits(env, exports);
 }
 }  // namespace wx

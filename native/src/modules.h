@@ -12,4 +12,5 @@ void RegisterAudioStream(Napi::Env env, Napi::Object exports);
 void RegisterLogits(Napi::Env env, Napi::Object exports);
 void RegisterCrossAttention(Napi::Env env, Napi::Object exports);
 void RegisterInt8Linear(Napi::Env env, Napi::Object exports);
+void RegisterMachineLimits(Napi::Env env, Napi::Object exports);
 }  // namespace wx
