@@ -152,10 +152,38 @@ void QuantiseRow(const float* x, int k, int blocks, int8_t* q, float* scales, in
 // LayerNorm of one row into `out` (biased variance, two passes), as ONNX LayerNormalization.
 void NormRow(const float* x, int d, const float* gamma, const float* beta, float eps, float* out) {
   double sum = 0;
+  double sq = 0;
+  int i0 = 0;
+#if defined(__AVX512F__)
+  // Both sums in lanes of doubles (one chain of dependent adds per row was most of the cost):
+  // another order of exact-or-nearly-exact double additions of floats, so mean and variance
+  // round to the same floats.
+  const int whole = d / 16 * 16;
+  if (whole > 0) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (int i = 0; i < whole; i += 16) {
+      s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm256_loadu_ps(x + i)));
+      s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)));
+    }
+    for (int i = whole; i < d; i++) sum += x[i];
+    sum += _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+    const __m512 m = _mm512_set1_ps(float(sum / d));
+    __m512d q0 = _mm512_setzero_pd(), q1 = _mm512_setzero_pd();
+    for (int i = 0; i < whole; i += 16) {
+      const __m512 c = _mm512_sub_ps(_mm512_loadu_ps(x + i), m);
+      const __m512d c0 = _mm512_cvtps_pd(_mm512_castps512_ps256(c));
+      const __m512d c1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(c), 1)));
+      q0 = _mm512_fmadd_pd(c0, c0, q0);
+      q1 = _mm512_fmadd_pd(c1, c1, q1);
+    }
+    sq = _mm512_reduce_add_pd(_mm512_add_pd(q0, q1));
+    i0 = whole;
+  }
+  if (i0 == 0)
+#endif
   for (int i = 0; i < d; i++) sum += x[i];
   const float mean = float(sum / d);
-  double sq = 0;
-  for (int i = 0; i < d; i++) {
+  for (int i = i0; i < d; i++) {
     const float c = x[i] - mean;
     sq += double(c) * c;
   }
