@@ -18,7 +18,7 @@ import { ortCpuBackend } from '../daemon/engine/ort-backend.js';
 import { nativeInt8Fast } from '../daemon/engine/native-weights.js';
 import { native } from '../daemon/native.js';
 import { argmax, logSumExp } from '../daemon/engine/decoding/numerics.js';
-import { fmt, median, rssMb, table, timeRuns, type BenchSuite, sharedDir } from './util.js';
+import { fmt, median, rssMb, table, timeDecoderSteps, timeRuns, type BenchSuite, sharedDir } from './util.js';
 
 const here = fileURLToPath(import.meta.url);
 const shared = sharedDir();
@@ -73,18 +73,7 @@ async function measure(precision: Precision, encoder: EncoderMode, runs: number,
     }
     const decoderMs: Record<number, number> = {};
     const steps = 32;
-    for (const B of [1, 4, 8]) {
-      const perStep: number[] = [];
-      for (let r = 0; r < runs; r++) {
-        const batch = model.newBatch(B, 64);
-        const rows = Array.from({ length: B }, () => batch.add(enc4, 0));
-        for (const row of rows) await batch.step([row], [[50257]], [0]);
-        const t = performance.now();
-        for (let s = 0; s < steps; s++) await batch.step(rows, rows.map(() => [262 + s]), [0]);
-        perStep.push((performance.now() - t) / steps);
-      }
-      decoderMs[B] = median(perStep) / B;
-    }
+    for (const B of [1, 4, 8]) decoderMs[B] = (await timeDecoderSteps(model, enc4, B, steps, runs)) / B;
     await model.close();
     return { precision, label, importMs, loadMs, encoderMs, decoderMs, rssLoadedMb, peakRssMb: process.resourceUsage().maxRSS / 1024, fileMb };
   }

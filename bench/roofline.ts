@@ -14,7 +14,7 @@ import { WhisperModel } from '../daemon/engine/model.js';
 import { emptyEncoderPartTimes, type EncoderPartTimes } from '../daemon/engine/encoder-int8.js';
 import { nativeInt8Fast } from '../daemon/engine/native-weights.js';
 import { native } from '../daemon/native.js';
-import { fmt, median, table, type BenchSuite, sharedDir } from './util.js';
+import { fmt, median, table, timeDecoderSteps, type BenchSuite, sharedDir } from './util.js';
 
 const addon = native();
 const shared = sharedDir();
@@ -153,19 +153,10 @@ async function measureDecoder(model: WhisperModel, mel: Float32Array, runs: numb
   const enc = await model.encode(mel, 1);
   const decoder: { rows: number; bytes: number; stepMs: number }[] = [];
   for (const B of [1, 8]) {
-    const times: number[] = [];
-    for (let r = 0; r < runs; r++) {
-      const batch = model.newBatch(B, 64);
-      const ids = Array.from({ length: B }, () => batch.add(enc, 0));
-      // Any token ids time a step alike; these are ordinary text tokens of every Whisper vocabulary.
-      for (const id of ids) await batch.step([id], [[262]], [0]);
-      const t0 = performance.now();
-      for (let s = 0; s < steps; s++) await batch.step(ids, ids.map(() => [262 + s]), [0]);
-      times.push((performance.now() - t0) / steps);
-    }
+    const stepMs = await timeDecoderSteps(model, enc, B, steps, runs);
     // Each row's self-attention cache too (float32 keys and values, ~steps / 2 positions on average).
     const selfBytes = B * d.decoderLayers * 2 * (steps / 2) * d.dModel * 4;
-    decoder.push({ rows: B, bytes: bytesPerStep.layers + bytesPerStep.tokens + B * bytesPerStep.crossRow + selfBytes, stepMs: median(times) });
+    decoder.push({ rows: B, bytes: bytesPerStep.layers + bytesPerStep.tokens + B * bytesPerStep.crossRow + selfBytes, stepMs });
   }
   return { decoder, bytesPerStep };
 }

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { projectRoot } from '../daemon/paths.js';
+import type { EncodedWindows, WhisperModel } from '../daemon/engine/model.js';
 
 export function median(xs: readonly number[]): number {
   return quantile(xs, 0.5);
@@ -69,4 +70,20 @@ export function sharedFile(...parts: string[]): string {
   const file = path.join(sharedDir(), ...parts);
   if (!fs.existsSync(file)) throw new Error(`../shared is missing ${parts.join('/')} (${file})`);
   return file;
+}
+
+/** Median ms per decoder step of `rows` rows on one encoded window: each row takes one token,
+ *  then `steps` steps are timed, `runs` times. Any token ids time a step alike; these are
+ *  ordinary text tokens of every Whisper vocabulary. */
+export async function timeDecoderSteps(model: WhisperModel, enc: EncodedWindows, rows: number, steps: number, runs: number): Promise<number> {
+  const perStep: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const batch = model.newBatch(rows, 64);
+    const ids = Array.from({ length: rows }, () => batch.add(enc, 0));
+    for (const id of ids) await batch.step([id], [[262]], [0]);
+    const t0 = performance.now();
+    for (let s = 0; s < steps; s++) await batch.step(ids, ids.map(() => [262 + s]), [0]);
+    perStep.push((performance.now() - t0) / steps);
+  }
+  return median(perStep);
 }
