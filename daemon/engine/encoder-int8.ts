@@ -34,16 +34,16 @@ export interface NativeEncoderOutput {
 }
 
 /** Milliseconds per part of the native encoder, summed over its runs and layers (the roofline
- *  benchmark divides each part's multiply-adds by them). */
+ *  benchmark divides each part's multiply-adds by them): the conv stem, each layer's LayerNorm +
+ *  q/k/v, self-attention, output projection, LayerNorm + fc1 + GELU and fc2, then the final
+ *  LayerNorm with the cross-attention key/value projections (`cross`). */
 export interface EncoderPartTimes {
   stem: number;
-  /** q/k/v projections (with their LayerNorm), attention output, the two MLP linears. */
   qkv: number;
   attention: number;
   out: number;
   fc1: number;
   fc2: number;
-  /** Final LayerNorm and the cross-attention key/value projections. */
   cross: number;
 }
 

@@ -163,8 +163,8 @@ export class WhisperModel {
   }
 
   /** Runs the encoder on B windows of log-mel features ([B, n_mels, 2·positions]; positions
-   *  defaults to the model's audio context, n_audio_ctx). */
-  /** `parts` (native INT8 encoder only) accumulates the time of each part of the run. */
+   *  defaults to the model's audio context, n_audio_ctx). `parts` (native INT8 encoder only)
+   *  accumulates the time of each part of the run. */
   async encode(mel: Float32Array, batch: number, opts: { hidden?: boolean; positions?: number; parts?: EncoderPartTimes } = {}): Promise<EncodedWindows & { hidden?: Float32Array }> {
     const d = this.dims;
     const positions = opts.positions ?? d.nAudioCtx;

@@ -112,7 +112,8 @@ void QuantiseRow(const float* x, int k, int blocks, int8_t* q, float* scales, in
   int b0 = 0;
 #if defined(__AVX512F__)
   // Whole blocks in two vectors each: the same arithmetic as below (round to nearest even, as
-  // nearbyint in the default rounding mode), ~10× faster; it runs on every linear's input.
+  // nearbyint in the default rounding mode). It runs on every linear's input: the scalar loop
+  // was ~13% of fc2's time.
   for (; b0 < k / kBlock; b0++) {
     const float* xb = x + b0 * kBlock;
     const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
@@ -179,9 +180,9 @@ void NormRow(const float* x, int d, const float* gamma, const float* beta, float
     sq = _mm512_reduce_add_pd(_mm512_add_pd(q0, q1));
     i0 = whole;
   }
-  if (i0 == 0)
 #endif
-  for (int i = 0; i < d; i++) sum += x[i];
+  if (i0 == 0)
+    for (int i = 0; i < d; i++) sum += x[i];
   const float mean = float(sum / d);
   for (int i = i0; i < d; i++) {
     const float c = x[i] - mean;

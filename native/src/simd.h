@@ -66,9 +66,9 @@ inline float SumLanes(vf v) {
 // the result is 0: such terms cannot change a float32 sum that contains e^0 = 1.
 inline vf ExpNonPositive(vf x) {
 #if defined(__AVX512F__)
-  // The same polynomial with AVX-512's rounding (roundscale) and power-of-two scaling (scalef):
-  // ~35% less work per lane in the attention's softmax, and the same results (checked over
-  // [-87, 0] in steps of 0.0013: no lane differed).
+  // The same polynomial with AVX-512's rounding (roundscale) and power-of-two scaling (scalef)
+  // instead of the integer round trip and exponent bits: ~20% off the attention's softmax, and
+  // the same results (checked over [-87, 0] in steps of 0.0013: no lane differed).
   const __mmask16 tiny = _mm512_cmp_ps_mask((__m512)x, _mm512_set1_ps(-87.0f), _CMP_LT_OQ);
   const __m512 xc = _mm512_max_ps((__m512)x, _mm512_set1_ps(-87.0f));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
