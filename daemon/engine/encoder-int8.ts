@@ -135,21 +135,21 @@ export class NativeEncoder {
     const d = this.dims.dModel;
     const H = this.dims.encoderHeads;
     const rows = batch * positions;
+    const graph = this.attention;
     for (const layer of this.layers) {
-      if (!this.attention) {
-        // q/k/v written split into heads ([batch, 3·heads, positions, headDim]), as the kernel reads them.
-        linear8(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm, { heads: 3 * H, positions });
-        clock('qkv');
-        windowAttention(qkv, batch, positions, H, d / H, att, t);
-        clock('attention');
-        linear8(layer.out, att, rows, x, Epilogue.Add, t);
+      // For our kernel q/k/v are written split into heads ([batch, 3·heads, positions, headDim]),
+      // as it reads them; ONNX Runtime's graph takes them row by row.
+      linear8(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm, graph ? undefined : { heads: 3 * H, positions });
+      clock('qkv');
+      let attended = att;
+      if (graph) {
+        const out = await graph.run({ [ENCODER_PIECES_IO.qkv]: { type: 'float32', data: qkv, dims: [batch, positions, 3 * d] } }, [ENCODER_PIECES_IO.attention]);
+        attended = out[ENCODER_PIECES_IO.attention]!.data;
       } else {
-        linear8(layer.qkv, x, rows, qkv, Epilogue.Set, t, layer.attnNorm);
-        clock('qkv');
-        const out = await this.attention.run({ [ENCODER_PIECES_IO.qkv]: { type: 'float32', data: qkv, dims: [batch, positions, 3 * d] } }, [ENCODER_PIECES_IO.attention]);
-        clock('attention');
-        linear8(layer.out, out[ENCODER_PIECES_IO.attention]!.data, rows, x, Epilogue.Add, t);
+        windowAttention(qkv, batch, positions, H, d / H, att, t);
       }
+      clock('attention');
+      linear8(layer.out, attended, rows, x, Epilogue.Add, t);
       clock('out');
       linear8(layer.fc1, x, rows, up, Epilogue.Gelu, t, layer.ffnNorm);
       clock('fc1');

@@ -403,12 +403,13 @@ export class DecoderBatch {
     if (tokens.some((t) => t.length !== S)) throw new WxError('engine.bad_input', 'all rows of a decoder step must feed the same number of tokens');
     const decoder = this.model.decoder;
     if ('native' in decoder) {
+      const size = B * gather.length * d.nVocab;
+      if (this.logitsOut.length < size) this.logitsOut = new Float32Array(Math.max(size, this.maxRows * d.nVocab));
       const logits = decoder.native.step(tokens, {
         slots: Int32Array.from(rows, (r) => r.slot),
         lengths: Int32Array.from(rows, (r) => r.length),
         ...this.crossRows(rows),
       }, gather, this.selfK, this.selfV, this.capacity, this.crossInt8!, this.logitsOut);
-      if (logits.buffer !== this.logitsOut.buffer) this.logitsOut = new Float32Array(Math.max(logits.length, this.maxRows * d.nVocab));
       for (const r of rows) r.length += S;
       return logits;
     }

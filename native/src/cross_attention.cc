@@ -354,7 +354,8 @@ void AttendVnniParts(const Shape& s, const float* const* q, float qScale, int le
 #endif
 }
 
-// One decoder row's query of one head (the portable kernel where VNNI is missing).
+// One decoder row's query of one head: the VNNI kernel where the CPU and head size allow it,
+// else the portable one.
 void Attend(const Shape& s, const float* q, int length, const int8_t* keys, const float* keyScales, const int8_t* values, const float* valueScales,
             float* out, float* scratch) {
   if (Vnni(s.headDim)) {
