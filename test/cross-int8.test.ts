@@ -46,7 +46,8 @@ describe('int8 cross-attention', () => {
     const windows = [randomWindow(1, T), randomWindow(2, T), randomWindow(3, 97)];
     const positions = [T, T, 97];
     windows.forEach((w, slot) => {
-      for (let l = 0; l < 2; l++) cache.store(slot, l, w.k, w.v, positions[slot]!);
+      // Layer 1's heads are quantised on two threads: the same bytes as on one.
+      for (let l = 0; l < 2; l++) cache.store(slot, l, w.k, w.v, positions[slot]!, l + 1);
     });
     // Five rows: two share slot 0 (a beam), one reads slot 2's 97 positions, one only 40 of slot 1's.
     const slotOf = Int32Array.from([0, 0, 1, 2, 1]);
@@ -56,6 +57,7 @@ describe('int8 cross-attention', () => {
     const r = seededRandom(9);
     const q = Float32Array.from({ length: rows * steps * H * DH }, () => (r() * 2 - 1) * 0.3);
     const out = cache.attend(1, q, rows, steps, slotOf, lengths, 2);
+    expect(cache.attend(0, q, rows, steps, slotOf, lengths, 2)).toEqual(out);
     let worst = 0;
     let scale = 0;
     for (let b = 0; b < rows; b++) {

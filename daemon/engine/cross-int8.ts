@@ -44,13 +44,13 @@ export class Int8CrossCache {
   }
 
   /** Stores one window's keys and values of `layer` ([heads, positions, headDim] float32 each). */
-  store(slot: number, layer: number, k: Float32Array, v: Float32Array, positions: number): void {
+  store(slot: number, layer: number, k: Float32Array, v: Float32Array, positions: number, threads = 1): void {
     const { heads, headDim } = this.shape;
     if (slot < 0 || slot >= this.slots) throw new WxError('engine.bad_input', `cross-attention slot ${slot} out of range (0..${this.slots - 1})`);
     const e = slot * this.slotElems;
     const s = slot * this.slotScales;
-    addon.crossQuantize(k, heads, positions, headDim, this.stride, true, this.keys[layer]!.subarray(e, e + this.slotElems), this.keyScales[layer]!.subarray(s, s + this.slotScales));
-    addon.crossQuantize(v, heads, positions, headDim, this.stride, false, this.values[layer]!.subarray(e, e + this.slotElems), this.valueScales[layer]!.subarray(s, s + this.slotScales));
+    addon.crossQuantize(k, heads, positions, headDim, this.stride, true, this.keys[layer]!.subarray(e, e + this.slotElems), this.keyScales[layer]!.subarray(s, s + this.slotScales), threads);
+    addon.crossQuantize(v, heads, positions, headDim, this.stride, false, this.values[layer]!.subarray(e, e + this.slotElems), this.valueScales[layer]!.subarray(s, s + this.slotScales), threads);
   }
 
   /** Copies slot `from` onto slot `to`. */

@@ -280,7 +280,7 @@ export class DecoderBatch {
     if (this.crossInt8) {
       const w = enc.perWindow;
       for (let l = 0; l < this.model.dims.decoderLayers; l++) {
-        this.crossInt8.store(rows[0]!.slot / R, l, enc.crossK[l]!.subarray(index * w, (index + 1) * w), enc.crossV[l]!.subarray(index * w, (index + 1) * w), enc.positions);
+        this.crossInt8.store(rows[0]!.slot / R, l, enc.crossK[l]!.subarray(index * w, (index + 1) * w), enc.crossV[l]!.subarray(index * w, (index + 1) * w), enc.positions, this.model.threads);
       }
       this.rows.push(...rows);
       return rows;

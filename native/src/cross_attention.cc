@@ -365,6 +365,21 @@ void Attend(const Shape& s, const float* q, int length, const int8_t* keys, cons
   AttendHeadFloat(s, q, length, keys, keyScales, values, valueScales, out, scratch);
 }
 
+// Four positions' rows of int8 values into the VNNI value layout: out[d·4 + j] = rows[j][d].
+void InterleaveQuad(const int8_t (*rows)[128], int dh, int8_t* out) {
+  int d = 0;
+#if defined(__AVX512F__)
+  const auto widen = [&](int j) { return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[j] + d))); };
+  for (; d + 16 <= dh; d += 16) {
+    const __m512i lo = _mm512_or_si512(widen(0), _mm512_slli_epi32(widen(1), 8));
+    const __m512i hi = _mm512_or_si512(_mm512_slli_epi32(widen(2), 16), _mm512_slli_epi32(widen(3), 24));
+    _mm512_storeu_si512(out + d * 4, _mm512_or_si512(lo, hi));
+  }
+#endif
+  for (; d < dh; d++)
+    for (int j = 0; j < 4; j++) out[d * 4 + j] = rows[j][d];
+}
+
 // One head of one window ([positions, headDim] float32) into int8 (`dst`: [stride·headDim] in
 // the key or value layout) with its scales (`scales`: [kGroups·stride + headDim]): each channel
 // divided by its largest magnitude over the window, then each position's half head by its own
@@ -374,7 +389,8 @@ void QuantiseHead(const float* x, int P, int dh, int stride, bool keys, int8_t* 
   std::memset(dst, keys && vnni ? 0x80 : 0, size_t(stride) * dh);  // padding: zeros (+ 128 for VNNI keys)
   const int gs = dh / kGroups;
   const int lanes = gs % W == 0 ? dh : 0;  // dims done in whole vectors (all of them for Whisper's 64)
-  alignas(64) int8_t row[128];
+  // Rows of 4 consecutive positions: VNNI values interleave them byte by byte.
+  alignas(64) int8_t quad[4][128];
   alignas(64) float inv[128];
   // Channels are divided by their largest magnitude over the window first: a few large channels
   // would otherwise set every position's scale and round the small ones away.
@@ -394,6 +410,7 @@ void QuantiseHead(const float* x, int P, int dh, int stride, bool keys, int8_t* 
     for (int g = 0; g < kGroups; g++) sc[g * stride + t] = 0;
   for (int t = 0; t < P; t++) {
     const float* v = x + size_t(t) * dh;
+    int8_t* row = quad[t % 4];
     for (int g = 0; g < kGroups; g++) {
       const int from = g * gs, to = from + gs;
       float m = 0;
@@ -430,6 +447,11 @@ void QuantiseHead(const float* x, int P, int dh, int stride, bool keys, int8_t* 
         four ^= 0x80808080u;  // k + 128 as bytes: each sign bit flipped
         std::memcpy(tile + (d / 4) * 64, &four, 4);
       }
+    } else if (!keys && vnni) {
+      if (t % 4 == 3 || t == P - 1) {
+        for (int j = t % 4 + 1; j < 4; j++) std::memset(quad[j], 0, dh);
+        InterleaveQuad(quad, dh, dst + size_t(t / 4) * dh * 4);
+      }
     } else {
       for (int d = 0; d < dh; d++) dst[keys ? KeyAt(vnni, t, d, dh) : ValueAt(vnni, t, d, dh)] = row[d];
     }
@@ -437,9 +459,9 @@ void QuantiseHead(const float* x, int P, int dh, int stride, bool keys, int8_t* 
 }
 
 // crossQuantize(src: Float32Array [heads, positions, headDim], heads, positions, headDim, stride,
-//               keys: boolean, dst: Int8Array, scales: Float32Array)
-// One window's keys or values of one layer into int8 (QuantiseHead per head); `scales` gets
-// [heads, 2·stride + headDim].
+//               keys: boolean, dst: Int8Array, scales: Float32Array, threads?)
+// One window's keys or values of one layer into int8 (QuantiseHead per head, heads split over
+// the threads); `scales` gets [heads, 2·stride + headDim].
 Napi::Value JsQuantize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 8 || !IsArray(info[0], napi_float32_array) || !info[5].IsBoolean() || !IsArray(info[6], napi_int8_array) ||
@@ -459,8 +481,14 @@ Napi::Value JsQuantize(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   const int sr = kGroups * stride + dh;
-  for (int h = 0; h < H; h++)
-    QuantiseHead(src.Data() + size_t(h) * P * dh, P, dh, stride, keys, dst.Data() + size_t(h) * stride * dh, scales.Data() + size_t(h) * sr);
+  const int threads = info.Length() > 8 && info[8].IsNumber() ? std::max(1, std::min(H, Int(info[8]))) : 1;
+  const float* x = src.Data();
+  int8_t* q = dst.Data();
+  float* sc = scales.Data();
+  SharedPool().Run(threads, [&](int part, int parts) {
+    for (int h = H * part / parts; h < H * (part + 1) / parts; h++)
+      QuantiseHead(x + size_t(h) * P * dh, P, dh, stride, keys, q + size_t(h) * stride * dh, sc + size_t(h) * sr);
+  });
   return env.Undefined();
 }
 
