@@ -244,6 +244,27 @@ void AttendVnni(const Shape& s, const float* const* q, float qScale, int length,
       for (int i = 0; i < WP; i++)
         for (int j = 0; j < G; j++) acc[r][g][i][j] = _mm512_setzero_si512();
   const int steps = (length + 3) / 4;  // weights past `length` are 0 up to the chunk's end
+  if constexpr (R * kGroups * WP * G <= 12) {
+    // One query (the decoder): every group in one pass, so the values stream through memory once
+    // and in order (group by group, each pass read half of every line pair and the second pass
+    // missed again), requested a few steps ahead.
+    for (int tq = 0; tq < steps; tq++) {
+      const int8_t* v = values + size_t(tq) * dh * 4;
+      _mm_prefetch(reinterpret_cast<const char*>(v + 8 * dh * 4), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(v + 8 * dh * 4 + 64), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(v + 8 * dh * 4 + 128), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(v + 8 * dh * 4 + 192), _MM_HINT_T0);
+      for (int g = 0; g < kGroups; g++) {
+        for (int j = 0; j < G; j++) {
+          const __m512i vv = _mm512_loadu_si512(v + (g * gs + j * 16) * 4);
+          for (int r = 0; r < R; r++) {
+            const uint8_t* gp = wq[r] + size_t(g) * WP * s.stride + 4 * tq;
+            for (int i = 0; i < WP; i++) acc[r][g][i][j] = _mm512_dpbusd_epi32(acc[r][g][i][j], Broadcast4(gp + size_t(i) * s.stride), vv);
+          }
+        }
+      }
+    }
+  } else {
   // Group by group: fewer live accumulators than all at once (which spilled registers).
   for (int g = 0; g < kGroups; g++) {
     for (int tq = 0; tq < steps; tq++) {
@@ -256,6 +277,7 @@ void AttendVnni(const Shape& s, const float* const* q, float qScale, int length,
         }
       }
     }
+  }
   }
   for (int r = 0; r < R; r++) {
     for (int g = 0; g < kGroups; g++) {
