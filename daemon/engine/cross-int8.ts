@@ -31,8 +31,9 @@ export class Int8CrossCache {
     this.slotElems = shape.heads * this.stride * shape.headDim;
     this.slotScales = shape.heads * (2 * this.stride + shape.headDim); // per position and half-head, then per channel
     for (let l = 0; l < shape.layers; l++) {
-      this.keys.push(new Int8Array(slots * this.slotElems));
-      this.values.push(new Int8Array(slots * this.slotElems));
+      // Every decoder step streams these: in 2 MB pages (see hugePageBuffer).
+      this.keys.push(new Int8Array(addon.hugePageBuffer(slots * this.slotElems)));
+      this.values.push(new Int8Array(addon.hugePageBuffer(slots * this.slotElems)));
       this.keyScales.push(new Float32Array(slots * this.slotScales));
       this.valueScales.push(new Float32Array(slots * this.slotScales));
     }
