@@ -63,8 +63,8 @@ constexpr int kPanelBlockBytes = kPanel * kBlock;  // int8 weights of one panel 
 // with 4 KB pages a decoder step, which streams every table once out of cache, takes a TLB miss
 // every 4 KB — dear in a virtual machine, where a miss walks two page tables. Measured: the
 // 51,864-row projection 8–18% faster at 1–4 rows; with the decoder layers' 24 small tables
-// (147–590 KB) packed together into huge-page arenas as well, a whole step 3–9% faster at 1 and
-// 8 rows (two models alternating step by step in one process).
+// (147–590 KB) packed together into huge-page arenas as well, a whole step ~4% faster at 1 row,
+// 1–2% at 8 (two models alternating step by step in one process, both orders).
 constexpr size_t kHugePage = size_t(2) << 20;
 
 void* AllocateHuge(size_t bytes) {
@@ -709,8 +709,8 @@ namespace linear8 {
 namespace {
 // hugePageBuffer(bytes) → ArrayBuffer of `bytes` zeros, in 2 MB pages where the kernel allows
 // it: for the decoder's cross-attention keys/values, which every step streams (4.6 MB per row for
-// tiny; the TLB's reach over 4 KB pages is a few MB). Measured: a decoder step 5–8% faster at 1
-// row, 1–5% at 8 (in-process A/B, either order). On Linux the pages come straight from mmap, so
+// tiny; the TLB's reach over 4 KB pages is a few MB). Measured: a decoder step ~5% faster at 1
+// row, 2–4% at 8 (in-process A/B, both orders: ~2% of it is order bias either way). On Linux the pages come straight from mmap, so
 // they are zero and take memory only once touched, as a typed array's would.
 Napi::Value JsHugePageBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
