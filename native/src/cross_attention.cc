@@ -136,11 +136,12 @@ inline __m512i Broadcast4(const void* p) {
 template <int G, int QP, int WP, int R>
 void AttendVnni(const Shape& s, const float* const* q, float qScale, int length, const uint8_t* keys, const float* keyScales, const int8_t* values,
                 const float* valueScales, float* const* out, float* scratch) {
+  const int stride = s.stride;  // a local: the kernel's byte stores may alias anything in memory
   constexpr int gs = 16 * G, dh = kGroups * gs, quads = gs / 4;
   const int chunks = (length + 15) / 16;
-  const size_t rowScratch = ScratchFloats(s.stride);
-  const float* keyChannel = keyScales + kGroups * s.stride;
-  const float* valueChannel = valueScales + kGroups * s.stride;
+  const size_t rowScratch = ScratchFloats(stride);
+  const float* keyChannel = keyScales + kGroups * stride;
+  const float* valueChannel = valueScales + kGroups * stride;
   // The queries times the keys' channel scales, per group, in signed 8-bit parts:
   // qc ≈ qs·(p0 + p1/254 + p2/254²).
   alignas(64) int8_t qp[R][QP][dh];
@@ -183,7 +184,7 @@ void AttendVnni(const Shape& s, const float* const* q, float qScale, int length,
         for (int r = 0; r < R; r++)
           for (int i = 0; i < QP; i++) acc[r][i] = _mm512_dpbusd_epi32(acc[r][i], kv, Broadcast4(qp[r][i] + 4 * quad));
       }
-      const __m512 keyScale = _mm512_loadu_ps(keyScales + g * s.stride + t);
+      const __m512 keyScale = _mm512_loadu_ps(keyScales + g * stride + t);
       for (int r = 0; r < R; r++) {
         __m512 dot = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][QP - 1], _mm512_set1_epi32(corr[r][g][QP - 1])));
         for (int i = QP - 2; i >= 0; i--)
@@ -203,8 +204,8 @@ void AttendVnni(const Shape& s, const float* const* q, float qScale, int length,
   const uint8_t* wq[R];
   for (int r = 0; r < R; r++) {
     float* scores = scratch + r * rowScratch;
-    float* weighted = scores + s.stride;  // [kGroups][stride]
-    uint8_t* parts = reinterpret_cast<uint8_t*>(weighted + kGroups * s.stride);  // [kGroups][WP][stride]
+    float* weighted = scores + stride;  // [kGroups][stride]
+    uint8_t* parts = reinterpret_cast<uint8_t*>(weighted + kGroups * stride);  // [kGroups][WP][stride]
     wq[r] = parts;
     __m512 vsum = _mm512_setzero_ps();
     __m512 wmax[kGroups];
@@ -215,8 +216,8 @@ void AttendVnni(const Shape& s, const float* const* q, float qScale, int length,
       const vf e = ExpNonPositive(Load(scores + t) - vm);
       vsum = _mm512_add_ps(vsum, (__m512)e);
       for (int g = 0; g < kGroups; g++) {
-        const __m512 w = _mm512_mul_ps((__m512)e, _mm512_loadu_ps(valueScales + g * s.stride + t));
-        _mm512_storeu_ps(weighted + g * s.stride + t, w);
+        const __m512 w = _mm512_mul_ps((__m512)e, _mm512_loadu_ps(valueScales + g * stride + t));
+        _mm512_storeu_ps(weighted + g * stride + t, w);
         wmax[g] = _mm512_max_ps(wmax[g], w);
       }
     }
@@ -225,14 +226,14 @@ void AttendVnni(const Shape& s, const float* const* q, float qScale, int length,
       const float mx = _mm512_reduce_max_ps(wmax[g]);
       ws[r][g] = mx / 255.0f;
       const __m512 k = _mm512_set1_ps(mx > 0 ? 255.0f / mx : 0.0f);
-      uint8_t* gp = parts + size_t(g) * WP * s.stride;
+      uint8_t* gp = parts + size_t(g) * WP * stride;
       for (int c = 0; c < chunks; c++) {
         const int t = c * 16;
-        __m512 y = _mm512_mul_ps(_mm512_loadu_ps(weighted + g * s.stride + t), k);  // in [0, 255]
+        __m512 y = _mm512_mul_ps(_mm512_loadu_ps(weighted + g * stride + t), k);  // in [0, 255]
         for (int i = 0; i < WP; i++) {
           // The last part rounds; the others take the floor (y ≥ 0: truncation) so the rest is ≥ 0.
           const __m512i part = i + 1 < WP ? _mm512_cvttps_epi32(y) : _mm512_cvtps_epi32(y);
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(gp + size_t(i) * s.stride + t), _mm512_cvtusepi32_epi8(part));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(gp + size_t(i) * stride + t), _mm512_cvtusepi32_epi8(part));
           y = _mm512_mul_ps(_mm512_sub_ps(y, _mm512_cvtepi32_ps(part)), _mm512_set1_ps(255.0f));
         }
       }
@@ -258,8 +259,8 @@ void AttendVnni(const Shape& s, const float* const* q, float qScale, int length,
         for (int j = 0; j < G; j++) {
           const __m512i vv = _mm512_loadu_si512(v + (g * gs + j * 16) * 4);
           for (int r = 0; r < R; r++) {
-            const uint8_t* gp = wq[r] + size_t(g) * WP * s.stride + 4 * tq;
-            for (int i = 0; i < WP; i++) acc[r][g][i][j] = _mm512_dpbusd_epi32(acc[r][g][i][j], Broadcast4(gp + size_t(i) * s.stride), vv);
+            const uint8_t* gp = wq[r] + size_t(g) * WP * stride + 4 * tq;
+            for (int i = 0; i < WP; i++) acc[r][g][i][j] = _mm512_dpbusd_epi32(acc[r][g][i][j], Broadcast4(gp + size_t(i) * stride), vv);
           }
         }
       }
@@ -272,8 +273,8 @@ void AttendVnni(const Shape& s, const float* const* q, float qScale, int length,
       for (int j = 0; j < G; j++) {
         const __m512i vv = _mm512_loadu_si512(v + (g * gs + j * 16) * 4);
         for (int r = 0; r < R; r++) {
-          const uint8_t* gp = wq[r] + size_t(g) * WP * s.stride + 4 * tq;
-          for (int i = 0; i < WP; i++) acc[r][g][i][j] = _mm512_dpbusd_epi32(acc[r][g][i][j], Broadcast4(gp + size_t(i) * s.stride), vv);
+          const uint8_t* gp = wq[r] + size_t(g) * WP * stride + 4 * tq;
+          for (int i = 0; i < WP; i++) acc[r][g][i][j] = _mm512_dpbusd_epi32(acc[r][g][i][j], Broadcast4(gp + size_t(i) * stride), vv);
         }
       }
     }
