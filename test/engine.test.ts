@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importModel } from '../daemon/engine/import.js';
-import { WhisperModel, type EncodedWindows } from '../daemon/engine/model.js';
+import { EncodedWindows, WhisperModel } from '../daemon/engine/model.js';
 import { nativeInt8Fast } from '../daemon/engine/native-weights.js';
 import { windowAttentionFast } from '../daemon/engine/cross-int8.js';
 import { emptyEncoderPartTimes } from '../daemon/engine/encoder-int8.js';
@@ -261,9 +261,9 @@ describe('INT8 encoder on the native int8 linears', () => {
       const expected = readF32(path.join(refDir(), 'fx-short.encoder.f32'));
       const parts = emptyEncoderPartTimes();
       const started = performance.now();
-      const a = await native.encode(mel, 1, { hidden: true, parts });
+      const a = await native.encode(mel, 1, { hidden: true, parts, crossFloats: true });
       const wall = performance.now() - started;
-      const b = await whole.encode(mel, 1, { hidden: true });
+      const b = await whole.encode(mel, 1, { hidden: true, crossFloats: true });
       if ('native' in native.encoder) {
         // Every part of the run is accounted, and together they are no more than the run.
         for (const [part, ms] of Object.entries(parts)) expect(ms, part).toBeGreaterThan(0);
@@ -314,6 +314,39 @@ describe('INT8 decoder step in native kernels', () => {
       await expectSameTokens([native, enc], [graphs, enc]);
     } finally {
       await Promise.all([native.close(), graphs.close()]);
+    }
+  });
+
+  it('keeps encoded windows as int8 for its decoder: a quarter of the bytes, the same logits as from float32', async () => {
+    const m = await WhisperModel.load(path.join(home, 'models', 'tiny'), { precision: 'int8', threads: 2 });
+    try {
+      const short = readF32(path.join(refDir(), 'fx-short.mel.f32'));
+      const both = new Float32Array(short.length * 2);
+      both.set(short);
+      both.set(readF32(path.join(refDir(), 'fx-multi.mel.f32')), short.length);
+      const q = await m.encode(both, 2);
+      const f = await m.encode(both, 2, { crossFloats: true });
+      expect(q.int8?.windows).toBe(2);
+      expect(q.crossK).toHaveLength(0);
+      expect(f.int8).toBeUndefined();
+      const bytes = (e: EncodedWindows) =>
+        [...e.crossK, ...e.crossV, ...(e.int8 ? [...e.int8.keys, ...e.int8.values, ...e.int8.keyScales, ...e.int8.valueScales] : [])].reduce((s, a) => s + a.byteLength, 0);
+      expect(bytes(q)).toBeLessThan(0.3 * bytes(f));
+      const prompt = tok.sotSequence({ timestamps: true });
+      const logits = async (enc: EncodedWindows, index: number) => {
+        const b = m.newBatch(1);
+        return Array.from(await b.step([b.add(enc, index)], [prompt], [prompt.length - 1]));
+      };
+      const fromFloats = [await logits(f, 0), await logits(f, 1)];
+      expect(fromFloats[0]).not.toEqual(fromFloats[1]);
+      expect(await logits(q, 1)).toEqual(fromFloats[1]);
+      // Sliced and joined in the other order, each window still brings its own keys/values.
+      const swapped = EncodedWindows.concat([q.slice(1, 1), q.slice(0, 1)]);
+      expect(await logits(swapped, 0)).toEqual(fromFloats[1]);
+      expect(await logits(swapped, 1)).toEqual(fromFloats[0]);
+      expect(() => EncodedWindows.concat([q.slice(0, 1), f.slice(0, 1)])).toThrow(/int8 and float32/);
+    } finally {
+      await m.close();
     }
   });
 
@@ -373,6 +406,8 @@ describe('other layouts and bad checkpoints', () => {
       const m = await importModel(src, { home, name: 'synth-old', precision: 'int8' });
       const segmented = await WhisperModel.load(m.dir, { precision: 'int8', threads: 2, decoder: 'graphs' });
       expect('segments' in segmented.decoder).toBe(true);
+      const silence = new Float32Array(m.manifest.dims.nMels * 3000).map((_, i) => Math.sin(i * 0.01));
+      const int8Only = await segmented.encode(silence, 1);
       await segmented.close();
       // Rewrite the install the way an older wx left it: decoder.int8.onnx, no segments.
       const ckpt = SafetensorsCheckpoint.open(src);
@@ -389,6 +424,9 @@ describe('other layouts and bad checkpoints', () => {
       const [r] = await decodeWindows(model, t, [{ enc, index: 0, options: { sampleLen: 5, timestamps: false } }]);
       expect(r!.tokens.length).toBeGreaterThan(0);
       expect(r!.tokens.length).toBeLessThanOrEqual(5);
+      // A whole decoder graph takes float32 cross keys/values: windows held as int8 are refused.
+      expect(int8Only.int8).toBeDefined();
+      expect(() => model.newBatch(1).add(int8Only, 0)).toThrow(/float32 cross keys\/values/);
       await model.close();
     } finally {
       fs.rmSync(src, { recursive: true, force: true });

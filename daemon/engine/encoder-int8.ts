@@ -10,7 +10,7 @@
 import path from 'node:path';
 import { native } from '../native.js';
 import type { Backend, InferenceGraph } from './backend.js';
-import { windowAttention, windowAttentionFast } from './cross-int8.js';
+import { Int8CrossCache, windowAttention, windowAttentionFast, type CrossShape, type Int8Windows } from './cross-int8.js';
 import { ENCODER_PIECES_IO, NATIVE_ENCODER } from './graphs/encoder.js';
 import type { EncoderNativeFiles, ModelDims } from './manifest.js';
 import { Epilogue, linear8, NativeWeights, type NormWeights as Norm, type PackedLinear as Packed } from './native-weights.js';
@@ -28,9 +28,10 @@ interface EncoderLayer {
 
 export interface NativeEncoderOutput {
   hidden: Float32Array;
-  /** Per decoder layer, [B, heads, positions, headDim]. */
+  /** Per decoder layer, [B, heads, positions, headDim]; empty when `int8` holds them instead. */
   crossK: Float32Array[];
   crossV: Float32Array[];
+  int8?: Int8Windows;
 }
 
 /** Milliseconds per part of the native encoder, summed over its runs and layers (the roofline
@@ -97,7 +98,9 @@ export class NativeEncoder {
   }
 
   /** B windows of log-mel features ([B, n_mels, frames]) → hidden states and cross K/V. */
-  async run(mel: Float32Array, batch: number, frames: number, parts?: EncoderPartTimes): Promise<NativeEncoderOutput> {
+  /** With `int8`, the cross keys/values come back in the decoder's int8 form only: each layer's
+   *  projection is quantised as soon as it is computed, so the float32 ones never all exist. */
+  async run(mel: Float32Array, batch: number, frames: number, parts?: EncoderPartTimes, int8?: CrossShape): Promise<NativeEncoderOutput> {
     const d = this.dims.dModel;
     const clock = partClock(parts);
     const stem = await this.stem.run({ [ENCODER_PIECES_IO.mel]: { type: 'float32', data: mel, dims: [batch, this.dims.nMels, frames] } }, [ENCODER_PIECES_IO.x]);
@@ -120,11 +123,20 @@ export class NativeEncoder {
     const hidden = unfilledFloats(rows * d);
     addon.layerNorm(x, rows, d, this.norm.gamma, this.norm.beta, this.norm.eps, hidden);
     const heads = { heads: this.dims.decoderHeads, positions };
-    const project = (w: Packed) => {
-      const out = unfilledFloats(rows * d);
+    const project = (w: Packed, out = unfilledFloats(rows * d)) => {
       linear8(w, hidden, rows, out, Epilogue.Set, t, null, heads);
       return out;
     };
+    if (int8) {
+      const q = Int8CrossCache.emptyWindows(int8, batch);
+      const projected = unfilledFloats(rows * d);
+      this.cross.forEach((c, l) => {
+        Int8CrossCache.quantiseLayer(int8, q, l, 'keys', project(c.k, projected), positions, t);
+        Int8CrossCache.quantiseLayer(int8, q, l, 'values', project(c.v, projected), positions, t);
+      });
+      clock('cross');
+      return { hidden, crossK: [], crossV: [], int8: q };
+    }
     const out = { hidden, crossK: this.cross.map((c) => project(c.k)), crossV: this.cross.map((c) => project(c.v)) };
     clock('cross');
     return out;

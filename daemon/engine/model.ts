@@ -7,7 +7,7 @@ import type { Backend, FeedTensor, InferenceGraph } from './backend.js';
 import { ortCpuBackend } from './ort-backend.js';
 import { ENCODER_IO } from './graphs/encoder.js';
 import { DECODER_IO, SEGMENT_IO } from './graphs/decoder.js';
-import { Int8CrossCache } from './cross-int8.js';
+import { Int8CrossCache, type CrossShape, type Int8Windows } from './cross-int8.js';
 import { NativeEncoder, type EncoderPartTimes } from './encoder-int8.js';
 import { nativeInt8Fast } from './native-weights.js';
 import { NativeDecoder } from './decoder-int8.js';
@@ -31,7 +31,11 @@ export interface LoadOptions {
   encoderAttention?: 'auto' | 'graph';
 }
 
-/** Cross-attention keys/values of B encoded windows, per decoder layer. */
+/**
+ * Cross-attention keys/values of B encoded windows, per decoder layer: float32 (`crossK`,
+ * `crossV`), or, for a model whose decoder keeps them as int8, only in that form (`int8`; the
+ * float arrays are then empty) — a window waiting to be decoded holds a quarter of the memory.
+ */
 export class EncodedWindows {
   constructor(
     readonly batch: number,
@@ -41,36 +45,49 @@ export class EncodedWindows {
     readonly perWindow: number,
     /** Encoder positions per window (the model's full audio context unless encoded shorter). */
     readonly positions: number,
+    readonly int8?: Int8Windows,
   ) {}
 
   /** Windows `from`..`from+count` as their own EncodedWindows (views, no copy). */
   slice(from: number, count: number): EncodedWindows {
     const n = this.perWindow;
     const view = (a: Float32Array) => a.subarray(from * n, (from + count) * n);
-    return new EncodedWindows(count, this.crossK.map(view), this.crossV.map(view), n, this.positions);
+    const q = this.int8;
+    const window = <T extends Int8Array | Float32Array>(a: T): T => {
+      const per = a.length / q!.windows;
+      return a.subarray(from * per, (from + count) * per) as T;
+    };
+    const int8 = q && { windows: count, keys: q.keys.map(window), keyScales: q.keyScales.map(window), values: q.values.map(window), valueScales: q.valueScales.map(window) };
+    return new EncodedWindows(count, this.crossK.map(view), this.crossV.map(view), n, this.positions, int8);
   }
 
   static concat(parts: readonly EncodedWindows[]): EncodedWindows {
     const n = parts[0]!.perWindow;
     if (parts.some((p) => p.positions !== parts[0]!.positions)) throw new WxError('engine.bad_input', 'cannot join windows encoded with different audio contexts');
+    if (parts.some((p) => !p.int8 !== !parts[0]!.int8)) throw new WxError('engine.bad_input', 'cannot join int8 and float32 encoded windows');
     const batch = parts.reduce((s, p) => s + p.batch, 0);
-    const join = (pick: (p: EncodedWindows) => Float32Array[], l: number) => {
-      const out = new Float32Array(batch * n);
+    const join = <T extends Int8Array | Float32Array>(arrays: T[], make: (n: number) => T): T => {
+      const out = make(arrays.reduce((s, a) => s + a.length, 0));
       let at = 0;
-      for (const p of parts) {
-        out.set(pick(p)[l]!, at);
-        at += p.batch * n;
+      for (const a of arrays) {
+        out.set(a as ArrayLike<number>, at);
+        at += a.length;
       }
       return out;
     };
-    const layers = parts[0]!.crossK.length;
-    return new EncodedWindows(
-      batch,
-      Array.from({ length: layers }, (_, l) => join((p) => p.crossK, l)),
-      Array.from({ length: layers }, (_, l) => join((p) => p.crossV, l)),
-      n,
-      parts[0]!.positions,
-    );
+    const floats = (n: number) => new Float32Array(n);
+    const bytes = (n: number) => new Int8Array(n);
+    const layers = (pick: (p: EncodedWindows) => unknown[]) => pick(parts[0]!).length;
+    const byLayer = <T extends Int8Array | Float32Array>(pick: (p: EncodedWindows) => T[], make: (n: number) => T): T[] =>
+      Array.from({ length: layers(pick) }, (_, l) => join(parts.map((p) => pick(p)[l]!), make));
+    const int8 = parts[0]!.int8 && {
+      windows: batch,
+      keys: byLayer((p) => p.int8!.keys, bytes),
+      keyScales: byLayer((p) => p.int8!.keyScales, floats),
+      values: byLayer((p) => p.int8!.values, bytes),
+      valueScales: byLayer((p) => p.int8!.valueScales, floats),
+    };
+    return new EncodedWindows(batch, byLayer((p) => p.crossK, floats), byLayer((p) => p.crossV, floats), n, parts[0]!.positions, int8);
   }
 }
 
@@ -165,7 +182,26 @@ export class WhisperModel {
   /** Runs the encoder on B windows of log-mel features ([B, n_mels, 2·positions]; positions
    *  defaults to the model's audio context, n_audio_ctx). `parts` (native INT8 encoder only)
    *  accumulates the time of each part of the run. */
-  async encode(mel: Float32Array, batch: number, opts: { hidden?: boolean; positions?: number; parts?: EncoderPartTimes } = {}): Promise<EncodedWindows & { hidden?: Float32Array }> {
+  async encode(mel: Float32Array, batch: number, opts: { hidden?: boolean; positions?: number; parts?: EncoderPartTimes; crossFloats?: boolean } = {}): Promise<EncodedWindows & { hidden?: Float32Array }> {
+    // The decoder keeps cross keys/values as int8: they are quantised now and the floats let go.
+    const d = this.dims;
+    const shape = opts.crossFloats || !this.int8Cross ? undefined : { layers: d.decoderLayers, heads: d.decoderHeads, headDim: d.dModel / d.decoderHeads, positions: d.nAudioCtx };
+    const enc = await this.encodeFloats(mel, batch, opts, shape);
+    if (!shape || enc.int8) return enc;
+    const int8 = Int8CrossCache.quantise(shape, enc.crossK, enc.crossV, batch, enc.positions, this.threads);
+    const out = new EncodedWindows(batch, [], [], enc.perWindow, enc.positions, int8) as EncodedWindows & { hidden?: Float32Array };
+    if (enc.hidden) out.hidden = enc.hidden;
+    return out;
+  }
+
+  /** Whether this model's decoder holds cross keys/values as int8 (every decoder but a whole graph). */
+  get int8Cross(): boolean {
+    return !('whole' in this.decoder);
+  }
+
+  /** The encoder's own output: float32 cross keys/values, or int8 where the native encoder
+   *  quantises them itself (`int8`). */
+  private async encodeFloats(mel: Float32Array, batch: number, opts: { hidden?: boolean; positions?: number; parts?: EncoderPartTimes }, int8?: CrossShape): Promise<EncodedWindows & { hidden?: Float32Array }> {
     const d = this.dims;
     const positions = opts.positions ?? d.nAudioCtx;
     if (!Number.isInteger(positions) || positions < 1 || positions > d.nAudioCtx) {
@@ -176,8 +212,8 @@ export class WhisperModel {
       throw new WxError('engine.bad_input', `encoder input has ${mel.length} values, expected ${batch}×${d.nMels}×${frames}`);
     }
     if ('native' in this.encoder) {
-      const out = await this.encoder.native.run(mel, batch, frames, opts.parts);
-      const enc = new EncodedWindows(batch, out.crossK, out.crossV, d.dModel * positions, positions) as EncodedWindows & { hidden?: Float32Array };
+      const out = await this.encoder.native.run(mel, batch, frames, opts.parts, int8);
+      const enc = new EncodedWindows(batch, out.crossK, out.crossV, d.dModel * positions, positions, out.int8) as EncodedWindows & { hidden?: Float32Array };
       if (opts.hidden) enc.hidden = out.hidden;
       return enc;
     }
@@ -278,13 +314,18 @@ export class DecoderBatch {
     const rows = Array.from({ length: R }, () => new DecoderRow(this.rows.length, nextRowId++, enc.positions));
     rows.forEach((r, i) => (r.slot += i));
     if (this.crossInt8) {
-      const w = enc.perWindow;
-      for (let l = 0; l < this.model.dims.decoderLayers; l++) {
-        this.crossInt8.store(rows[0]!.slot / R, l, enc.crossK[l]!.subarray(index * w, (index + 1) * w), enc.crossV[l]!.subarray(index * w, (index + 1) * w), enc.positions, this.model.threads);
+      if (enc.int8) {
+        this.crossInt8.storeQuantised(rows[0]!.slot / R, enc.int8, index);
+      } else {
+        const w = enc.perWindow;
+        for (let l = 0; l < this.model.dims.decoderLayers; l++) {
+          this.crossInt8.store(rows[0]!.slot / R, l, enc.crossK[l]!.subarray(index * w, (index + 1) * w), enc.crossV[l]!.subarray(index * w, (index + 1) * w), enc.positions, this.model.threads);
+        }
       }
       this.rows.push(...rows);
       return rows;
     }
+    if (enc.crossK.length === 0) throw new WxError('engine.bad_input', `model ${this.model.manifest.name} decodes from float32 cross keys/values; these windows hold only int8 (encode them with this model)`);
     // Each head's positions go first in its part of the block; the decoder masks the rest (a
     // window encoded with a shorter audio context).
     const n = this.crossSlot;
