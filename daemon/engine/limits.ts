@@ -1,6 +1,7 @@
 // How much work the engine takes on at once, from the model's size. A decoder row holds its
 // window's cross-attention keys and values (2 × decoder layers × d_model × audio positions
-// floats: 18 MB for tiny, 61 MB for large-v3-turbo, ~490 MB for large-v3); an encoder run holds
+// floats: 18 MB for tiny, 61 MB for large-v3-turbo, ~490 MB for large-v3; about a quarter of
+// that as int8, the native decoder's form, which encoded windows also wait in); an encoder run holds
 // each window's attention probabilities and outputs; a long recording's encoded windows wait for
 // the decoder. The budgets keep the defaults measured best for tiny (8 rows, 4 windows per
 // encoder run) and scale the large checkpoints down instead of letting them take gigabytes.
@@ -50,6 +51,7 @@ export function batchLimits(d: ModelDims, format: CrossFormat = 'float32'): Batc
     maxRows,
     beamRows: 2 * maxRows,
     maxEncoderBatch,
-    windowsInFlight: clamp(IN_FLIGHT_BUDGET / cross, maxEncoderBatch, 12),
+    // Windows waiting for the decoder are held in its format (int8: quantised as encoded).
+    windowsInFlight: clamp(IN_FLIGHT_BUDGET / crossBytesPerWindow(d, format), maxEncoderBatch, 12),
   };
 }
