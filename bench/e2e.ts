@@ -1,5 +1,6 @@
 // End to end: `wx transcribe --no-daemon` on dev-long.wav (4 min), INT8 and FP32, both
-// strategies, warm (model loaded, in-process) and cold (a whole `wx` process), and the peer
+// strategies, warm (both models loaded in-process, run alternately) and cold (a whole `wx`
+// process), and the peer
 // (whisper.cpp on the same weights, ../shared/peer/bench.sh) run alternately with our cold INT8
 // vad run; speeds are reported as ratios measured pair by pair.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -59,33 +60,46 @@ export const suite: BenchSuite = {
     try {
       await importModel(path.join(shared, 'models', 'wx-tiny-en-synth'), { home, name: 'tiny', precision: 'both' });
       const rows: (string | number)[][] = [];
-      for (const precision of ['int8', 'fp32'] as Precision[]) {
-        const t = await Transcriber.open({ model: 'tiny', precision, home, threads: 2 });
+      // Warm: both precisions loaded in one process and run alternately, so each INT8 run has an
+      // FP32 partner measured next to it (the machine's speed drifts by 10–30% over minutes).
+      const transcribers = {
+        int8: await Transcriber.open({ model: 'tiny', precision: 'int8', home, threads: 2 }),
+        fp32: await Transcriber.open({ model: 'tiny', precision: 'fp32', home, threads: 2 }),
+      };
+      const speedups: string[] = [];
+      try {
         for (const strategy of ['vad', 'sequential'] as const) {
-          const times: number[] = [];
-          let text = '';
+          const times = { int8: [] as number[], fp32: [] as number[] };
+          const texts = { int8: '', fp32: '' };
           for (let i = 0; i < runs + 1; i++) {
-            const t0 = performance.now();
-            text = (await t.transcribeFile(longWav, { strategy })).text;
-            if (i > 0) times.push((performance.now() - t0) / 1000);
+            for (const precision of ['int8', 'fp32'] as const) {
+              const t0 = performance.now();
+              texts[precision] = (await transcribers[precision].transcribeFile(longWav, { strategy })).text;
+              if (i > 0) times[precision].push((performance.now() - t0) / 1000);
+            }
           }
-          const cold = coldRun(home, precision, strategy);
-          rows.push([precision, strategy, fmt(median(times), 2), fmt(audioS / median(times), 0), fmt(cold.wallS, 2), fmt(audioS / cold.wallS, 0), fmt(wer(text), 1)]);
-        }
-        if (precision === 'int8') {
-          // Beam search (5 hypotheses per window), warm only: what the accuracy costs.
-          const times: number[] = [];
-          let text = '';
-          for (let i = 0; i < Math.min(runs, 3) + 1; i++) {
-            const t0 = performance.now();
-            text = (await t.transcribeFile(longWav, { strategy: 'vad', beamSize: 5 })).text;
-            if (i > 0) times.push((performance.now() - t0) / 1000);
+          for (const precision of ['int8', 'fp32'] as const) {
+            const cold = coldRun(home, precision, strategy);
+            const warm = median(times[precision]);
+            rows.push([precision, strategy, fmt(warm, 2), fmt(audioS / warm, 0), fmt(cold.wallS, 2), fmt(audioS / cold.wallS, 0), fmt(wer(texts[precision]), 1)]);
           }
-          rows.push([precision, 'vad, beam 5', fmt(median(times), 2), fmt(audioS / median(times), 0), '—', '—', fmt(wer(text), 1)]);
+          const ratios = times.int8.map((t, i) => times.fp32[i]! / t);
+          speedups.push(`${strategy} ${fmt(median(ratios), 2)}× (pairs ${fmt(Math.min(...ratios), 2)}–${fmt(Math.max(...ratios), 2)})`);
         }
-        await t.close();
+        // Beam search (5 hypotheses per window), INT8 warm only: what the accuracy costs.
+        const times: number[] = [];
+        let text = '';
+        for (let i = 0; i < Math.min(runs, 3) + 1; i++) {
+          const t0 = performance.now();
+          text = (await transcribers.int8.transcribeFile(longWav, { strategy: 'vad', beamSize: 5 })).text;
+          if (i > 0) times.push((performance.now() - t0) / 1000);
+        }
+        rows.push(['int8', 'vad, beam 5', fmt(median(times), 2), fmt(audioS / median(times), 0), '—', '—', fmt(wer(text), 1)]);
+      } finally {
+        await Promise.all([transcribers.int8.close(), transcribers.fp32.close()]);
       }
       console.log(table(['precision', 'strategy', 'warm s', 'warm ×RT', 'cold s', 'cold ×RT', 'WER %'], rows));
+      console.log(`INT8 speed-up over FP32, warm (median of ${runs} alternating pairs): ${speedups.join('; ')}`);
 
       // Side by side with the peer, alternating: wx (cold process, INT8, vad) / whisper.cpp f16 / q8_0.
       const pairs: { wx: number; f16?: number; q8?: number }[] = [];
