@@ -42,6 +42,10 @@ export interface WxConfig {
    *  complete, and how often a folder's presence (unmounted drive) is checked. */
   watch: { stabilityMs: number; presencePollMs: number };
   dictation: { mode: 'low' | 'balanced' | 'high'; fillers: boolean; trailingSpace: boolean; replacements: Record<string, string>; audioContext: 'fit' | 'full' };
+  /** Seconds without transcription or dictation after which a warm model gives back the memory
+   *  it holds for work in flight (decoder caches, encoder scratch; made again on the next
+   *  request). 0 keeps it. */
+  idleReleaseS: number;
 }
 
 export function defaultConfig(): WxConfig {
@@ -59,6 +63,7 @@ export function defaultConfig(): WxConfig {
     jobs: { maxAttempts: 3, retryBaseMs: 2000, concurrency: 4 },
     watch: { stabilityMs: 2000, presencePollMs: 2000 },
     dictation: { mode: 'balanced', fillers: true, trailingSpace: false, replacements: {}, audioContext: 'fit' },
+    idleReleaseS: 60,
   };
 }
 
@@ -130,6 +135,7 @@ function validate(raw: unknown, file: string): Partial<WxConfig> {
     jobs: object({ maxAttempts: int(1, 100), retryBaseMs: int(0, 3_600_000), concurrency: int(1, 64) }),
     watch: object({ stabilityMs: int(50, 600_000), presencePollMs: int(50, 600_000) }),
     dictation: object({ mode: oneOf('low', 'balanced', 'high'), fillers: bool, trailingSpace: bool, replacements: stringMap, audioContext: oneOf('fit', 'full') }),
+    idleReleaseS: num(0, 86_400),
   });
   return schema(raw, '') as Partial<WxConfig>;
 }

@@ -402,7 +402,17 @@ export class Daemon {
     const key = `${model}|${precision}`;
     let engine = this.engines.get(key);
     if (!engine) {
-      engine = WorkerTranscriber.open({ model, precision, home: this.paths.home, threads: this.config.threads });
+      engine = WorkerTranscriber.open(
+        { model, precision, home: this.paths.home, threads: this.config.threads },
+        {
+          idleReleaseMs: this.config.idleReleaseS * 1000,
+          onRelease: (r) => {
+            this.memoryReleases.count++;
+            this.memoryReleases.last = { at: r.at, rss_before_mb: r.rssBeforeMb, rss_after_mb: r.rssAfterMb };
+            this.log.info('idle: released engine memory', { model, rss_before_mb: r.rssBeforeMb, rss_after_mb: r.rssAfterMb });
+          },
+        },
+      );
       // A failed load is not cached: the next job tries again (e.g. after `wx models pull`).
       engine.catch(() => this.engines.delete(key));
       this.engines.set(key, engine);
@@ -504,6 +514,7 @@ export class Daemon {
     }
   }
 
+  private readonly memoryReleases: NonNullable<StatusResult['memory_releases']> = { count: 0, last: null };
   private readonly jobStarts = new Map<number, number>();
   private readonly throughput = new ThroughputMeter();
 
@@ -533,6 +544,7 @@ export class Daemon {
       watch: this.store.listWatches().map(watchInfo),
       last_error: this.lastError,
       dictation: { sessions: this.dictation.sessionCount },
+      memory_releases: { count: this.memoryReleases.count, last: this.memoryReleases.last && { ...this.memoryReleases.last } },
       home: this.paths.home,
       socket: this.paths.socket,
     };

@@ -46,6 +46,7 @@ describe('config.json', () => {
     ['{"beamSize": 9}', /"beamSize" must be an integer from 1 to 8/, 'config.invalid'],
     ['{"vad": {"maxSilenceS": -1}}', /"vad.maxSilenceS" must be a number from 0 to 30/, 'config.invalid'],
     ['{"jobs": {"maxAttempts": 2.5}}', /"jobs.maxAttempts" must be an integer/, 'config.invalid'],
+    ['{"idleReleaseS": -1}', /"idleReleaseS" must be a number from 0 to 86400/, 'config.invalid'],
     ['{"formats": ["txt", "docx"]}', /"formats" must be an array of txt, srt, vtt, json/, 'config.invalid'],
     ['[1, 2]', /must be an object/, 'config.invalid'],
     ['{"model": 1', /is not valid JSON/, 'config.parse'],

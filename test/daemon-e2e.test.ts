@@ -330,6 +330,32 @@ describe('jobs.concurrency', () => {
   });
 });
 
+describe('idle memory release', () => {
+  it('an idle engine gives back its caches and scratch (config idleReleaseS), then transcribes the same', async () => {
+    await withConfiguredDaemon({ idleReleaseS: 0.3 }, async (client) => {
+      const releases = async (atLeast: number) => {
+        const deadline = Date.now() + 30_000;
+        for (;;) {
+          const s = await client.call('status', undefined);
+          if (s.memory_releases!.count >= atLeast || Date.now() > deadline) return s.memory_releases!;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      expect((await client.call('status', undefined)).memory_releases).toEqual({ count: 0, last: null });
+      const first = await client.call('transcribe', { files: [multi], wait: true });
+      expect(first.jobs[0]!.state).toBe('done');
+      const one = await releases(1);
+      expect(one.count).toBe(1);
+      // The decoder batch's caches and the encoder's scratch of a 30-s window: tens of MB.
+      expect(one.last!.rss_after_mb).toBeLessThan(one.last!.rss_before_mb - 10);
+      const again = await client.call('transcribe', { files: [multi], wait: true });
+      expect(again.jobs[0]!.state).toBe('done');
+      expect(again.transcripts[0]!.transcript.text).toBe(first.transcripts[0]!.transcript.text);
+      expect((await releases(2)).count).toBe(2);
+    });
+  });
+});
+
 describe('config.json pipeline settings', () => {
   it('vad settings in config.json apply to the daemon’s jobs and to --no-daemon alike; a beam wider than the batch is refused', async () => {
     // 1-s windows: fx-short (decoded whole, as one segment, by default) comes back in pieces.

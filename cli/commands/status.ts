@@ -5,7 +5,7 @@ import { printJson, withDaemon } from '../daemon-client.js';
 
 export function renderStatus(s: StatusResult): string {
   const lines = [
-    `daemon     pid ${s.pid}, wx ${s.version} (protocol ${s.protocol_version}), up ${formatUptime(s.uptime_s)}, ${s.rss_mb.toFixed(0)} MB resident`,
+    `daemon     pid ${s.pid}, wx ${s.version} (protocol ${s.protocol_version}), up ${formatUptime(s.uptime_s)}, ${s.rss_mb.toFixed(0)} MB resident${releaseNote(s)}`,
     s.model
       ? `model      ${s.model.name} (${s.model.precision}, ${s.model.backend}), loaded in ${s.model.load_ms.toFixed(0)} ms`
       : s.model_loading
@@ -19,6 +19,11 @@ export function renderStatus(s: StatusResult): string {
   if (s.last_error) lines.push(`last error ${s.last_error.at}: ${s.last_error.message}`);
   lines.push(`home       ${s.home}`);
   return lines.join('\n') + '\n';
+}
+
+function releaseNote(s: StatusResult): string {
+  const last = s.memory_releases?.last;
+  return last ? ` (idle release ${last.rss_before_mb.toFixed(0)} → ${last.rss_after_mb.toFixed(0)} MB at ${last.at})` : '';
 }
 
 function formatUptime(seconds: number): string {

@@ -98,6 +98,11 @@ export class NativeEncoder {
   }
 
   /** B windows of log-mel features ([B, n_mels, frames]) → hidden states and cross K/V. */
+  /** Forgets the scratch buffers kept between runs (an idle daemon gives their memory back). */
+  releaseScratch(): void {
+    this.spare.length = 0;
+  }
+
   /** With `int8`, the cross keys/values come back in the decoder's int8 form only: each layer's
    *  projection is quantised as soon as it is computed, so the float32 ones never all exist. */
   async run(mel: Float32Array, batch: number, frames: number, parts?: EncoderPartTimes, int8?: CrossShape): Promise<NativeEncoderOutput> {

@@ -194,6 +194,11 @@ export class WhisperModel {
     return out;
   }
 
+  /** Drops scratch kept between calls (the native encoder's); made again when next needed. */
+  releaseScratch(): void {
+    if ('native' in this.encoder) this.encoder.native.releaseScratch();
+  }
+
   /** Whether this model's decoder holds cross keys/values as int8 (every decoder but a whole graph). */
   get int8Cross(): boolean {
     return !('whole' in this.decoder);

@@ -147,6 +147,15 @@ export class EngineScheduler {
     });
   }
 
+  /** Gives back what an idle engine holds for work in flight — the decoder batches' caches and
+   *  the encoder's scratch — to be made again on the next request. Does nothing (false) while any
+   *  work is queued or running. */
+  releaseMemory(): boolean {
+    if (this.encodes.length > 0 || this.rows.length > 0 || !this.runner.releaseBatches()) return false;
+    this.engine.model.releaseScratch();
+    return true;
+  }
+
   private bestActiveRank(): number {
     let best = Infinity;
     for (const r of this.activeRanks.values()) best = Math.min(best, r);

@@ -175,6 +175,9 @@ export interface StatusResult {
   last_error: { at: string; message: string; job?: number; path?: string } | null;
   /** Dictation sessions open now. */
   dictation?: { sessions: number };
+  /** Idle memory releases (config `idleReleaseS`): how many, and the last one's process RSS before
+   *  and after. */
+  memory_releases?: { count: number; last: { at: string; rss_before_mb: number; rss_after_mb: number } | null };
   home: string;
   socket: string;
 }

@@ -11,7 +11,7 @@ type Precision = 'int8' | 'fp32';
 type ErrorShape = { code: string; message: string; context: WxError['context'] };
 
 export type WorkerRequest =
-  | { type: 'open'; opts: Omit<TranscriberOptions, 'onImportProgress'> }
+  | { type: 'open'; opts: Omit<TranscriberOptions, 'onImportProgress'>; idleReleaseMs?: number }
   | { type: 'transcribe'; id: number; file: string; opts: TranscribeOptions & PipelineOptions }
   | { type: 'cancel'; id: number }
   | { type: 'utterance'; id: number; request: UtteranceRequest }
@@ -23,6 +23,7 @@ export type WorkerReply =
   | { type: 'result'; id: number; transcript: Transcript }
   | { type: 'utterance'; id: number; hypothesis: UtteranceHypothesis }
   | { type: 'error'; id: number; error: ErrorShape; aborted?: boolean }
+  | { type: 'released'; rssBeforeMb: number; rssAfterMb: number }
   | { type: 'closed' };
 
 /** What the job runner needs from a transcriber (the worker host, or an in-process Transcriber). */
@@ -35,6 +36,19 @@ export interface TranscribeEngine {
   close(): Promise<void>;
   /** Closes once the calls in flight have finished (a model switch: running jobs keep it). */
   retire?(): Promise<void>;
+}
+
+/** An idle engine gave memory back (the process's RSS before and after). */
+export interface MemoryRelease {
+  at: string;
+  rssBeforeMb: number;
+  rssAfterMb: number;
+}
+
+export interface WorkerOptions {
+  /** Milliseconds without a call after which the engine releases its caches (0: never). */
+  idleReleaseMs?: number;
+  onRelease?: (r: MemoryRelease) => void;
 }
 
 interface Call {
@@ -55,6 +69,7 @@ export class WorkerTranscriber implements TranscribeEngine {
     private readonly worker: Worker,
     readonly modelName: string,
     readonly precision: Precision,
+    private readonly onRelease?: (r: MemoryRelease) => void,
   ) {
     worker.on('message', (msg: WorkerReply) => this.onMessage(msg));
     const die = (err: Error) => {
@@ -70,13 +85,13 @@ export class WorkerTranscriber implements TranscribeEngine {
   }
 
   /** Starts a worker thread and loads the model in it; rejects with the load error. */
-  static open(opts: Omit<TranscriberOptions, 'onImportProgress'>): Promise<WorkerTranscriber> {
+  static open(opts: Omit<TranscriberOptions, 'onImportProgress'>, options: WorkerOptions = {}): Promise<WorkerTranscriber> {
     const worker = new Worker(new URL('./transcriber-worker.js', import.meta.url));
     return new Promise((resolve, reject) => {
       const onMessage = (msg: WorkerReply) => {
         worker.off('message', onMessage);
         worker.off('error', onError);
-        if (msg.type === 'opened') resolve(new WorkerTranscriber(worker, msg.modelName, msg.precision));
+        if (msg.type === 'opened') resolve(new WorkerTranscriber(worker, msg.modelName, msg.precision, options.onRelease));
         else {
           void worker.terminate();
           const e = msg.type === 'error' ? msg.error : { code: 'engine.open_failed', message: 'unexpected reply from the worker', context: {} };
@@ -89,7 +104,7 @@ export class WorkerTranscriber implements TranscribeEngine {
       };
       worker.on('message', onMessage);
       worker.once('error', onError);
-      worker.postMessage({ type: 'open', opts } satisfies WorkerRequest);
+      worker.postMessage({ type: 'open', opts, ...(options.idleReleaseMs ? { idleReleaseMs: options.idleReleaseMs } : {}) } satisfies WorkerRequest);
     });
   }
 
@@ -119,6 +134,7 @@ export class WorkerTranscriber implements TranscribeEngine {
 
   private onMessage(msg: WorkerReply): void {
     if (msg.type === 'opened' || msg.type === 'closed') return;
+    if (msg.type === 'released') return this.onRelease?.({ at: new Date().toISOString(), rssBeforeMb: msg.rssBeforeMb, rssAfterMb: msg.rssAfterMb });
     const call = this.calls.get(msg.id);
     if (!call) return;
     if (msg.type === 'progress') return call.onProgress?.(msg.progress);

@@ -12,6 +12,29 @@ let transcriber: Transcriber | null = null;
 const running = new Map<number, AbortController>();
 
 const post = (msg: WorkerReply) => port.postMessage(msg);
+
+// Idle memory release: once no call has been in flight for `idleReleaseMs`, the transcriber
+// drops its caches and scratch (made again on the next call) and the process trims its heap.
+let idleReleaseMs = 0;
+let busy = 0;
+let idleTimer: NodeJS.Timeout | null = null;
+const rssMb = () => Math.round((process.memoryUsage().rss / 2 ** 20) * 10) / 10;
+function callStarted(): void {
+  busy++;
+  if (idleTimer) clearTimeout(idleTimer);
+  idleTimer = null;
+}
+function callEnded(): void {
+  busy--;
+  if (busy > 0 || idleReleaseMs <= 0 || !transcriber) return;
+  idleTimer = setTimeout(() => {
+    idleTimer = null;
+    if (busy > 0 || !transcriber) return;
+    const before = rssMb();
+    if (transcriber.releaseMemory()) post({ type: 'released', rssBeforeMb: before, rssAfterMb: rssMb() });
+  }, idleReleaseMs);
+  idleTimer.unref();
+}
 const errorOf = (err: unknown) =>
   err instanceof WxError ? { code: err.code, message: err.message, context: err.context } : { code: 'engine.failed', message: describeError(err), context: {} };
 
@@ -19,6 +42,7 @@ port.on('message', async (msg: WorkerRequest) => {
   switch (msg.type) {
     case 'open':
       try {
+        idleReleaseMs = msg.idleReleaseMs ?? 0;
         transcriber = await Transcriber.open(msg.opts);
         post({ type: 'opened', modelName: transcriber.modelName, precision: transcriber.precision });
       } catch (err) {
@@ -28,6 +52,7 @@ port.on('message', async (msg: WorkerRequest) => {
     case 'transcribe': {
       const controller = new AbortController();
       running.set(msg.id, controller);
+      callStarted();
       try {
         if (!transcriber) throw new WxError('engine.not_open', 'the transcriber is not open');
         const transcript = await transcriber.transcribeFile(msg.file, msg.opts, {
@@ -39,10 +64,12 @@ port.on('message', async (msg: WorkerRequest) => {
         post({ type: 'error', id: msg.id, error: errorOf(err), aborted: controller.signal.aborted });
       } finally {
         running.delete(msg.id);
+        callEnded();
       }
       return;
     }
     case 'utterance':
+      callStarted();
       try {
         if (!transcriber) throw new WxError('engine.not_open', 'the transcriber is not open');
         const engine = transcriber.engine;
@@ -52,12 +79,15 @@ port.on('message', async (msg: WorkerRequest) => {
         post({ type: 'utterance', id: msg.id, hypothesis });
       } catch (err) {
         post({ type: 'error', id: msg.id, error: errorOf(err) });
+      } finally {
+        callEnded();
       }
       return;
     case 'cancel':
       running.get(msg.id)?.abort();
       return;
     case 'close':
+      if (idleTimer) clearTimeout(idleTimer);
       for (const c of running.values()) c.abort();
       await transcriber?.close();
       post({ type: 'closed' });

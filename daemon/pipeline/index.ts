@@ -1,5 +1,7 @@
 // The pipeline's public surface: a Transcriber owns a warm engine (and the VAD) and turns files
 // into transcripts. The daemon keeps one; `wx transcribe --no-daemon` makes its own.
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { loadAudio } from '../audio/index.js';
 import { SileroVad } from '../audio/vad.js';
 import { WhisperEngine, type Precision } from '../engine/index.js';
@@ -8,6 +10,18 @@ import { WxError } from '../errors.js';
 import { scheduledAccess, transcribeSamples, type PipelineOptions, type Strategy } from './transcribe.js';
 import { EngineScheduler, type Priority, type SchedulerOptions } from '../engine/scheduler.js';
 import type { Transcript } from './types.js';
+import { native } from '../native.js';
+
+// A full collection on demand (V8 exposes it under a flag, which can be set at run time): the
+// caches just dropped are typed arrays whose memory goes back only when collected.
+let gc: (() => void) | undefined;
+function collectGarbage(): void {
+  if (!gc) {
+    v8.setFlagsFromString('--expose-gc');
+    gc = vm.runInNewContext('gc') as () => void;
+  }
+  gc();
+}
 
 export type { Transcript, Segment, OutputFormat } from './types.js';
 export type { Strategy, PipelineOptions } from './transcribe.js';
@@ -84,6 +98,19 @@ export class Transcriber {
       }
       throw new WxError('pipeline.failed', `${file}: transcription failed: ${(err as Error).message}`, { file }, { cause: err });
     }
+  }
+
+  /**
+   * Gives memory back while idle: the engine's caches and scratch (made again on the next
+   * request), then garbage collection of what they held and the C allocator's free pages. For a
+   * daemon that stays up all day after a long transcription. Returns false, and does nothing,
+   * while work is queued or running.
+   */
+  releaseMemory(): boolean {
+    if (!this.scheduler.releaseMemory()) return false;
+    collectGarbage();
+    native().trimMemory();
+    return true;
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,11 @@
 // layer is so many dot products, a decoder step so many bytes read.
 #include <napi.h>
 
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 warns inside its own AVX-512 headers (an undefined vector passed to a lane extraction).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>

@@ -10,5 +10,6 @@ void RegisterAll(Napi::Env env, Napi::Object exports) {
   RegisterCrossAttention(env, exports);
   RegisterInt8Linear(env, exports);
   RegisterMachineLimits(env, exports);
+  RegisterMemory(env, exports);
 }
 }  // namespace wx

@@ -13,4 +13,5 @@ void RegisterLogits(Napi::Env env, Napi::Object exports);
 void RegisterCrossAttention(Napi::Env env, Napi::Object exports);
 void RegisterInt8Linear(Napi::Env env, Napi::Object exports);
 void RegisterMachineLimits(Napi::Env env, Napi::Object exports);
+void RegisterMemory(Napi::Env env, Napi::Object exports);
 }  // namespace wx

@@ -189,24 +189,37 @@ type Task =
  * read their window's cross keys/values once), one more call per step while any runs.
  */
 export class BatchRunner {
-  private readonly batch: DecoderBatch;
+  /** Created on first use, dropped by `release` (its caches are tens of MB for a long-idle daemon). */
+  private greedy: DecoderBatch | null = null;
   private readonly beamBatches = new Map<number, DecoderBatch>();
   private readonly owner = new Map<number, Task>();
   private readonly V: number;
 
   constructor(private readonly model: WhisperModel, private readonly tok: WhisperTokenizer, readonly maxRows: number) {
-    this.batch = model.newBatch(maxRows);
     this.V = model.dims.nVocab;
+  }
+
+  private get batch(): DecoderBatch {
+    return (this.greedy ??= this.model.newBatch(this.maxRows));
+  }
+
+  /** Drops the decoder batches and their caches when no row is in flight (they are made again
+   *  on the next admit); returns whether it did. */
+  releaseBatches(): boolean {
+    if (this.size > 0) return false;
+    this.greedy = null;
+    this.beamBatches.clear();
+    return true;
   }
 
   /** Rows of greedy (or sampled) windows. */
   get greedyRows(): number {
-    return this.batch.size;
+    return this.greedy?.size ?? 0;
   }
 
   /** Rows in flight. */
   get size(): number {
-    let n = this.batch.size;
+    let n = this.greedy?.size ?? 0;
     for (const b of this.beamBatches.values()) n += b.size;
     return n;
   }
@@ -273,13 +286,13 @@ export class BatchRunner {
   /** Forgets every row (after a failed step). */
   reset(): void {
     this.owner.clear();
-    this.batch.clear();
+    this.greedy?.clear();
     for (const b of this.beamBatches.values()) b.clear();
   }
 
   /** One token for every row in flight. */
   async step(): Promise<void> {
-    if (this.batch.size > 0) {
+    if (this.greedyRows > 0) {
       const rows = this.batch.rows.slice();
       const tasks = rows.map((r) => this.owner.get(r.id) as Extract<Task, { kind: 'one' }>);
       const logits = await this.batch.step(rows, tasks.map((t) => [t.next]), [0]);
