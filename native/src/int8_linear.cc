@@ -705,49 +705,7 @@ Napi::Value JsSelfAttend(const Napi::CallbackInfo& info) {
 }  // namespace
 }  // namespace linear8
 
-namespace linear8 {
-namespace {
-// hugePageBuffer(bytes) → ArrayBuffer of `bytes` zeros, in 2 MB pages where the kernel allows
-// it: for the decoder's cross-attention keys/values, which every step streams (4.6 MB per row for
-// tiny; the TLB's reach over 4 KB pages is a few MB). Measured: a decoder step ~5% faster at 1
-// row, 2–4% at 8 (in-process A/B, both orders: ~2% of it is order bias either way). On Linux the pages come straight from mmap, so
-// they are zero and take memory only once touched, as a typed array's would.
-Napi::Value JsHugePageBuffer(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().DoubleValue() < 1) {
-    Napi::TypeError::New(env, "hugePageBuffer(bytes > 0)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  const size_t bytes = size_t(info[0].As<Napi::Number>().DoubleValue());
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  // Mapped with a huge page of slack, then trimmed to a 2 MB-aligned start.
-  const size_t span = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-  void* raw = mmap(nullptr, span + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) {
-    Napi::Error::New(env, "hugePageBuffer: cannot map " + std::to_string(bytes) + " bytes").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  const uintptr_t start = (reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) / kHugePage * kHugePage;
-  const size_t head = start - reinterpret_cast<uintptr_t>(raw);
-  if (head) munmap(raw, head);
-  if (kHugePage - head) munmap(reinterpret_cast<char*>(start) + span, kHugePage - head);
-  void* p = reinterpret_cast<void*>(start);
-  madvise(p, span, MADV_HUGEPAGE);
-  return Napi::ArrayBuffer::New(env, p, bytes, [span](Napi::Env, void* data) { munmap(data, span); });
-#else
-  void* p = std::calloc(bytes, 1);
-  if (!p) {
-    Napi::Error::New(env, "hugePageBuffer: cannot allocate " + std::to_string(bytes) + " bytes").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  return Napi::ArrayBuffer::New(env, p, bytes, [](Napi::Env, void* data) { std::free(data); });
-#endif
-}
-}  // namespace
-}  // namespace linear8
-
 void RegisterInt8Linear(Napi::Env env, Napi::Object exports) {
-  exports.Set("hugePageBuffer", Napi::Function::New(env, linear8::JsHugePageBuffer, "hugePageBuffer"));
   exports.Set("linear8Pack", Napi::Function::New(env, linear8::JsPack, "linear8Pack"));
   exports.Set("linear8Run", Napi::Function::New(env, linear8::JsRun, "linear8Run"));
   exports.Set("layerNorm", Napi::Function::New(env, linear8::JsLayerNorm, "layerNorm"));
