@@ -180,13 +180,15 @@ export class WhisperModel {
   }
 
   /** Runs the encoder on B windows of log-mel features ([B, n_mels, 2·positions]; positions
-   *  defaults to the model's audio context, n_audio_ctx). `parts` (native INT8 encoder only)
-   *  accumulates the time of each part of the run. */
+   *  defaults to the model's audio context, n_audio_ctx). The windows come back in the form this
+   *  model's decoder takes (int8 for all but a whole decoder graph); `crossFloats` keeps float32
+   *  anyway, for comparisons. `parts` (native INT8 encoder only) accumulates the time of each
+   *  part of the run. */
   async encode(mel: Float32Array, batch: number, opts: { hidden?: boolean; positions?: number; parts?: EncoderPartTimes; crossFloats?: boolean } = {}): Promise<EncodedWindows & { hidden?: Float32Array }> {
     // The decoder keeps cross keys/values as int8: they are quantised now and the floats let go.
     const d = this.dims;
     const shape = opts.crossFloats || !this.int8Cross ? undefined : { layers: d.decoderLayers, heads: d.decoderHeads, headDim: d.dModel / d.decoderHeads, positions: d.nAudioCtx };
-    const enc = await this.encodeFloats(mel, batch, opts, shape);
+    const enc = await this.runEncoder(mel, batch, opts, shape);
     if (!shape || enc.int8) return enc;
     const int8 = Int8CrossCache.quantise(shape, enc.crossK, enc.crossV, batch, enc.positions, this.threads);
     const out = new EncodedWindows(batch, [], [], enc.perWindow, enc.positions, int8) as EncodedWindows & { hidden?: Float32Array };
@@ -206,7 +208,7 @@ export class WhisperModel {
 
   /** The encoder's own output: float32 cross keys/values, or int8 where the native encoder
    *  quantises them itself (`int8`). */
-  private async encodeFloats(mel: Float32Array, batch: number, opts: { hidden?: boolean; positions?: number; parts?: EncoderPartTimes }, int8?: CrossShape): Promise<EncodedWindows & { hidden?: Float32Array }> {
+  private async runEncoder(mel: Float32Array, batch: number, opts: { hidden?: boolean; positions?: number; parts?: EncoderPartTimes }, int8?: CrossShape): Promise<EncodedWindows & { hidden?: Float32Array }> {
     const d = this.dims;
     const positions = opts.positions ?? d.nAudioCtx;
     if (!Number.isInteger(positions) || positions < 1 || positions > d.nAudioCtx) {

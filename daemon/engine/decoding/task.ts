@@ -189,7 +189,7 @@ type Task =
  * read their window's cross keys/values once), one more call per step while any runs.
  */
 export class BatchRunner {
-  /** Created on first use, dropped by `release` (its caches are tens of MB for a long-idle daemon). */
+  /** Created on first use, dropped by `releaseBatches` (its caches are tens of MB, held by an idle daemon). */
   private greedy: DecoderBatch | null = null;
   private readonly beamBatches = new Map<number, DecoderBatch>();
   private readonly owner = new Map<number, Task>();
