@@ -266,19 +266,19 @@ void AttendVnni(const Shape& s, const float* const* q, float qScale, int length,
       }
     }
   } else {
-  // Group by group: fewer live accumulators than all at once (which spilled registers).
-  for (int g = 0; g < kGroups; g++) {
-    for (int tq = 0; tq < steps; tq++) {
-      const int8_t* v = values + size_t(tq) * dh * 4;
-      for (int j = 0; j < G; j++) {
-        const __m512i vv = _mm512_loadu_si512(v + (g * gs + j * 16) * 4);
-        for (int r = 0; r < R; r++) {
-          const uint8_t* gp = wq[r] + size_t(g) * WP * stride + 4 * tq;
-          for (int i = 0; i < WP; i++) acc[r][g][i][j] = _mm512_dpbusd_epi32(acc[r][g][i][j], Broadcast4(gp + size_t(i) * stride), vv);
+    // Group by group: fewer live accumulators than all at once (which spilled registers).
+    for (int g = 0; g < kGroups; g++) {
+      for (int tq = 0; tq < steps; tq++) {
+        const int8_t* v = values + size_t(tq) * dh * 4;
+        for (int j = 0; j < G; j++) {
+          const __m512i vv = _mm512_loadu_si512(v + (g * gs + j * 16) * 4);
+          for (int r = 0; r < R; r++) {
+            const uint8_t* gp = wq[r] + size_t(g) * WP * stride + 4 * tq;
+            for (int i = 0; i < WP; i++) acc[r][g][i][j] = _mm512_dpbusd_epi32(acc[r][g][i][j], Broadcast4(gp + size_t(i) * stride), vv);
+          }
         }
       }
     }
-  }
   }
   for (int r = 0; r < R; r++) {
     for (int g = 0; g < kGroups; g++) {
