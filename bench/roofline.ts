@@ -130,7 +130,7 @@ async function measureEncoder(model: WhisperModel, mel: Float32Array, runs: numb
     ['out', 'attention output linear', linear(d.dModel, d.dModel)],
     ['fc1', 'MLP up + GELU', linear(d.encoderFfn, d.dModel)],
     ['fc2', 'MLP down', linear(d.dModel, d.encoderFfn)],
-    ['cross', 'final LayerNorm + cross K/V linears', (d.decoderLayers * 2 * P * d.dModel * d.dModel) / 64],
+    ['cross', 'final LayerNorm + cross K/V linears (+ their int8 form)', (d.decoderLayers * 2 * P * d.dModel * d.dModel) / 64],
   ];
   return parts.map(([k, name, dots]) => ({ name, ms: median(perRun.map((r) => r[k])), ...(dots === undefined ? {} : { dots }) }));
 }

@@ -37,7 +37,8 @@ export interface NativeEncoderOutput {
 /** Milliseconds per part of the native encoder, summed over its runs and layers (the roofline
  *  benchmark divides each part's multiply-adds by them): the conv stem, each layer's LayerNorm +
  *  q/k/v, self-attention, output projection, LayerNorm + fc1 + GELU and fc2, then the final
- *  LayerNorm with the cross-attention key/value projections (`cross`). */
+ *  LayerNorm with the cross-attention key/value projections (`cross`; with them quantised into
+ *  the decoder's int8 form when it takes that). */
 export interface EncoderPartTimes {
   stem: number;
   qkv: number;
