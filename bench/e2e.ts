@@ -1,8 +1,7 @@
 // End to end: `wx transcribe --no-daemon` on dev-long.wav (4 min), INT8 and FP32, both
 // strategies, warm (both models loaded in-process, run alternately) and cold (a whole `wx`
-// process), and the peer
-// (whisper.cpp on the same weights, ../shared/peer/bench.sh) run alternately with our cold INT8
-// vad run; speeds are reported as ratios measured pair by pair.
+// process), and the peer (whisper.cpp on the same weights, ../shared/peer/bench.sh) run
+// alternately with our cold INT8 vad run; speeds are reported as ratios measured pair by pair.
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
