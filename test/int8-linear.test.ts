@@ -158,6 +158,39 @@ describe('native int8 linear kernel', () => {
     }
   });
 
+  it('one linear can hand its output to the next already quantised: the same result, bit for bit', () => {
+    // fc1 (GELU) → fc2 (added to the residual), as the encoder's MLP runs: once through float rows,
+    // once through QuantisedRows; on one thread (rows split by tile) and two.
+    const rnd = seededRandom(11);
+    const rows = 150, d = 96, f = 384;
+    const pack = (n: number, k: number) => {
+      const q = quantizeRowBlocks(Float32Array.from({ length: n * k }, () => (rnd() * 2 - 1) * 0.1), n, k, 32);
+      return addon.linear8Pack(q.values, q.scales, Float32Array.from({ length: n }, () => rnd() - 0.5), n, k);
+    };
+    const fc1 = pack(f, d), fc2 = pack(d, f);
+    const x = Float32Array.from({ length: rows * d }, () => rnd() * 2 - 1);
+    const gamma = Float32Array.from({ length: d }, () => 1 + rnd() * 0.2), beta = Float32Array.from({ length: d }, () => rnd() * 0.1);
+    for (const threads of [1, 2]) {
+      const viaFloats = Float32Array.from(x), viaRows = Float32Array.from(x);
+      const up = new Float32Array(rows * f);
+      addon.linear8Run(fc1, viaFloats, rows, up, 1, threads, { gamma, beta, eps: 1e-5 });
+      addon.linear8Run(fc2, up, rows, viaFloats, 2, threads);
+      const upRows = addon.linear8QuantisedRows(rows, f);
+      addon.linear8Run(fc1, viaRows, rows, upRows, 1, threads, { gamma, beta, eps: 1e-5 });
+      addon.linear8Run(fc2, upRows, rows, viaRows, 2, threads);
+      expect(viaRows).toEqual(viaFloats);
+      expect(viaRows).not.toEqual(x);
+    }
+    const upRows = addon.linear8QuantisedRows(rows, f);
+    // Wrong width, an add into quantised rows, a norm on quantised input, and a packed linear
+    // passed where quantised rows belong are refused.
+    expect(() => addon.linear8Run(fc2, addon.linear8QuantisedRows(rows, 2 * f), rows, new Float32Array(rows * d), 2, 1)).toThrow(/sizes do not match/);
+    expect(() => addon.linear8Run(fc1, x, rows, upRows, 2, 1)).toThrow(/sizes do not match/);
+    expect(() => addon.linear8Run(fc2, upRows, rows, new Float32Array(rows * d), 0, 1, { gamma: new Float32Array(f), beta: new Float32Array(f), eps: 1e-5 })).toThrow(/no norm/);
+    expect(() => addon.linear8Run(fc2, fc1, rows, new Float32Array(rows * d), 0, 1)).toThrow(TypeError);
+    expect(() => addon.linear8QuantisedRows(4, 33)).toThrow(/multiple of 32/);
+  });
+
   it('refuses mismatched sizes', () => {
     const q = quantizeRowBlocks(new Float32Array(64 * 32), 64, 32, 32);
     expect(() => addon.linear8Pack(q.values, q.scales, null, 64, 64)).toThrow(/sizes do not match/);

@@ -13,7 +13,7 @@ import type { Backend, InferenceGraph } from './backend.js';
 import { Int8CrossCache, windowAttention, windowAttentionFast, type CrossShape, type Int8Windows } from './cross-int8.js';
 import { ENCODER_PIECES_IO, NATIVE_ENCODER } from './graphs/encoder.js';
 import type { EncoderNativeFiles, ModelDims } from './manifest.js';
-import { Epilogue, linear8, NativeWeights, type NormWeights as Norm, type PackedLinear as Packed } from './native-weights.js';
+import { Epilogue, linear8, NativeWeights, quantisedRows, type NormWeights as Norm, type PackedLinear as Packed, type QuantisedRows } from './native-weights.js';
 
 const addon = native();
 
@@ -55,7 +55,9 @@ export function emptyEncoderPartTimes(): EncoderPartTimes {
 
 export class NativeEncoder {
   /** Scratch buffers of finished runs (runs may overlap across awaits: each takes its own). */
-  private readonly spare: { qkv: Float32Array; up: Float32Array; att: Float32Array }[] = [];
+  // Kept between runs: q/k/v, the attention output, and the MLP's hidden rows, which fc1 writes
+  // already quantised for fc2 (`upRows` of them).
+  private readonly spare: { qkv: Float32Array; up: QuantisedRows | Float32Array | null; upRows: number; att: Float32Array }[] = [];
 
   private constructor(
     private readonly dims: ModelDims,
@@ -114,12 +116,16 @@ export class NativeEncoder {
     const x = stem[ENCODER_PIECES_IO.x]!.data; // the residual stream, updated in place
     const positions = x.length / (batch * d);
     const rows = batch * positions;
-    const scratch = this.spare.pop() ?? { qkv: new Float32Array(0), up: new Float32Array(0), att: new Float32Array(0) };
+    const scratch = this.spare.pop() ?? { qkv: new Float32Array(0), up: null, upRows: 0, att: new Float32Array(0) };
     if (scratch.qkv.length < rows * 3 * d) scratch.qkv = new Float32Array(rows * 3 * d);
-    if (scratch.up.length < rows * this.dims.encoderFfn) scratch.up = new Float32Array(rows * this.dims.encoderFfn);
+    if (!scratch.up || scratch.upRows < rows) {
+      // (Float rows for a width the quantised blocks of 32 do not divide: no Whisper has one.)
+      scratch.up = this.dims.encoderFfn % 32 === 0 ? quantisedRows(rows, this.dims.encoderFfn) : new Float32Array(rows * this.dims.encoderFfn);
+      scratch.upRows = rows;
+    }
     if (scratch.att.length < rows * d) scratch.att = new Float32Array(rows * d);
     const qkv = scratch.qkv.subarray(0, rows * 3 * d);
-    const up = scratch.up.subarray(0, rows * this.dims.encoderFfn);
+    const up = scratch.up;
     const t = this.threads;
     try {
       await this.runLayers(x, qkv, up, scratch.att.subarray(0, rows * d), batch, positions, t, clock);
@@ -149,7 +155,7 @@ export class NativeEncoder {
   }
 
   /** The transformer layers over the residual stream `x` ([batch·positions, d]), in place. */
-  private async runLayers(x: Float32Array, qkv: Float32Array, up: Float32Array, att: Float32Array, batch: number, positions: number, t: number, clock: PartClock): Promise<void> {
+  private async runLayers(x: Float32Array, qkv: Float32Array, up: QuantisedRows | Float32Array, att: Float32Array, batch: number, positions: number, t: number, clock: PartClock): Promise<void> {
     const d = this.dims.dModel;
     const H = this.dims.encoderHeads;
     const rows = batch * positions;

@@ -72,7 +72,19 @@ export enum Epilogue {
   Add = 2,
 }
 
-/** out (rows × n) ← LN?(x)·Wᵀ + b, through `epilogue`; `heads` writes [rows / positions, heads, positions, n / heads]. */
-export function linear8(w: PackedLinear, x: Float32Array, rows: number, out: Float32Array, epilogue: Epilogue, threads: number, norm?: NormWeights | null, heads?: { heads: number; positions: number }): void {
+/** Rows quantised as a linear quantises its input (opaque, native): one linear's output kept in
+ *  that form for the next linear (fc1 → fc2), bit for bit what the float rows would give. */
+export interface QuantisedRows {
+  readonly __quantisedRows: never;
+}
+
+/** Room for `rows` rows of width `k` (a multiple of 32). */
+export function quantisedRows(rows: number, k: number): QuantisedRows {
+  return addon.linear8QuantisedRows(rows, k) as QuantisedRows;
+}
+
+/** out (rows × n) ← LN?(x)·Wᵀ + b, through `epilogue`; `heads` writes [rows / positions, heads, positions, n / heads].
+ *  `x` may be QuantisedRows (then no norm), `out` too (set or GELU, no heads). */
+export function linear8(w: PackedLinear, x: Float32Array | QuantisedRows, rows: number, out: Float32Array | QuantisedRows, epilogue: Epilogue, threads: number, norm?: NormWeights | null, heads?: { heads: number; positions: number }): void {
   addon.linear8Run(w, x, rows, out, epilogue, threads, norm ?? null, heads ?? null);
 }

@@ -283,11 +283,37 @@ struct Layout {
   }
 };
 
-// acc [rows][32] (float dot products) of rows first.. → out columns [col, col + 32) ∩ [0, n).
-void Finish(const float* acc, int first, int rows, const Packed& p, int panel, Epilogue e, const Layout& layout, float* out) {
+// Rows already quantised as a linear quantises its input (blocks of 32): one linear's output
+// made ready for the next one's input (fc1 → fc2), so the float rows are never stored and read
+// back, nor quantised in a second pass.
+struct QuantisedRows {
+  int rows = 0, k = 0, blocks = 0;
+  Quantised data;
+};
+
+// acc [rows][32] (float dot products) of rows first.. → out columns [col, col + 32) ∩ [0, n), or
+// with `outQ` into block `panel` of those rows there (kPanel = kBlock: a panel is one block of
+// the next linear's input, quantised by the same QuantiseRow it would run).
+void Finish(const float* acc, int first, int rows, const Packed& p, int panel, Epilogue e, const Layout& layout, float* out, QuantisedRows* outQ = nullptr) {
   const int col = panel * kPanel;
   const int width = std::min(kPanel, p.n - col);
   const float* bias = p.bias.data() + col;
+  if (outQ) {
+    static_assert(kPanel == kBlock, "a panel of outputs is a block of the next input");
+    const int kp = outQ->blocks * kBlock;
+    for (int r = 0; r < rows; r++) {
+      alignas(64) float v[kPanel];
+      for (int j = 0; j < kPanel; j += W) {
+        vf y = Load(acc + r * kPanel + j) + Load(bias + j);
+        if (e == kGelu) y = Gelu(y);
+        Store(v + j, y);
+      }
+      const size_t row = size_t(first + r);
+      QuantiseRow(v, kBlock, 1, outQ->data.q.data() + row * kp + size_t(panel) * kBlock, outQ->data.scale.data() + row * outQ->blocks + panel,
+                  outQ->data.sum.data() + row * outQ->blocks + panel);
+    }
+    return;
+  }
   const size_t colBase = layout.ColBase(col);
   for (int r = 0; r < rows; r++) {
     const float* a = acc + r * kPanel;
@@ -386,7 +412,9 @@ struct Norm {
   float eps = 0;
 };
 
-void Compute(const Packed& p, const float* x, int rows, const Norm& norm, Epilogue e, const Layout& layout, float* out, int threads) {
+// `xq` (instead of `x`): rows already quantised; `outQ` (instead of `out`): see Finish.
+void Compute(const Packed& p, const float* x, int rows, const Norm& norm, Epilogue e, const Layout& layout, float* out, int threads,
+             const QuantisedRows* xq = nullptr, QuantisedRows* outQ = nullptr) {
   const int kp = p.blocks * kBlock;
   const int tiles = (rows + kTileRows - 1) / kTileRows;
   // Many rows (an encoder window): threads take ranges of rows. Few rows (a decoder step): they
@@ -407,24 +435,36 @@ void Compute(const Packed& p, const float* x, int rows, const Norm& norm, Epilog
     thread_local Quantised buf;
     thread_local std::vector<float> normed;
     const int n = last - first;
-    buf.q.resize(size_t(n) * kp);
-    buf.scale.resize(size_t(n) * p.blocks);
-    buf.sum.resize(size_t(n) * p.blocks);
-    if (norm.gamma) normed.resize(p.k);
-    for (int r = 0; r < n; r++) {
-      const float* row = x + size_t(first + r) * p.k;
-      if (norm.gamma) {
-        NormRow(row, p.k, norm.gamma, norm.beta, norm.eps, normed.data());
-        row = normed.data();
+    const int8_t* q;
+    const float* qs;
+    const int32_t* qsum;
+    if (xq) {
+      q = xq->data.q.data() + size_t(first) * kp;
+      qs = xq->data.scale.data() + size_t(first) * p.blocks;
+      qsum = xq->data.sum.data() + size_t(first) * p.blocks;
+    } else {
+      buf.q.resize(size_t(n) * kp);
+      buf.scale.resize(size_t(n) * p.blocks);
+      buf.sum.resize(size_t(n) * p.blocks);
+      if (norm.gamma) normed.resize(p.k);
+      for (int r = 0; r < n; r++) {
+        const float* row = x + size_t(first + r) * p.k;
+        if (norm.gamma) {
+          NormRow(row, p.k, norm.gamma, norm.beta, norm.eps, normed.data());
+          row = normed.data();
+        }
+        QuantiseRow(row, p.k, p.blocks, buf.q.data() + size_t(r) * kp, buf.scale.data() + size_t(r) * p.blocks, buf.sum.data() + size_t(r) * p.blocks);
       }
-      QuantiseRow(row, p.k, p.blocks, buf.q.data() + size_t(r) * kp, buf.scale.data() + size_t(r) * p.blocks, buf.sum.data() + size_t(r) * p.blocks);
+      q = buf.q.data();
+      qs = buf.scale.data();
+      qsum = buf.sum.data();
     }
     float acc[kTileRows * kPanel];
     for (int panel = panel0; panel < panel1; panel++) {
       for (int r = 0; r < n; r += kTileRows) {
         const int tr = std::min(kTileRows, n - r);
-        RunTile(tr, buf.q.data() + size_t(r) * kp, buf.scale.data() + size_t(r) * p.blocks, buf.sum.data() + size_t(r) * p.blocks, kp, p, panel, acc);
-        Finish(acc, first + r, tr, p, panel, e, layout, out);
+        RunTile(tr, q + size_t(r) * kp, qs + size_t(r) * p.blocks, qsum + size_t(r) * p.blocks, kp, p, panel, acc);
+        Finish(acc, first + r, tr, p, panel, e, layout, out, outQ);
       }
     }
   };
@@ -558,24 +598,63 @@ Napi::Value JsPack(const Napi::CallbackInfo& info) {
   return ext;
 }
 
-// linear8Run(packed, x: Float32Array [rows, k], rows, out: Float32Array [rows, n],
+// Tells a QuantisedRows handle from a packed linear's (both are externals).
+const napi_type_tag kQuantisedRowsTag = {0x77785f7175616e74ULL, 0x697365645f726f77ULL};
+
+QuantisedRows* AsQuantisedRows(const Napi::Value& v) {
+  if (!v.IsExternal() || !v.As<Napi::External<QuantisedRows>>().CheckTypeTag(&kQuantisedRowsTag)) return nullptr;
+  return v.As<Napi::External<QuantisedRows>>().Data();
+}
+
+// linear8QuantisedRows(rows, k) → room for `rows` rows of width `k` quantised as a linear's
+// input (opaque): one linear's output for the next one's input, see linear8Run.
+Napi::Value JsQuantisedRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int rows = info.Length() > 1 && info[0].IsNumber() ? Int(info[0]) : -1, k = info.Length() > 1 && info[1].IsNumber() ? Int(info[1]) : -1;
+  if (rows < 1 || k < 1 || k % kBlock != 0) {
+    Napi::RangeError::New(env, "linear8QuantisedRows(rows ≥ 1, k: a multiple of 32)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto q = std::make_unique<QuantisedRows>();
+  q->rows = rows;
+  q->k = k;
+  q->blocks = k / kBlock;
+  q->data.q.assign(size_t(rows) * k, 0);
+  q->data.scale.assign(size_t(rows) * q->blocks, 0.0f);
+  q->data.sum.assign(size_t(rows) * q->blocks, 0);
+  auto ext = Napi::External<QuantisedRows>::New(env, q.release(), [](Napi::Env, QuantisedRows* d) { delete d; });
+  ext.TypeTag(&kQuantisedRowsTag);
+  return ext;
+}
+
+// linear8Run(packed, x: Float32Array [rows, k] | QuantisedRows, rows, out: Float32Array [rows, n] | QuantisedRows,
 //            epilogue: 0 out = y | 1 out = gelu(y) | 2 out += y, threads,
 //            norm?: { gamma: Float32Array [k], beta: Float32Array [k], eps } | null,
 //            heads?: { heads, positions }) — y = LN?(x)·Wᵀ + b; with `heads`, out is
-//            [rows / positions, heads, positions, n / heads]
+//            [rows / positions, heads, positions, n / heads]. QuantisedRows (linear8QuantisedRows)
+//            in place of x: its rows as they are (no norm); in place of out: y quantised as the
+//            next linear's input (set or GELU).
 Napi::Value JsRun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 6 || !info[0].IsExternal() || !IsArray(info[1], napi_float32_array) || !info[2].IsNumber() ||
-      !IsArray(info[3], napi_float32_array) || !info[4].IsNumber() || !info[5].IsNumber()) {
-    Napi::TypeError::New(env, "linear8Run(packed, x: Float32Array, rows, out: Float32Array, epilogue: 0 | 1 | 2, threads, norm?)").ThrowAsJavaScriptException();
+  QuantisedRows* xq = info.Length() > 1 ? AsQuantisedRows(info[1]) : nullptr;
+  QuantisedRows* outQ = info.Length() > 3 ? AsQuantisedRows(info[3]) : nullptr;
+  if (info.Length() < 6 || !info[0].IsExternal() || !(xq || IsArray(info[1], napi_float32_array)) || !info[2].IsNumber() ||
+      !(outQ || IsArray(info[3], napi_float32_array)) || !info[4].IsNumber() || !info[5].IsNumber()) {
+    Napi::TypeError::New(env, "linear8Run(packed, x: Float32Array | QuantisedRows, rows, out: Float32Array | QuantisedRows, epilogue: 0 | 1 | 2, threads, norm?)")
+        .ThrowAsJavaScriptException();
     return env.Undefined();
   }
   const Packed& p = *info[0].As<Napi::External<Packed>>().Data();
-  Napi::Float32Array x = info[1].As<Napi::Float32Array>(), out = info[3].As<Napi::Float32Array>();
   const int rows = Int(info[2]);
   const int epilogue = Int(info[4]);
-  if (rows < 0 || x.ElementLength() < size_t(rows) * p.k || out.ElementLength() < size_t(rows) * p.n || epilogue < 0 || epilogue > 2) {
+  const bool xFits = xq ? xq->k == p.k && xq->rows >= rows : info[1].As<Napi::Float32Array>().ElementLength() >= size_t(rows) * p.k;
+  const bool outFits = outQ ? outQ->k == p.n && outQ->rows >= rows && epilogue != kAdd : info[3].As<Napi::Float32Array>().ElementLength() >= size_t(rows) * p.n;
+  if (rows < 0 || !xFits || !outFits || epilogue < 0 || epilogue > 2) {
     Napi::RangeError::New(env, "linear8Run: sizes do not match").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if ((xq && info.Length() > 6 && info[6].IsObject()) || (outQ && info.Length() > 7 && info[7].IsObject())) {
+    Napi::RangeError::New(env, "linear8Run: quantised rows take no norm (input) or heads (output)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   Norm norm;
@@ -602,7 +681,8 @@ Napi::Value JsRun(const Napi::CallbackInfo& info) {
       return env.Undefined();
     }
   }
-  Compute(p, x.Data(), rows, norm, Epilogue(epilogue), layout, out.Data(), Int(info[5]));
+  Compute(p, xq ? nullptr : info[1].As<Napi::Float32Array>().Data(), rows, norm, Epilogue(epilogue), layout, outQ ? nullptr : info[3].As<Napi::Float32Array>().Data(),
+          Int(info[5]), xq, outQ);
   return env.Undefined();
 }
 
@@ -708,6 +788,7 @@ Napi::Value JsSelfAttend(const Napi::CallbackInfo& info) {
 void RegisterInt8Linear(Napi::Env env, Napi::Object exports) {
   exports.Set("linear8Pack", Napi::Function::New(env, linear8::JsPack, "linear8Pack"));
   exports.Set("linear8Run", Napi::Function::New(env, linear8::JsRun, "linear8Run"));
+  exports.Set("linear8QuantisedRows", Napi::Function::New(env, linear8::JsQuantisedRows, "linear8QuantisedRows"));
   exports.Set("layerNorm", Napi::Function::New(env, linear8::JsLayerNorm, "layerNorm"));
   exports.Set("linear8Rows", Napi::Function::New(env, linear8::JsRows, "linear8Rows"));
   exports.Set("selfAttend", Napi::Function::New(env, linear8::JsSelfAttend, "selfAttend"));
