@@ -12,6 +12,7 @@ import path from 'node:path';
 import { importModel } from '../daemon/engine/import.js';
 import { WhisperModel } from '../daemon/engine/model.js';
 import { emptyEncoderPartTimes, type EncoderPartTimes } from '../daemon/engine/encoder-int8.js';
+import { crossBytesPerWindow } from '../daemon/engine/limits.js';
 import { nativeInt8Fast } from '../daemon/engine/native-weights.js';
 import { native } from '../daemon/native.js';
 import { fmt, median, table, timeDecoderSteps, type BenchSuite, sharedDir } from './util.js';
@@ -144,11 +145,7 @@ async function measureDecoder(model: WhisperModel, mel: Float32Array, runs: numb
   const bytesPerStep = {
     layers: d.decoderLayers * (packed(3 * d.dModel, d.dModel) + 3 * packed(d.dModel, d.dModel) + packed(d.decoderFfn, d.dModel) + packed(d.dModel, d.decoderFfn)),
     tokens: packed(d.nVocab, d.dModel),
-    crossRow: (() => {
-      const stride = Math.ceil(d.nAudioCtx / 16) * 16;
-      const dh = d.dModel / d.decoderHeads;
-      return d.decoderLayers * 2 * d.decoderHeads * (stride * dh + 4 * (2 * stride + dh));
-    })(),
+    crossRow: crossBytesPerWindow(d, 'int8'),
   };
   const enc = await model.encode(mel, 1);
   const decoder: { rows: number; bytes: number; stepMs: number }[] = [];

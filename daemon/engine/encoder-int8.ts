@@ -54,9 +54,9 @@ export function emptyEncoderPartTimes(): EncoderPartTimes {
 }
 
 export class NativeEncoder {
-  /** Scratch buffers of finished runs (runs may overlap across awaits: each takes its own). */
-  // Kept between runs: q/k/v, the attention output, and the MLP's hidden rows, which fc1 writes
-  // already quantised for fc2 (`upRows` of them).
+  /** Scratch buffers of finished runs (runs may overlap across awaits: each takes its own):
+   *  q/k/v, the attention output, and the MLP's hidden rows, which fc1 writes already quantised
+   *  for fc2 (room for `upRows` of them). */
   private readonly spare: { qkv: Float32Array; up: QuantisedRows | Float32Array | null; upRows: number; att: Float32Array }[] = [];
 
   private constructor(
@@ -100,13 +100,13 @@ export class NativeEncoder {
     await Promise.all([this.stem.close(), this.attention?.close()]);
   }
 
-  /** B windows of log-mel features ([B, n_mels, frames]) → hidden states and cross K/V. */
   /** Forgets the scratch buffers kept between runs (an idle daemon gives their memory back). */
   releaseScratch(): void {
     this.spare.length = 0;
   }
 
-  /** With `int8`, the cross keys/values come back in the decoder's int8 form only: each layer's
+  /** B windows of log-mel features ([B, n_mels, frames]) → hidden states and cross K/V. With
+   *  `int8`, the cross keys/values come back in the decoder's int8 form only: each layer's
    *  projection is quantised as soon as it is computed, so the float32 ones never all exist. */
   async run(mel: Float32Array, batch: number, frames: number, parts?: EncoderPartTimes, int8?: CrossShape): Promise<NativeEncoderOutput> {
     const d = this.dims.dModel;
