@@ -285,11 +285,47 @@ describe('INT8 encoder on the native int8 linears', () => {
     }
   });
 
+  it('runs the conv stem in our int8 kernel, near ONNX Runtime\'s float stem; a model imported without its tensors uses the graph', async () => {
+    const dir = path.join(home, 'models', 'tiny');
+    const mel = readF32(path.join(refDir(), 'fx-short.mel.f32'));
+    const expected = readF32(path.join(refDir(), 'fx-short.encoder.f32'));
+    const int8Stem = await WhisperModel.load(dir, { precision: 'int8', threads: 2 });
+    const floatStem = await WhisperModel.load(dir, { precision: 'int8', threads: 2, encoderStem: 'graph' });
+    // An install from before the stem tensors: the same files, the manifest without them.
+    const old = fs.mkdtempSync(path.join(os.tmpdir(), 'wx-old-stem-'));
+    for (const f of fs.readdirSync(dir)) fs.symlinkSync(path.join(dir, f), path.join(old, f));
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+    const tensors = manifest.files.int8.encoderNative.tensors as Record<string, unknown>;
+    for (const name of Object.keys(tensors)) if (name.startsWith('stem.')) delete tensors[name];
+    fs.rmSync(path.join(old, 'manifest.json'));
+    fs.writeFileSync(path.join(old, 'manifest.json'), JSON.stringify(manifest));
+    const oldInstall = await WhisperModel.load(old, { precision: 'int8', threads: 2 });
+    try {
+      if (!('native' in int8Stem.encoder) || !('native' in floatStem.encoder) || !('native' in oldInstall.encoder)) {
+        expect(nativeInt8Fast).toBe(false);
+        return;
+      }
+      expect(int8Stem.encoder.native.nativeStem).toBe(true);
+      expect(floatStem.encoder.native.nativeStem).toBe(false);
+      expect(oldInstall.encoder.native.nativeStem).toBe(false);
+      const a = (await int8Stem.encode(mel, 1, { hidden: true })).hidden!;
+      const b = (await floatStem.encode(mel, 1, { hidden: true })).hidden!;
+      const c = (await oldInstall.encode(mel, 1, { hidden: true })).hidden!;
+      // The stem's 8-bit rounding (its output ~6e-3 from float) adds little to the encoder's.
+      expect(relRms(a, b)).toBeLessThan(1e-2);
+      expect(relRms(a, expected)).toBeLessThan(relRms(b, expected) * 1.15);
+      expect(Array.from(c)).toEqual(Array.from(b));
+    } finally {
+      await Promise.all([int8Stem.close(), floatStem.close(), oldInstall.close()]);
+      fs.rmSync(old, { recursive: true, force: true });
+    }
+  });
+
   it('a damaged encoder data file fails the load naming the file and tensor', async () => {
     const err = await loadWithTruncated('encoder.int8.data', { encoder: nativeInt8Fast ? 'native' : 'whole' });
     expect(err).toBeInstanceOf(WxError);
     // The native reader names the data file and tensor; ORT names the graph it was loading.
-    expect((err as WxError).message).toMatch(nativeInt8Fast ? /encoder\.int8\.data: native encoder tensor (layers|cross)\.\d+\./ : /encoder\.int8\.(onnx|data)/);
+    expect((err as WxError).message).toMatch(nativeInt8Fast ? /encoder\.int8\.data: native encoder tensor ((layers|cross)\.\d+|stem)\./ : /encoder\.int8\.(onnx|data)/);
   });
 });
 

@@ -191,6 +191,40 @@ describe('native int8 linear kernel', () => {
     expect(() => addon.linear8QuantisedRows(4, 33)).toThrow(/multiple of 32/);
   });
 
+  it('a 3-tap convolution over frames read in place gives what the linear gives on copied-out rows, bit for bit', () => {
+    // Whisper's stem: conv1 over a mel window (channel-major, stride 1), conv2 over conv1's
+    // frame-major output (stride 2); padding 1, odd and even frame counts, several windows.
+    for (const [C, frames, stride, channelMajor, epilogue] of [[20, 37, 1, true, 1], [48, 38, 2, false, 3], [48, 37, 2, false, 0]] as const) {
+      const n = 40, k = 3 * C, windows = 3;
+      const rnd = seededRandom(C * 100 + frames);
+      const g = (s: number) => (rnd() * 2 - 1) * s;
+      const x = Float32Array.from({ length: windows * C * frames }, (_, i) => g(i % 23 === 0 ? 4 : 1));
+      const w = Float32Array.from({ length: n * k }, () => g(0.1));
+      const q = quantizeRowBlocks(w, n, k, 32);
+      const packed = addon.linear8Pack(q.values, q.scales, Float32Array.from({ length: n }, () => g(0.3)), n, k);
+      const outFrames = Math.floor((frames - 1) / stride) + 1;
+      const rows = windows * outFrames;
+      const at = (b: number, t: number, c: number) => (t < 0 || t >= frames ? 0 : x[channelMajor ? (b * C + c) * frames + t : (b * frames + t) * C + c]!);
+      const copied = new Float32Array(rows * k);
+      for (let b = 0; b < windows; b++)
+        for (let j = 0; j < outFrames; j++)
+          for (let tap = 0; tap < 3; tap++)
+            for (let c = 0; c < C; c++) copied[((b * outFrames + j) * 3 + tap) * C + c] = at(b, j * stride - 1 + tap, c);
+      const prior = Float32Array.from({ length: rows * n }, () => g(1));
+      const expected = Float32Array.from(prior);
+      // GELU then added (3) is GELU (1) with the sum taken after, in float32.
+      addon.linear8Run(packed, copied, rows, expected, epilogue === 3 ? 1 : epilogue, 2);
+      if (epilogue === 3) expected.forEach((v, i) => (expected[i] = Math.fround(v + prior[i]!)));
+      const out = Float32Array.from(prior);
+      addon.conv8Run(packed, x, windows, frames, C, stride, channelMajor, out, epilogue, 2);
+      expect(Array.from(out), `C ${C}, ${frames} frames, stride ${stride}`).toEqual(Array.from(expected));
+    }
+    const q = quantizeRowBlocks(new Float32Array(8 * 30), 8, 30, 32);
+    const packed = addon.linear8Pack(q.values, q.scales, null, 8, 30);
+    expect(() => addon.conv8Run(packed, new Float32Array(10 * 12), 1, 12, 10, 1, true, new Float32Array(8), 0, 1)).toThrow(/sizes do not match/);
+    expect(() => addon.conv8Run(packed, new Float32Array(9 * 12), 1, 12, 9, 1, true, new Float32Array(8 * 12), 0, 1)).toThrow(/3·channels/);
+  });
+
   it('refuses mismatched sizes', () => {
     const q = quantizeRowBlocks(new Float32Array(64 * 32), 64, 32, 32);
     expect(() => addon.linear8Pack(q.values, q.scales, null, 64, 64)).toThrow(/sizes do not match/);

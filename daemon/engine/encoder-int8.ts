@@ -17,6 +17,15 @@ import { Epilogue, linear8, NativeWeights, quantisedRows, type NormWeights as No
 
 const addon = native();
 
+/** The conv stem in our int8 kernel: two 3-tap convolutions as linears over frames read in
+ *  place, GELU in their outputs, the positions added in the second's. */
+interface NativeStem {
+  conv1: Packed;
+  conv2: Packed;
+  /** [nAudioCtx, d] */
+  positions: Float32Array;
+}
+
 interface EncoderLayer {
   attnNorm: Norm;
   qkv: Packed;
@@ -61,7 +70,9 @@ export class NativeEncoder {
 
   private constructor(
     private readonly dims: ModelDims,
-    private readonly stem: InferenceGraph,
+    /** Our int8 stem, or ONNX Runtime's float graph (models imported before the stem tensors
+     *  existed, and comparisons: `stem: 'graph'`). */
+    private readonly stem: NativeStem | InferenceGraph,
     /** ONNX Runtime's attention graph, loaded only where our kernel does not run. */
     private readonly attention: InferenceGraph | undefined,
     private readonly layers: EncoderLayer[],
@@ -75,11 +86,15 @@ export class NativeEncoder {
     return this.attention === undefined;
   }
 
-  static async load(dir: string, files: EncoderNativeFiles, dims: ModelDims, backend: Backend, threads: number, attention: 'auto' | 'graph' = 'auto'): Promise<NativeEncoder> {
+  static async load(dir: string, files: EncoderNativeFiles, dims: ModelDims, backend: Backend, threads: number, opts: { attention?: 'auto' | 'graph'; stem?: 'auto' | 'graph' } = {}): Promise<NativeEncoder> {
     const d = dims.dModel;
     const f = dims.encoderFfn;
     const eps = NATIVE_ENCODER.eps;
-    const { layers, finalNorm, cross } = NativeWeights.read(path.join(dir, files.data), files.tensors, 'native encoder', (w) => ({
+    const nativeStem = (opts.stem ?? 'auto') === 'auto' && `${NATIVE_ENCODER.conv1}.values` in files.tensors;
+    const { layers, finalNorm, cross, stem } = NativeWeights.read(path.join(dir, files.data), files.tensors, 'native encoder', (w) => ({
+      stem: nativeStem
+        ? { conv1: w.linear(NATIVE_ENCODER.conv1, d, 3 * dims.nMels), conv2: w.linear(NATIVE_ENCODER.conv2, d, 3 * d), positions: w.halfFloats(NATIVE_ENCODER.positions, dims.nAudioCtx * d) }
+        : undefined,
       layers: Array.from({ length: dims.encoderLayers }, (_, i): EncoderLayer => ({
         attnNorm: w.norm(NATIVE_ENCODER.attnNorm(i), d, eps),
         qkv: w.linear(NATIVE_ENCODER.qkv(i), 3 * d, d),
@@ -91,13 +106,19 @@ export class NativeEncoder {
       finalNorm: w.norm(NATIVE_ENCODER.norm, d, eps),
       cross: Array.from({ length: dims.decoderLayers }, (_, l) => ({ k: w.linear(NATIVE_ENCODER.crossK(l), d, d, false), v: w.linear(NATIVE_ENCODER.crossV(l), d, d) })),
     }));
-    const nativeAttention = attention === 'auto' && windowAttentionFast(d / dims.encoderHeads);
-    const [stem, graph] = await Promise.all([files.stem, ...(nativeAttention ? [] : [files.attention])].map((f) => backend.load(path.join(dir, f), { threads })));
-    return new NativeEncoder(dims, stem!, graph, layers, finalNorm, cross, Math.max(1, threads));
+    const nativeAttention = (opts.attention ?? 'auto') === 'auto' && windowAttentionFast(d / dims.encoderHeads);
+    const load = (file: string) => backend.load(path.join(dir, file), { threads });
+    const [stemGraph, graph] = await Promise.all([stem ? undefined : load(files.stem), nativeAttention ? undefined : load(files.attention)]);
+    return new NativeEncoder(dims, stem ?? stemGraph!, graph, layers, finalNorm, cross, Math.max(1, threads));
+  }
+
+  /** Whether the conv stem runs in our int8 kernel (else ONNX Runtime's graph). */
+  get nativeStem(): boolean {
+    return !('run' in this.stem);
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.stem.close(), this.attention?.close()]);
+    await Promise.all(['run' in this.stem ? this.stem.close() : undefined, this.attention?.close()]);
   }
 
   /** Forgets the scratch buffers kept between runs (an idle daemon gives their memory back). */
@@ -111,12 +132,19 @@ export class NativeEncoder {
   async run(mel: Float32Array, batch: number, frames: number, parts?: EncoderPartTimes, int8?: CrossShape): Promise<NativeEncoderOutput> {
     const d = this.dims.dModel;
     const clock = partClock(parts);
-    const stem = await this.stem.run({ [ENCODER_PIECES_IO.mel]: { type: 'float32', data: mel, dims: [batch, this.dims.nMels, frames] } }, [ENCODER_PIECES_IO.x]);
+    const t = this.threads;
+    const scratch = this.spare.pop() ?? { qkv: new Float32Array(0), up: null, upRows: 0, att: new Float32Array(0) };
+    // The residual stream, updated in place.
+    let x: Float32Array;
+    if ('run' in this.stem) {
+      const stem = await this.stem.run({ [ENCODER_PIECES_IO.mel]: { type: 'float32', data: mel, dims: [batch, this.dims.nMels, frames] } }, [ENCODER_PIECES_IO.x]);
+      x = stem[ENCODER_PIECES_IO.x]!.data;
+    } else {
+      x = this.runStem(this.stem, mel, batch, frames, scratch);
+    }
     clock('stem');
-    const x = stem[ENCODER_PIECES_IO.x]!.data; // the residual stream, updated in place
     const positions = x.length / (batch * d);
     const rows = batch * positions;
-    const scratch = this.spare.pop() ?? { qkv: new Float32Array(0), up: null, upRows: 0, att: new Float32Array(0) };
     if (scratch.qkv.length < rows * 3 * d) scratch.qkv = new Float32Array(rows * 3 * d);
     if (!scratch.up || scratch.upRows < rows) {
       // (Float rows for a width the quantised blocks of 32 do not divide: no Whisper has one.)
@@ -126,7 +154,6 @@ export class NativeEncoder {
     if (scratch.att.length < rows * d) scratch.att = new Float32Array(rows * d);
     const qkv = scratch.qkv.subarray(0, rows * 3 * d);
     const up = scratch.up;
-    const t = this.threads;
     try {
       await this.runLayers(x, qkv, up, scratch.att.subarray(0, rows * d), batch, positions, t, clock);
     } finally {
@@ -152,6 +179,23 @@ export class NativeEncoder {
     const out = { hidden, crossK: this.cross.map((c) => project(c.k)), crossV: this.cross.map((c) => project(c.v)) };
     clock('cross');
     return out;
+  }
+
+  /** mel [batch, n_mels, frames] → x [batch·⌈frames / 2⌉, d]: conv1 + GELU into frame-major rows
+   *  (in the q/k/v scratch, free until the first layer), conv2 + GELU + positions. */
+  private runStem(stem: NativeStem, mel: Float32Array, batch: number, frames: number, scratch: { qkv: Float32Array }): Float32Array {
+    const d = this.dims.dModel;
+    const t = this.threads;
+    const positions = Math.floor((frames - 1) / 2) + 1;
+    if (positions > this.dims.nAudioCtx) throw new RangeError(`encoder input of ${frames} frames is longer than the model's ${2 * this.dims.nAudioCtx}`);
+    if (scratch.qkv.length < batch * frames * d) scratch.qkv = new Float32Array(Math.max(batch * frames * d, batch * positions * 3 * d));
+    const h = scratch.qkv;
+    addon.conv8Run(stem.conv1, mel, batch, frames, this.dims.nMels, 1, true, h, Epilogue.Gelu, t);
+    const x = unfilledFloats(batch * positions * d);
+    const table = stem.positions.subarray(0, positions * d);
+    for (let b = 0; b < batch; b++) x.set(table, b * positions * d);
+    addon.conv8Run(stem.conv2, h, batch, frames, d, 2, false, x, Epilogue.GeluAdd, t);
+    return x;
   }
 
   /** The transformer layers over the residual stream `x` ([batch·positions, d]), in place. */

@@ -29,6 +29,9 @@ export interface LoadOptions {
   /** The native INT8 encoder's self-attention: `auto` (our int8 kernel where the CPU has int8 dot
    *  products) or `graph` (ONNX Runtime's float32 attention graph). Benchmarks and tests compare. */
   encoderAttention?: 'auto' | 'graph';
+  /** The native INT8 encoder's conv stem: `auto` (our int8 kernel when the model has its
+   *  tensors) or `graph` (ONNX Runtime's float graph). Benchmarks and tests compare. */
+  encoderStem?: 'auto' | 'graph';
 }
 
 /**
@@ -145,7 +148,7 @@ export class WhisperModel {
       throw new WxError('engine.bad_options', `model ${manifest.name}: the native int8 encoder needs an INT8 import by this wx, a CPU with int8 dot products and 32-multiple head sizes`, { model: manifest.name });
     }
     const encoder = nativePossible && mode !== 'whole'
-      ? NativeEncoder.load(dir, files.encoderNative!, d, backend, nativeThreads, opts.encoderAttention === 'graph' ? 'graph' : 'auto').then((native) => ({ native }))
+      ? NativeEncoder.load(dir, files.encoderNative!, d, backend, nativeThreads, { attention: opts.encoderAttention === 'graph' ? 'graph' : 'auto', stem: opts.encoderStem ?? 'auto' }).then((native) => ({ native }))
       : backend.load(path.join(dir, files.encoder), { threads }).then((whole) => ({ whole }));
     const decoderMode = opts.decoder ?? (ortOnly ? 'graphs' : 'auto');
     const nativeDecoder = !!files.decoderNative && !!files.decoderData && nativeInt8Fast;

@@ -65,11 +65,13 @@ export class NativeWeights {
   }
 }
 
-/** How a linear's output is written: set, through GELU, or added to what is there. */
+/** How a linear's output is written: set, through GELU, added to what is there, or through
+ *  GELU and then added. */
 export enum Epilogue {
   Set = 0,
   Gelu = 1,
   Add = 2,
+  GeluAdd = 3,
 }
 
 /** Rows quantised as a linear quantises its input (opaque, native): one linear's output kept in

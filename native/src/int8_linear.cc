@@ -265,7 +265,12 @@ inline vf Erf(vf x) {
 
 inline vf Gelu(vf x) { return Splat(0.5f) * x * (Splat(1.0f) + Erf(x * Splat(0.70710678118654752f))); }
 
-enum Epilogue { kSet = 0, kGelu = 1, kAdd = 2 };
+// kGeluAdd: GELU of the result, then added to what `out` holds (the conv stem: GELU, then the
+// positions the caller wrote there).
+enum Epilogue { kSet = 0, kGelu = 1, kAdd = 2, kGeluAdd = 3 };
+
+inline bool Gelus(Epilogue e) { return e == kGelu || e == kGeluAdd; }
+inline bool Adds(Epilogue e) { return e == kAdd || e == kGeluAdd; }
 
 // Where outputs go: row-major [rows, n], or split into heads per window ([windows, heads,
 // positions, headDim] for rows = windows·positions; a panel then lies inside one head).
@@ -321,18 +326,18 @@ void Finish(const float* acc, int first, int rows, const Packed& p, int panel, E
     if (width == kPanel) {
       for (int j = 0; j < kPanel; j += W) {
         vf v = Load(a + j) + Load(bias + j);
-        if (e == kGelu) v = Gelu(v);
-        if (e == kAdd) v += Load(o + j);
+        if (Gelus(e)) v = Gelu(v);
+        if (Adds(e)) v += Load(o + j);
         Store(o + j, v);
       }
     } else {
       float tmp[kPanel];
       for (int j = 0; j < kPanel; j += W) {
         vf v = Load(a + j) + Load(bias + j);
-        if (e == kGelu) v = Gelu(v);
+        if (Gelus(e)) v = Gelu(v);
         Store(tmp + j, v);
       }
-      for (int j = 0; j < width; j++) o[j] = e == kAdd ? o[j] + tmp[j] : tmp[j];
+      for (int j = 0; j < width; j++) o[j] = Adds(e) ? o[j] + tmp[j] : tmp[j];
     }
   }
 }
@@ -412,9 +417,40 @@ struct Norm {
   float eps = 0;
 };
 
-// `xq` (instead of `x`): rows already quantised; `outQ` (instead of `out`): see Finish.
+// The input rows of a 3-tap convolution with padding 1 (Whisper's conv stem), read where the
+// input lies instead of copied out first: output frame j of window b sees input frames
+// j·stride − 1 … j·stride + 1, tap-major (k = 3·channels; the weights are [out, tap, channel]).
+// Frame-major input ([windows, frames, channels]: the first conv's output) gives each inner row
+// in place; channel-major input ([windows, channels, frames]: a mel window) is gathered.
+struct ConvRows {
+  const float* x = nullptr;
+  int frames = 0, channels = 0, stride = 1, outFrames = 0;
+  bool channelMajor = false;
+
+  // Row r, in place or assembled in `tmp` (3·channels floats) with zeros outside the window.
+  const float* Row(int r, float* tmp) const {
+    const int b = r / outFrames, t0 = (r % outFrames) * stride - 1;
+    const float* window = x + size_t(b) * frames * channels;
+    if (!channelMajor && t0 >= 0 && t0 + 3 <= frames) return window + size_t(t0) * channels;
+    for (int tap = 0; tap < 3; tap++) {
+      const int t = t0 + tap;
+      float* dst = tmp + size_t(tap) * channels;
+      if (t < 0 || t >= frames) {
+        std::fill(dst, dst + channels, 0.0f);
+      } else if (channelMajor) {
+        for (int c = 0; c < channels; c++) dst[c] = window[size_t(c) * frames + t];
+      } else {
+        std::memcpy(dst, window + size_t(t) * channels, size_t(channels) * sizeof(float));
+      }
+    }
+    return tmp;
+  }
+};
+
+// `xq` (instead of `x`): rows already quantised; `outQ` (instead of `out`): see Finish; `conv`
+// (instead of `x`): the rows of a convolution, see ConvRows.
 void Compute(const Packed& p, const float* x, int rows, const Norm& norm, Epilogue e, const Layout& layout, float* out, int threads,
-             const QuantisedRows* xq = nullptr, QuantisedRows* outQ = nullptr) {
+             const QuantisedRows* xq = nullptr, QuantisedRows* outQ = nullptr, const ConvRows* conv = nullptr) {
   const int kp = p.blocks * kBlock;
   const int tiles = (rows + kTileRows - 1) / kTileRows;
   // Many rows (an encoder window): threads take ranges of rows. Few rows (a decoder step): they
@@ -433,7 +469,7 @@ void Compute(const Packed& p, const float* x, int rows, const Norm& norm, Epilog
     }
     if (first >= last || panel0 >= panel1) return;
     thread_local Quantised buf;
-    thread_local std::vector<float> normed;
+    thread_local std::vector<float> normed, convRow;
     const int n = last - first;
     const int8_t* q;
     const float* qs;
@@ -447,8 +483,9 @@ void Compute(const Packed& p, const float* x, int rows, const Norm& norm, Epilog
       buf.scale.resize(size_t(n) * p.blocks);
       buf.sum.resize(size_t(n) * p.blocks);
       if (norm.gamma) normed.resize(p.k);
+      if (conv) convRow.resize(p.k);
       for (int r = 0; r < n; r++) {
-        const float* row = x + size_t(first + r) * p.k;
+        const float* row = conv ? conv->Row(first + r, convRow.data()) : x + size_t(first + r) * p.k;
         if (norm.gamma) {
           NormRow(row, p.k, norm.gamma, norm.beta, norm.eps, normed.data());
           row = normed.data();
@@ -628,7 +665,7 @@ Napi::Value JsQuantisedRows(const Napi::CallbackInfo& info) {
 }
 
 // linear8Run(packed, x: Float32Array [rows, k] | QuantisedRows, rows, out: Float32Array [rows, n] | QuantisedRows,
-//            epilogue: 0 out = y | 1 out = gelu(y) | 2 out += y, threads,
+//            epilogue: 0 out = y | 1 out = gelu(y) | 2 out += y | 3 out += gelu(y), threads,
 //            norm?: { gamma: Float32Array [k], beta: Float32Array [k], eps } | null,
 //            heads?: { heads, positions }) — y = LN?(x)·Wᵀ + b; with `heads`, out is
 //            [rows / positions, heads, positions, n / heads]. QuantisedRows (linear8QuantisedRows)
@@ -648,8 +685,8 @@ Napi::Value JsRun(const Napi::CallbackInfo& info) {
   const int rows = Int(info[2]);
   const int epilogue = Int(info[4]);
   const bool xFits = xq ? xq->k == p.k && xq->rows >= rows : info[1].As<Napi::Float32Array>().ElementLength() >= size_t(rows) * p.k;
-  const bool outFits = outQ ? outQ->k == p.n && outQ->rows >= rows && epilogue != kAdd : info[3].As<Napi::Float32Array>().ElementLength() >= size_t(rows) * p.n;
-  if (rows < 0 || !xFits || !outFits || epilogue < 0 || epilogue > 2) {
+  const bool outFits = outQ ? outQ->k == p.n && outQ->rows >= rows && epilogue != kAdd && epilogue != kGeluAdd : info[3].As<Napi::Float32Array>().ElementLength() >= size_t(rows) * p.n;
+  if (rows < 0 || !xFits || !outFits || epilogue < 0 || epilogue > 3) {
     Napi::RangeError::New(env, "linear8Run: sizes do not match").ThrowAsJavaScriptException();
     return env.Undefined();
   }
@@ -683,6 +720,42 @@ Napi::Value JsRun(const Napi::CallbackInfo& info) {
   }
   Compute(p, xq ? nullptr : info[1].As<Napi::Float32Array>().Data(), rows, norm, Epilogue(epilogue), layout, outQ ? nullptr : info[3].As<Napi::Float32Array>().Data(),
           Int(info[5]), xq, outQ);
+  return env.Undefined();
+}
+
+// conv8Run(packed, x: Float32Array, windows, frames, channels, stride, channelMajor: boolean,
+//          out: Float32Array [windows·outFrames, n], epilogue, threads) — a 3-tap convolution with
+//          padding 1 as the linear `packed` ([n, 3·channels], tap-major) over rows read in place
+//          (ConvRows); x is [windows, channels, frames] when channelMajor, else [windows, frames,
+//          channels]; outFrames = ⌊(frames − 1) / stride⌋ + 1.
+Napi::Value JsConv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 10 || !info[0].IsExternal() || !IsArray(info[1], napi_float32_array) || !info[6].IsBoolean() || !IsArray(info[7], napi_float32_array)) {
+    Napi::TypeError::New(env, "conv8Run(packed, x: Float32Array, windows, frames, channels, stride, channelMajor: boolean, out: Float32Array, epilogue, threads)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const Packed& p = *info[0].As<Napi::External<Packed>>().Data();
+  ConvRows conv;
+  const int windows = Int(info[2]);
+  conv.frames = Int(info[3]);
+  conv.channels = Int(info[4]);
+  conv.stride = Int(info[5]);
+  conv.channelMajor = info[6].As<Napi::Boolean>().Value();
+  const int epilogue = Int(info[8]);
+  Napi::Float32Array x = info[1].As<Napi::Float32Array>(), out = info[7].As<Napi::Float32Array>();
+  if (windows < 0 || conv.frames < 1 || conv.channels < 1 || conv.stride < 1 || p.k != 3 * conv.channels || epilogue < 0 || epilogue > 3) {
+    Napi::RangeError::New(env, "conv8Run: the weights must be [n, 3·channels], the sizes positive").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  conv.outFrames = (conv.frames - 1) / conv.stride + 1;
+  const int rows = windows * conv.outFrames;
+  if (x.ElementLength() < size_t(windows) * conv.frames * conv.channels || out.ElementLength() < size_t(rows) * p.n) {
+    Napi::RangeError::New(env, "conv8Run: sizes do not match").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  conv.x = x.Data();
+  Compute(p, nullptr, rows, Norm(), Epilogue(epilogue), Layout(), out.Data(), Int(info[9]), nullptr, nullptr, &conv);
   return env.Undefined();
 }
 
@@ -788,6 +861,7 @@ Napi::Value JsSelfAttend(const Napi::CallbackInfo& info) {
 void RegisterInt8Linear(Napi::Env env, Napi::Object exports) {
   exports.Set("linear8Pack", Napi::Function::New(env, linear8::JsPack, "linear8Pack"));
   exports.Set("linear8Run", Napi::Function::New(env, linear8::JsRun, "linear8Run"));
+  exports.Set("conv8Run", Napi::Function::New(env, linear8::JsConv, "conv8Run"));
   exports.Set("linear8QuantisedRows", Napi::Function::New(env, linear8::JsQuantisedRows, "linear8QuantisedRows"));
   exports.Set("layerNorm", Napi::Function::New(env, linear8::JsLayerNorm, "layerNorm"));
   exports.Set("linear8Rows", Napi::Function::New(env, linear8::JsRows, "linear8Rows"));

@@ -4,7 +4,6 @@
 // Rows carry their own positions (`offset`), so rows at different steps share a batch.
 //
 import { Graph, float, type TensorData } from '../onnx/graph.js';
-import { f32ToF16 } from '../model/safetensors.js';
 import type { ModelDims } from '../manifest.js';
 import { LayerBuilder, NativeTensors, ResidualStream, type BlockTable, type LinearPrecision } from './layers.js';
 import type { WeightReader } from './encoder.js';
@@ -333,7 +332,6 @@ export function decoderNativeTensors(dims: ModelDims, read: WeightReader): Map<s
   }
   norm(N.norm, `${p}.layer_norm`);
   t.linear(N.tokens, read(`${p}.embed_tokens.weight`, [dims.nVocab, d]), dims.nVocab, d);
-  const half = f32ToF16(read(`${p}.embed_positions.weight`, [dims.nTextCtx, d]));
-  t.map.set(N.positions, { dtype: 'float16', dims: [dims.nTextCtx, d], data: new Uint8Array(half.buffer, half.byteOffset, half.byteLength) });
+  t.halfFloats(N.positions, read(`${p}.embed_positions.weight`, [dims.nTextCtx, d]), [dims.nTextCtx, d]);
   return t.map;
 }

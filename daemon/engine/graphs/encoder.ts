@@ -145,8 +145,22 @@ export const NATIVE_ENCODER = {
   norm: 'norm',
   crossK: (l: number) => `cross.${l}.k`,
   crossV: (l: number) => `cross.${l}.v`,
+  /** The conv stem as int8 linears over 3 frames ([d, 3·channels], tap-major), and the
+   *  positions (float16, the bytes the stem graph stores). Absent from models imported before. */
+  conv1: 'stem.conv1',
+  conv2: 'stem.conv2',
+  positions: 'stem.positions',
   eps: LN_EPS,
 };
+
+/** A conv weight [out, in, 3] as a linear over 3 consecutive frames: [out, 3·in], tap-major. */
+export function convAsLinear(w: Float32Array, out: number, inC: number): Float32Array {
+  const lin = new Float32Array(out * 3 * inC);
+  for (let o = 0; o < out; o++)
+    for (let c = 0; c < inC; c++)
+      for (let tap = 0; tap < 3; tap++) lin[(o * 3 + tap) * inC + c] = w[(o * inC + c) * 3 + tap]!;
+  return lin;
+}
 
 /**
  * The tensors the native int8 encoder reads, in the bytes the whole int8 encoder graph stores
@@ -168,6 +182,10 @@ export function encoderNativeTensors(dims: ModelDims, read: WeightReader): Map<s
     t.linear(NATIVE_ENCODER.fc2(i), read(`${lp}.fc2.weight`, [d, f]), d, f, read(`${lp}.fc2.bias`, [d]));
   }
   norm(NATIVE_ENCODER.norm, 'model.encoder.layer_norm');
+  const stem = (name: string, src: string, inC: number) => t.linear(name, convAsLinear(read(`${src}.weight`, [d, inC, 3]), d, inC), d, 3 * inC, read(`${src}.bias`, [d]));
+  stem(NATIVE_ENCODER.conv1, 'model.encoder.conv1', dims.nMels);
+  stem(NATIVE_ENCODER.conv2, 'model.encoder.conv2', d);
+  t.halfFloats(NATIVE_ENCODER.positions, read('model.encoder.embed_positions.weight', [dims.nAudioCtx, d]), [dims.nAudioCtx, d]);
   for (let l = 0; l < dims.decoderLayers; l++) {
     const a = `model.decoder.layers.${l}.encoder_attn`;
     t.linear(NATIVE_ENCODER.crossK(l), read(`${a}.k_proj.weight`, [d, d]), d, d);

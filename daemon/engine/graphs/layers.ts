@@ -180,6 +180,12 @@ export class NativeTensors {
     this.map.set(name, f32Tensor([v.length], v));
   }
 
+  /** As float16: the bytes a graph's float16-stored copy holds (`weightStored`), kept once. */
+  halfFloats(name: string, v: Float32Array, dims: readonly number[]): void {
+    const half = f32ToF16(v);
+    this.map.set(name, { dtype: 'float16', dims: [...dims], data: new Uint8Array(half.buffer, half.byteOffset, half.byteLength) });
+  }
+
   linear(name: string, w: Float32Array, rows: number, cols: number, bias?: Float32Array): void {
     const q = quantizeRowBlocks(w, rows, cols, INT8_BLOCK);
     this.map.set(`${name}.values`, { dtype: 'uint8', dims: [rows, q.blocks, INT8_BLOCK], data: q.values });
