@@ -51,7 +51,7 @@ async function measure(precision: Precision, encoder: EncoderMode, runs: number,
     });
     // Files this way of running reads (the encoder's data file serves both ways).
     const unused = 'native' in model.encoder
-      ? [files.encoder, ...(model.encoder.native.nativeAttention ? [files.encoderNative!.attention] : [])]
+      ? [files.encoder, ...(model.encoder.native.nativeAttention ? [files.encoderNative!.attention] : []), ...(model.encoder.native.nativeStem ? [files.encoderNative!.stem] : [])]
       : files.encoderNative ? [files.encoderNative.stem, files.encoderNative.attention] : [];
     if ('native' in model.decoder) unused.push(...(files.decoderSegments ?? []));
     const fileMb = graphFileList(files).filter((f) => !unused.includes(f)).reduce((s, f) => s + fs.statSync(path.join(dir, f)).size, 0) / 2 ** 20;

@@ -124,8 +124,12 @@ async function measureEncoder(model: WhisperModel, mel: Float32Array, runs: numb
   // Per query and head: q·Kᵀ in tiles of 16 positions × 4 dims per part, P·V in steps of 4
   // positions × 16 dims per part (native/src/cross_attention.cc).
   const attention = d.encoderLayers * P * d.encoderHeads * (Math.ceil(P / 16) * (dh / 4) * ap.query + Math.ceil(P / 4) * (dh / 16) * ap.weights);
+  // The stem's two 3-tap convolutions as int8 linears (inputs padded to blocks of 32), when the
+  // model has its tensors; else ONNX Runtime's float32 graph (no int8 dot products to count).
+  const nativeStem = 'native' in model.encoder && model.encoder.native.nativeStem;
+  const stemDots = (2 * P * d.dModel * Math.ceil((3 * d.nMels) / 32) * 32 + P * d.dModel * 3 * d.dModel) / 64;
   const parts: [keyof EncoderPartTimes, string, number | undefined][] = [
-    ['stem', 'conv stem (ONNX Runtime, float32)', undefined],
+    nativeStem ? ['stem', 'conv stem (int8) + GELU + positions', stemDots] : ['stem', 'conv stem (ONNX Runtime, float32)', undefined],
     ['qkv', 'q/k/v linear + LayerNorm', linear(3 * d.dModel, d.dModel)],
     ['attention', `self-attention (int8, ${ap.query}+${ap.weights}-part operands)`, attention],
     ['out', 'attention output linear', linear(d.dModel, d.dModel)],

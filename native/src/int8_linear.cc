@@ -535,6 +535,33 @@ struct SelfAttention {
   float* out;  // [rows·steps, heads·headDim]
 };
 
+// o = Σ_t (p[t]·inv)·V[t] over `visible` value rows of `dh` floats. With NV whole vectors per row
+// (heads of 64 or 128 dims) the sums stay in registers: through memory, every position's
+// store-then-load of the same four vectors made a chain of store-forwarding waits. The same
+// multiply-adds in the same order either way.
+template <int NV>
+void WeighValues(const float* p, float inv, const float* V, int visible, float* o, int dh = NV * W) {
+  if constexpr (NV > 0) {
+    vf acc[NV];
+    for (int j = 0; j < NV; j++) acc[j] = Splat(0.0f);
+    for (int t = 0; t < visible; t++) {
+      const vf pt = Splat(p[t] * inv);
+      const float* v = V + size_t(t) * dh;
+      for (int j = 0; j < NV; j++) acc[j] = acc[j] + pt * Load(v + j * W);
+    }
+    for (int j = 0; j < NV; j++) Store(o + j * W, acc[j]);
+  } else {
+    for (int i = 0; i < dh; i++) o[i] = 0;
+    for (int t = 0; t < visible; t++) {
+      const float pt = p[t] * inv;
+      const float* v = V + size_t(t) * dh;
+      int i = 0;
+      for (; i + W <= dh; i += W) Store(o + i, Load(o + i) + Splat(pt) * Load(v + i));
+      for (; i < dh; i++) o[i] += pt * v[i];
+    }
+  }
+}
+
 void AttendSelf(const SelfAttention& a, int row, int head, std::vector<float>& scores) {
   const int d = a.heads * a.headDim, dh = a.headDim;
   const size_t base = (size_t(a.slots[row]) * a.heads + head) * a.capacity * dh;
@@ -575,13 +602,10 @@ void AttendSelf(const SelfAttention& a, int row, int head, std::vector<float>& s
     }
     const float inv = 1.0f / SumLanes(vsum);
     float* o = a.out + size_t(row * a.steps + s) * d + head * dh;
-    for (int i = 0; i < dh; i++) o[i] = 0;
-    for (int t = 0; t < visible; t++) {
-      const float pt = scores[t] * inv;
-      const float* v = V + size_t(t) * dh;
-      int i = 0;
-      for (; i + W <= dh; i += W) Store(o + i, Load(o + i) + Splat(pt) * Load(v + i));
-      for (; i < dh; i++) o[i] += pt * v[i];
+    switch (dh) {
+      case 4 * W: WeighValues<4>(scores.data(), inv, V, visible, o); break;
+      case 8 * W: WeighValues<8>(scores.data(), inv, V, visible, o); break;
+      default: WeighValues<0>(scores.data(), inv, V, visible, o, dh); break;
     }
   }
 }
