@@ -191,6 +191,27 @@ describe('native int8 linear kernel', () => {
     expect(() => addon.linear8QuantisedRows(4, 33)).toThrow(/multiple of 32/);
   });
 
+  it('rows quantised once (after a LayerNorm) feed several linears with the same result, bit for bit', () => {
+    // The encoder's output into its cross key/value projections, split into heads.
+    const rnd = seededRandom(17);
+    const rows = 200, d = 128;
+    const q = quantizeRowBlocks(Float32Array.from({ length: d * d }, () => (rnd() * 2 - 1) * 0.1), d, d, 32);
+    const proj = addon.linear8Pack(q.values, q.scales, Float32Array.from({ length: d }, () => rnd() - 0.5), d, d);
+    const x = Float32Array.from({ length: rows * d }, () => (rnd() * 2 - 1) * 3);
+    const norm = { gamma: Float32Array.from({ length: d }, () => 1 + rnd() * 0.2), beta: Float32Array.from({ length: d }, () => rnd() * 0.1), eps: 1e-5 };
+    for (const threads of [1, 2]) {
+      const direct = new Float32Array(rows * d), viaRows = new Float32Array(rows * d);
+      addon.linear8Run(proj, x, rows, direct, 0, threads, norm, { heads: 2, positions: 100 });
+      const once = addon.linear8QuantisedRows(rows, d);
+      addon.linear8Quantise(x, rows, once, threads, norm);
+      addon.linear8Run(proj, once, rows, viaRows, 0, threads, null, { heads: 2, positions: 100 });
+      expect(viaRows).toEqual(direct);
+      expect(direct.some((v) => v !== 0)).toBe(true);
+    }
+    expect(() => addon.linear8Quantise(x, rows + 1, addon.linear8QuantisedRows(rows, d), 1)).toThrow(/sizes do not match/);
+    expect(() => addon.linear8Quantise(x, rows, addon.linear8QuantisedRows(rows, d), 1, { gamma: new Float32Array(d + 1), beta: new Float32Array(d), eps: 1e-5 })).toThrow(/norm needs/);
+  });
+
   it('a 3-tap convolution over frames read in place gives what the linear gives on copied-out rows, bit for bit', () => {
     // Whisper's stem: conv1 over a mel window (channel-major, stride 1), conv2 over conv1's
     // frame-major output (stride 2); padding 1, odd and even frame counts, several windows.

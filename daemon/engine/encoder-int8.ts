@@ -36,7 +36,8 @@ interface EncoderLayer {
 }
 
 export interface NativeEncoderOutput {
-  hidden: Float32Array;
+  /** The encoder's output (after its final LayerNorm), when asked for. */
+  hidden?: Float32Array;
   /** Per decoder layer, [B, heads, positions, headDim]; empty when `int8` holds them instead. */
   crossK: Float32Array[];
   crossV: Float32Array[];
@@ -62,11 +63,21 @@ export function emptyEncoderPartTimes(): EncoderPartTimes {
   return { stem: 0, qkv: 0, attention: 0, out: 0, fc1: 0, fc2: 0, cross: 0 };
 }
 
+/** One encoder run's buffers: q/k/v, the attention output, the MLP's hidden rows (which fc1
+ *  writes already quantised for fc2), and the encoder's output quantised once for the cross
+ *  key/value projections; room for `rows` rows in the quantised ones. */
+interface Scratch {
+  qkv: Float32Array;
+  att: Float32Array;
+  up: QuantisedRows | Float32Array | null;
+  out: QuantisedRows | null;
+  rows: number;
+}
+
 export class NativeEncoder {
   /** Scratch buffers of finished runs (runs may overlap across awaits: each takes its own):
-   *  q/k/v, the attention output, and the MLP's hidden rows, which fc1 writes already quantised
-   *  for fc2 (room for `upRows` of them). */
-  private readonly spare: { qkv: Float32Array; up: QuantisedRows | Float32Array | null; upRows: number; att: Float32Array }[] = [];
+   *  see Scratch. */
+  private readonly spare: Scratch[] = [];
 
   private constructor(
     private readonly dims: ModelDims,
@@ -126,14 +137,15 @@ export class NativeEncoder {
     this.spare.length = 0;
   }
 
-  /** B windows of log-mel features ([B, n_mels, frames]) → hidden states and cross K/V. With
-   *  `int8`, the cross keys/values come back in the decoder's int8 form only: each layer's
-   *  projection is quantised as soon as it is computed, so the float32 ones never all exist. */
-  async run(mel: Float32Array, batch: number, frames: number, parts?: EncoderPartTimes, int8?: CrossShape): Promise<NativeEncoderOutput> {
+  /** B windows of log-mel features ([B, n_mels, frames]) → cross K/V (and the hidden states
+   *  when `hidden`). With `int8`, the cross keys/values come back in the decoder's int8 form
+   *  only: each layer's projection is quantised as soon as it is computed, so the float32 ones
+   *  never all exist. */
+  async run(mel: Float32Array, batch: number, frames: number, parts?: EncoderPartTimes, int8?: CrossShape, hidden = false): Promise<NativeEncoderOutput> {
     const d = this.dims.dModel;
     const clock = partClock(parts);
     const t = this.threads;
-    const scratch = this.spare.pop() ?? { qkv: new Float32Array(0), up: null, upRows: 0, att: new Float32Array(0) };
+    const scratch: Scratch = this.spare.pop() ?? { qkv: new Float32Array(0), att: new Float32Array(0), up: null, out: null, rows: 0 };
     // The residual stream, updated in place.
     let x: Float32Array;
     if ('run' in this.stem) {
@@ -146,39 +158,44 @@ export class NativeEncoder {
     const positions = x.length / (batch * d);
     const rows = batch * positions;
     if (scratch.qkv.length < rows * 3 * d) scratch.qkv = new Float32Array(rows * 3 * d);
-    if (!scratch.up || scratch.upRows < rows) {
+    if (scratch.rows < rows) {
       // (Float rows for a width the quantised blocks of 32 do not divide: no Whisper has one.)
       scratch.up = this.dims.encoderFfn % 32 === 0 ? quantisedRows(rows, this.dims.encoderFfn) : new Float32Array(rows * this.dims.encoderFfn);
-      scratch.upRows = rows;
+      scratch.out = d % 32 === 0 ? quantisedRows(rows, d) : null;
+      scratch.rows = rows;
     }
     if (scratch.att.length < rows * d) scratch.att = new Float32Array(rows * d);
     const qkv = scratch.qkv.subarray(0, rows * 3 * d);
-    const up = scratch.up;
     try {
-      await this.runLayers(x, qkv, up, scratch.att.subarray(0, rows * d), batch, positions, t, clock);
+      await this.runLayers(x, qkv, scratch.up!, scratch.att.subarray(0, rows * d), batch, positions, t, clock);
+      const normed = hidden || !scratch.out ? unfilledFloats(rows * d) : undefined;
+      if (normed) addon.layerNorm(x, rows, d, this.norm.gamma, this.norm.beta, this.norm.eps, normed);
+      // The final LayerNorm's rows quantised once for the 8 cross projections (each would
+      // quantise them again), the LayerNorm inside the quantisation: the same bits either way.
+      const input: Float32Array | QuantisedRows = scratch.out ?? normed!;
+      if (scratch.out) addon.linear8Quantise(x, rows, scratch.out, t, this.norm);
+      const heads = { heads: this.dims.decoderHeads, positions };
+      const project = (w: Packed, out = unfilledFloats(rows * d)) => {
+        linear8(w, input, rows, out, Epilogue.Set, t, null, heads);
+        return out;
+      };
+      const kept = hidden ? { hidden: normed! } : {};
+      if (int8) {
+        const q = Int8CrossCache.emptyWindows(int8, batch);
+        const projected = unfilledFloats(rows * d);
+        this.cross.forEach((c, l) => {
+          Int8CrossCache.quantiseLayer(int8, q, l, 'keys', project(c.k, projected), positions, t);
+          Int8CrossCache.quantiseLayer(int8, q, l, 'values', project(c.v, projected), positions, t);
+        });
+        clock('cross');
+        return { ...kept, crossK: [], crossV: [], int8: q };
+      }
+      const out = { ...kept, crossK: this.cross.map((c) => project(c.k)), crossV: this.cross.map((c) => project(c.v)) };
+      clock('cross');
+      return out;
     } finally {
       this.spare.push(scratch);
     }
-    const hidden = unfilledFloats(rows * d);
-    addon.layerNorm(x, rows, d, this.norm.gamma, this.norm.beta, this.norm.eps, hidden);
-    const heads = { heads: this.dims.decoderHeads, positions };
-    const project = (w: Packed, out = unfilledFloats(rows * d)) => {
-      linear8(w, hidden, rows, out, Epilogue.Set, t, null, heads);
-      return out;
-    };
-    if (int8) {
-      const q = Int8CrossCache.emptyWindows(int8, batch);
-      const projected = unfilledFloats(rows * d);
-      this.cross.forEach((c, l) => {
-        Int8CrossCache.quantiseLayer(int8, q, l, 'keys', project(c.k, projected), positions, t);
-        Int8CrossCache.quantiseLayer(int8, q, l, 'values', project(c.v, projected), positions, t);
-      });
-      clock('cross');
-      return { hidden, crossK: [], crossV: [], int8: q };
-    }
-    const out = { hidden, crossK: this.cross.map((c) => project(c.k)), crossV: this.cross.map((c) => project(c.v)) };
-    clock('cross');
-    return out;
   }
 
   /** mel [batch, n_mels, frames] → x [batch·⌈frames / 2⌉, d]: conv1 + GELU into frame-major rows

@@ -222,7 +222,7 @@ export class WhisperModel {
       throw new WxError('engine.bad_input', `encoder input has ${mel.length} values, expected ${batch}×${d.nMels}×${frames}`);
     }
     if ('native' in this.encoder) {
-      const out = await this.encoder.native.run(mel, batch, frames, opts.parts, int8);
+      const out = await this.encoder.native.run(mel, batch, frames, opts.parts, int8, opts.hidden);
       const enc = new EncodedWindows(batch, out.crossK, out.crossV, d.dModel * positions, positions, out.int8) as EncodedWindows & { hidden?: Float32Array };
       if (opts.hidden) enc.hidden = out.hidden;
       return enc;

@@ -688,6 +688,58 @@ Napi::Value JsQuantisedRows(const Napi::CallbackInfo& info) {
   return ext;
 }
 
+// `norm` argument ({ gamma, beta: Float32Array [k], eps }) into `out`; false (and a thrown
+// RangeError naming `fn`) if it does not fit rows of width k.
+bool ReadNorm(Napi::Env env, const Napi::Value& v, int k, const char* fn, Norm& out) {
+  Napi::Object o = v.As<Napi::Object>();
+  Napi::Value g = o.Get("gamma"), b = o.Get("beta");
+  if (!IsArray(g, napi_float32_array) || !IsArray(b, napi_float32_array) || g.As<Napi::Float32Array>().ElementLength() != size_t(k) ||
+      b.As<Napi::Float32Array>().ElementLength() != size_t(k) || !o.Get("eps").IsNumber()) {
+    Napi::RangeError::New(env, std::string(fn) + ": norm needs gamma and beta of the input width and eps").ThrowAsJavaScriptException();
+    return false;
+  }
+  out.gamma = g.As<Napi::Float32Array>().Data();
+  out.beta = b.As<Napi::Float32Array>().Data();
+  out.eps = o.Get("eps").As<Napi::Number>().FloatValue();
+  return true;
+}
+
+// linear8Quantise(x: Float32Array [rows, k], rows, out: QuantisedRows, threads, norm?) — rows
+// (after a LayerNorm when `norm`) quantised as a linear quantises its input, for several linears
+// that read the same rows (the encoder's output, into 8 cross key/value projections).
+Napi::Value JsQuantise(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  QuantisedRows* outQ = info.Length() > 2 ? AsQuantisedRows(info[2]) : nullptr;
+  if (info.Length() < 4 || !IsArray(info[0], napi_float32_array) || !info[1].IsNumber() || !outQ || !info[3].IsNumber()) {
+    Napi::TypeError::New(env, "linear8Quantise(x: Float32Array, rows, out: QuantisedRows, threads, norm?)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const int rows = Int(info[1]), k = outQ->k;
+  Napi::Float32Array x = info[0].As<Napi::Float32Array>();
+  if (rows < 0 || rows > outQ->rows || x.ElementLength() < size_t(rows) * k) {
+    Napi::RangeError::New(env, "linear8Quantise: sizes do not match").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Norm norm;
+  if (info.Length() > 4 && info[4].IsObject() && !ReadNorm(env, info[4], k, "linear8Quantise", norm)) return env.Undefined();
+  const float* src = x.Data();
+  const int blocks = outQ->blocks;
+  const int parts = int64_t(rows) * k < (1 << 16) ? 1 : std::max(1, std::min(Int(info[3]), rows));
+  SharedPool().Run(parts, [&](int part, int nparts) {
+    thread_local std::vector<float> normed;
+    if (norm.gamma) normed.resize(k);
+    for (int r = int(int64_t(rows) * part / nparts); r < int(int64_t(rows) * (part + 1) / nparts); r++) {
+      const float* row = src + size_t(r) * k;
+      if (norm.gamma) {
+        NormRow(row, k, norm.gamma, norm.beta, norm.eps, normed.data());
+        row = normed.data();
+      }
+      QuantiseRow(row, k, blocks, outQ->data.q.data() + size_t(r) * k, outQ->data.scale.data() + size_t(r) * blocks, outQ->data.sum.data() + size_t(r) * blocks);
+    }
+  });
+  return env.Undefined();
+}
+
 // linear8Run(packed, x: Float32Array [rows, k] | QuantisedRows, rows, out: Float32Array [rows, n] | QuantisedRows,
 //            epilogue: 0 out = y | 1 out = gelu(y) | 2 out += y | 3 out += gelu(y), threads,
 //            norm?: { gamma: Float32Array [k], beta: Float32Array [k], eps } | null,
@@ -719,18 +771,7 @@ Napi::Value JsRun(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   Norm norm;
-  if (info.Length() > 6 && info[6].IsObject()) {
-    Napi::Object o = info[6].As<Napi::Object>();
-    Napi::Value g = o.Get("gamma"), b = o.Get("beta");
-    if (!IsArray(g, napi_float32_array) || !IsArray(b, napi_float32_array) || g.As<Napi::Float32Array>().ElementLength() != size_t(p.k) ||
-        b.As<Napi::Float32Array>().ElementLength() != size_t(p.k) || !o.Get("eps").IsNumber()) {
-      Napi::RangeError::New(env, "linear8Run: norm needs gamma and beta of the input width and eps").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    norm.gamma = g.As<Napi::Float32Array>().Data();
-    norm.beta = b.As<Napi::Float32Array>().Data();
-    norm.eps = o.Get("eps").As<Napi::Number>().FloatValue();
-  }
+  if (info.Length() > 6 && info[6].IsObject() && !ReadNorm(env, info[6], p.k, "linear8Run", norm)) return env.Undefined();
   Layout layout;
   if (info.Length() > 7 && info[7].IsObject()) {
     Napi::Object o = info[7].As<Napi::Object>();
@@ -885,6 +926,7 @@ Napi::Value JsSelfAttend(const Napi::CallbackInfo& info) {
 void RegisterInt8Linear(Napi::Env env, Napi::Object exports) {
   exports.Set("linear8Pack", Napi::Function::New(env, linear8::JsPack, "linear8Pack"));
   exports.Set("linear8Run", Napi::Function::New(env, linear8::JsRun, "linear8Run"));
+  exports.Set("linear8Quantise", Napi::Function::New(env, linear8::JsQuantise, "linear8Quantise"));
   exports.Set("conv8Run", Napi::Function::New(env, linear8::JsConv, "conv8Run"));
   exports.Set("linear8QuantisedRows", Napi::Function::New(env, linear8::JsQuantisedRows, "linear8QuantisedRows"));
   exports.Set("layerNorm", Napi::Function::New(env, linear8::JsLayerNorm, "layerNorm"));
