@@ -457,7 +457,10 @@ void Compute(const Packed& p, const float* x, int rows, const Norm& norm, Epilog
   // take ranges of output panels instead, each quantising the few rows itself.
   const bool byPanel = tiles < 4 * threads;
   const int64_t work = int64_t(rows) * p.n * p.k;
-  const int parts = work < (1 << 18) ? 1 : std::max(1, std::min(threads, byPanel ? p.panels : tiles));
+  // Both threads from 64 k multiply-adds (a 384 × 384 table at one row is 147 k): a decoder step
+  // reads every table from memory, which two threads do faster, and the helper is still spinning
+  // from the call before (from 256 k, as it was, a batch-1 step was ~6% slower).
+  const int parts = work < (1 << 16) ? 1 : std::max(1, std::min(threads, byPanel ? p.panels : tiles));
   auto run = [&](int part, int nparts) {
     int first = 0, last = rows, panel0 = 0, panel1 = p.panels;
     if (byPanel) {
@@ -912,7 +915,12 @@ Napi::Value JsSelfAttend(const Napi::CallbackInfo& info) {
   const int pairs = a.rows * a.heads;
   int64_t work = 0;
   for (int r = 0; r < a.rows; r++) work += int64_t(lengths[r] + a.steps) * a.steps * a.heads * a.headDim;
-  const int parts = work < (1 << 18) ? 1 : std::max(1, std::min(threads, pairs));
+  // Split from a few thousand cached positions on: the caches come from memory every step (a
+  // step streams ~35 MB of tables between two visits), so even a short one is mostly waiting for
+  // memory, which two threads do at once (6 rows × ~50 positions: 87 → 47 µs a call; whole
+  // steps 3–8% faster at 1–8 rows than from 256 k). The other thread is warm: the q/k/v linear
+  // just ran on it.
+  const int parts = work < (1 << 15) ? 1 : std::max(1, std::min(threads, pairs));
   SharedPool().Run(parts, [&](int part, int nparts) {
     thread_local std::vector<float> scores;
     for (int i = int(int64_t(pairs) * part / nparts); i < int(int64_t(pairs) * (part + 1) / nparts); i++) AttendSelf(a, i / a.heads, i % a.heads, scores);
