@@ -647,8 +647,10 @@ Napi::Value JsAttend(const Napi::CallbackInfo& info) {
       }
     }
   };
-  // Small calls are not worth a hand-off to a helper thread.
-  const int parts = int64_t(rows) * steps * s.heads * s.stride * s.headDim < (1 << 20) ? 1 : std::max(1, threads);
+  // Only tiny calls stay on one thread. One row's 6 heads (1.2 MB of keys and values, from
+  // memory every step) split over both: a batch-1 step 8–12% faster than when a call needed
+  // 4× that much work (paired steps, both orders); the helper is warm from the linear before.
+  const int parts = int64_t(rows) * steps * s.heads * s.stride * s.headDim < (1 << 18) ? 1 : std::max(1, threads);
   SharedPool().Run(parts, work);
   return env.Undefined();
 }
